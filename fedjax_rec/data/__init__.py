@@ -1,0 +1,1 @@
+"""Data: raw formats -> interactions -> split -> padded client tensors."""
