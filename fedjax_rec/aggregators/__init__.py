@@ -1,0 +1,88 @@
+"""Server aggregation rules over sparse uploads (SPEC §1 and §7).
+
+Every builder returns an `Aggregator(init, apply)`; `apply(uploads, state)` returns
+`(Aggregate, state, metrics)`, is jittable and calls `validate` first (metric `rejected`).
+See `base.py` for the FedAvg conventions and how robust statistics are rescaled to them.
+
+Default hyper-parameters (used by `make_aggregator` and the builders alike):
+
+* `num_trim` / `num_byzantine` (`f`) = 1. Statistics are per item row over that row's
+  uploaders, and `f` bounds the attackers *per row per round*. With the papers' malicious
+  share of 0.1% of users and rounds of 256 clients, a round holds about 0.26 attackers on
+  average, so more than one attacker uploading the same target row in one round is rare;
+  `f = 1` keeps the trimming/selection as mild as possible for benign rows.
+* `clip_norm`, `client_clip`, `row_clip` = 1.0. The BCE gradient of one item row is
+  `(sigmoid(s) - y) * ds/dv` with `|sigmoid(s) - y| <= 1` and a Jacobian of unit scale for
+  the presets' initialisations, so 1.0 sits at the upper end of benign row norms: it seldom
+  binds on benign rows but caps each attacker's row (and, for HiCS, its whole upload). The
+  right value depends on the model and loss scale; sweep it per preset.
+* `min_uploaders` = 2: a row moves only when at least two accepted clients uploaded it in
+  the round, so a single attacker cannot move a row alone.
+* `max_abs` = 1e6 for the robust aggregators (keeps squared norms and Krum distances finite
+  in float32), `None` for plain FedAvg (which still rejects NaN/Inf).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedjax_rec.aggregators.base import CONVENTIONS, Aggregator
+from fedjax_rec.aggregators.fedavg import fedavg
+from fedjax_rec.aggregators.hics import hics
+from fedjax_rec.aggregators.krum import krum
+from fedjax_rec.aggregators.median import median
+from fedjax_rec.aggregators.norm_bound import norm_bound
+from fedjax_rec.aggregators.trimmed_mean import trimmed_mean
+from fedjax_rec.aggregators.validate import validate
+
+_BUILDERS = {
+    "fedavg": fedavg,
+    "norm_bound": norm_bound,
+    "median": median,
+    "trimmed_mean": trimmed_mean,
+    "krum": krum,
+    "hics": hics,
+}
+
+# Hyper-parameters each name accepts (besides num_items and convention), with defaults.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "fedavg": {"max_abs": None},
+    "norm_bound": {"clip_norm": 1.0, "max_abs": 1e6},
+    "median": {"max_abs": 1e6},
+    "trimmed_mean": {"num_trim": 1, "max_abs": 1e6},
+    "krum": {"num_byzantine": 1, "max_abs": 1e6, "block_items": None},
+    "hics": {"client_clip": 1.0, "row_clip": 1.0, "min_uploaders": 2, "max_abs": 1e6},
+}
+
+AGGREGATORS = tuple(_BUILDERS)
+
+
+def make_aggregator(name: str, num_items: int, convention: str = "sum",
+                    **kwargs: Any) -> Aggregator:
+  """Builds an aggregator by name.
+
+  Args:
+    name: one of `AGGREGATORS`.
+    num_items: number of item rows (static).
+    convention: ``"sum"``, ``"mean"`` or ``"weighted"``.
+    **kwargs: hyper-parameters of that aggregator (see `DEFAULTS`); missing ones take the
+      documented defaults.
+
+  Raises:
+    ValueError: unknown name, unknown hyper-parameter, or an invalid value (negative `f`,
+      non-positive clip norm, `min_uploaders < 1`, unknown convention).
+  """
+  if name not in _BUILDERS:
+    raise ValueError(f"Unknown aggregator {name!r}; expected one of {AGGREGATORS}.")
+  unknown = set(kwargs) - set(DEFAULTS[name])
+  if unknown:
+    raise ValueError(f"Aggregator {name!r} got unknown hyper-parameters {sorted(unknown)}; "
+                     f"it accepts {sorted(DEFAULTS[name])}.")
+  params = {**DEFAULTS[name], **kwargs}
+  return _BUILDERS[name](num_items, convention=convention, **params)
+
+
+__all__ = [
+    "AGGREGATORS", "Aggregator", "CONVENTIONS", "DEFAULTS", "fedavg", "hics", "krum",
+    "make_aggregator", "median", "norm_bound", "trimmed_mean", "validate",
+]

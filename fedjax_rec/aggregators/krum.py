@@ -1,0 +1,182 @@
+"""Krum per item row over its uploaders; MLP Krum over the round's clients.
+
+SPEC §7. Reference: Blanchard et al., "Machine Learning with Adversaries: Byzantine Tolerant
+Gradient Descent" (NeurIPS 2017). Among the `n` uploads of a row, Krum picks the one with the
+least score, the sum of squared L2 distances to its `n - f - 2` nearest other uploads. The
+choice is mean-like and rescaled to the convention (see `base.py`).
+
+* Fallback: where `n - f - 2 < 1` Krum is undefined; the row gets the plain mean over its
+  uploaders (then rescaled: under ``"sum"`` that is the plain sum) and is counted in the
+  metric `krum_fallback_rows`. The MLP falls back likewise (`krum_mlp_chosen` = -1).
+* Ties: among equal scores the lowest client slot wins (`argmin` takes the first). Scores
+  are float sums, so "equal" means bitwise equal; uploads that are identical but reached by
+  different summation orders may differ in the last ulp.
+* Score: the `n - f - 2` nearest of the `n - 1` others are all but the `f + 1` farthest, so
+  score = (sum of distances to all others) - (sum of the `f + 1` largest), which needs a
+  static `top_k` instead of a per-row sort. Distances use the Gram identity
+  `|a|^2 + |b|^2 - 2 a.b` (clamped at 0); keep `max_abs` set so they stay finite.
+* Memory: a dense [num_items, C, C] distance tensor is never built. Rows are sorted by item
+  once; `lax.map` walks blocks of `block_items` items, slices that block's rows (at most
+  `block_items * C`, since (item, client) is a unique key), scatters them into a dense
+  [block, C, d] buffer with a presence mask and runs Krum there.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from fedjax_rec.aggregators.base import (
+    Aggregator, base_metrics, check_convention, check_non_negative_int, client_index,
+    finish_rows, item_keys, rescale_mlp, rescale_rows, stateless, uploader_counts)
+from fedjax_rec.aggregators.validate import validate
+from fedjax_rec.types import Aggregate, Array, PyTree, Uploads
+
+# Target size (in floats) of one block's [block, C, C] distance tensor.
+_BLOCK_FLOATS = 1 << 20
+
+
+def krum_select(x: Array, present: Array, num_byzantine: int) -> tuple[Array, Array]:
+  """Krum over the present rows of `x`.
+
+  Args:
+    x: [C, P] candidate uploads.
+    present: [C] bool, which slots hold an upload.
+    num_byzantine: `f`.
+
+  Returns:
+    `(mean_like [P], chosen)`: the chosen upload, or the mean of the present ones on
+    fallback; `chosen` is the slot index, -1 on fallback (also when nothing is present).
+  """
+  num_slots = x.shape[0]
+  n = jnp.sum(present)
+  sq = jnp.sum(jnp.square(x), axis=-1)
+  gram = jnp.matmul(x, x.T, precision=lax.Precision.HIGHEST)
+  dist = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+  others = present[:, None] & present[None, :] & ~jnp.eye(num_slots, dtype=bool)
+  total = jnp.sum(jnp.where(others, dist, 0.0), axis=-1)
+  num_far = min(num_byzantine + 1, num_slots)
+  far, _ = lax.top_k(jnp.where(others, dist, -jnp.inf), num_far)
+  # On fallback rows `far` may hold -inf; those scores are discarded below.
+  score = jnp.where(present, total - jnp.sum(far, axis=-1), jnp.inf)
+  chosen = jnp.argmin(score)
+  ok = n - num_byzantine - 2 >= 1
+  mean = jnp.sum(jnp.where(present[:, None], x, 0.0), axis=0) / jnp.maximum(n, 1)
+  return jnp.where(ok, x[chosen], mean), jnp.where(ok, chosen, -1)
+
+
+def _block_size(num_items: int, num_clients: int, block_items: int | None) -> int:
+  if block_items is None:
+    block_items = max(1, _BLOCK_FLOATS // (num_clients * num_clients))
+  return max(1, min(int(block_items), num_items))
+
+
+def row_krum(uploads: Uploads, num_items: int, num_byzantine: int,
+             block_items: int | None = None) -> tuple[Array, Array, Array]:
+  """Per-item Krum of validated uploads.
+
+  Returns:
+    `(mean_like [num_items, d], counts [num_items], fallback [num_items] bool)`.
+  """
+  num_clients = uploads.client_mask.shape[0]
+  num_rows, dim = uploads.row_grad.shape
+  block = _block_size(num_items, num_clients, block_items)
+  num_blocks = -(-num_items // block)
+  span = max(1, min(block * num_clients, num_rows))
+
+  keys = item_keys(uploads, num_items)
+  order = jnp.argsort(keys, stable=True)
+  pad = lambda a, v: jnp.concatenate([a, jnp.full((span,) + a.shape[1:], v, a.dtype)])
+  s_item = pad(keys[order], num_items)
+  s_client = pad(client_index(uploads)[order], 0)
+  s_grad = pad(uploads.row_grad[order], 0.0)
+  counts = uploader_counts(uploads, num_items)
+  start = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(counts).astype(jnp.int32)])
+  # Blocks past the last item start where the padding starts.
+  start = jnp.concatenate(
+      [start, jnp.full((num_blocks * block - num_items,), start[-1], jnp.int32)])
+
+  def block_fn(b):
+    first = b * block
+    lo = start[first]
+    item = lax.dynamic_slice_in_dim(s_item, lo, span)
+    client = lax.dynamic_slice_in_dim(s_client, lo, span)
+    grad = lax.dynamic_slice_in_dim(s_grad, lo, span)
+    local = item - first
+    valid = (item < num_items) & (local >= 0) & (local < block)
+    local = jnp.where(valid, local, block)  # out of range: dropped by the scatter
+    buf = jnp.zeros((block, num_clients, dim), grad.dtype).at[local, client].set(
+        grad, mode="drop")
+    present = jnp.zeros((block, num_clients), bool).at[local, client].set(True, mode="drop")
+    mean_like, chosen = jax.vmap(krum_select, in_axes=(0, 0, None))(
+        buf, present, num_byzantine)
+    return mean_like, chosen
+
+  mean_like, chosen = lax.map(block_fn, jnp.arange(num_blocks))
+  mean_like = mean_like.reshape(num_blocks * block, dim)[:num_items]
+  chosen = chosen.reshape(-1)[:num_items]
+  fallback = (counts > 0) & (chosen < 0)
+  return mean_like, counts, fallback
+
+
+def flatten_clients(mlp: PyTree) -> tuple[Array, Callable[[Array], PyTree]]:
+  """[C, P] concatenation of each client's MLP leaves, and the inverse for one [P] row."""
+  leaves, treedef = jax.tree.flatten(mlp)
+  shapes = [x.shape[1:] for x in leaves]
+  sizes = [x[0].size for x in leaves]
+  flat = jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=-1)
+
+  def unflatten(row):
+    parts, offset = [], 0
+    for shape, size, leaf in zip(shapes, sizes, leaves):
+      parts.append(row[offset:offset + size].reshape(shape).astype(leaf.dtype))
+      offset += size
+    return jax.tree.unflatten(treedef, parts)
+
+  return flat, unflatten
+
+
+def krum(num_items: int, num_byzantine: int = 1, convention: str = "sum",
+         max_abs: float | None = 1e6, block_items: int | None = None) -> Aggregator:
+  """Krum.
+
+  Args:
+    num_items: number of item rows (static).
+    num_byzantine: `f`, assumed number of malicious uploaders per row (static, >= 0).
+    convention: FedAvg convention the chosen upload is rescaled to.
+    max_abs: validation magnitude bound; keep it set so squared distances stay finite.
+    block_items: items per `lax.map` block (default: about 2^20 floats of distances).
+
+  Returns:
+    An `Aggregator`; metrics `rejected`, `touched_rows`, `krum_fallback_rows` (touched rows
+    with `n - f - 2 < 1`, aggregated by the mean), `krum_mlp_chosen` (slot of the chosen
+    MLP upload, -1 on fallback), `krum_mlp_chosen_malicious` (1 if that slot is an
+    attacker; the only read of `client_malicious`, for metrics).
+  """
+  check_convention(convention)
+  num_byzantine = check_non_negative_int("num_byzantine", num_byzantine)
+  if block_items is not None and block_items < 1:
+    raise ValueError(f"block_items must be >= 1, got {block_items!r}.")
+
+  def apply(uploads):
+    uploads, num_rejected = validate(uploads, max_abs)
+    mean_like, counts, fallback = row_krum(uploads, num_items, num_byzantine, block_items)
+    item_grad, touched = finish_rows(rescale_rows(mean_like, counts, convention), counts)
+
+    flat, unflatten = flatten_clients(uploads.mlp)
+    mlp_mean_like, mlp_chosen = krum_select(flat, uploads.client_mask, num_byzantine)
+    mlp = rescale_mlp(unflatten(mlp_mean_like), jnp.sum(uploads.client_mask), convention)
+
+    metrics = base_metrics(num_rejected, touched)
+    metrics["krum_fallback_rows"] = jnp.sum(fallback).astype(jnp.int32)
+    metrics["krum_mlp_chosen"] = mlp_chosen.astype(jnp.int32)
+    metrics["krum_mlp_chosen_malicious"] = (
+        (mlp_chosen >= 0) & uploads.client_malicious[jnp.maximum(mlp_chosen, 0)]).astype(
+            jnp.int32)
+    aggregate = Aggregate(item_grad=item_grad, item_touched=touched, mlp=mlp)
+    return aggregate, metrics
+
+  return stateless(apply)

@@ -1,0 +1,278 @@
+"""Per-client training tensors: flat per-user samples, then padded length buckets.
+
+A client's local data is its positives followed by their negatives (`samples`),
+and the distinct items those samples touch (`touched`): the client gathers only
+those rows of `V`, and uploads exactly one gradient row per touched item.
+
+Algorithm 1 shuffles clients, so every chunk holds a few very heavy users. Padding
+a chunk to its longest user wastes most of the compute; instead each chunk is cut
+into a few length classes (a geometric grid) with a fixed number of slots each, a
+`BucketPlan`. A round's shapes then depend only on the plan, so a run compiles once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+
+from fedjax_rec.data.dataset import UserItems
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientData:
+  """Host-side flat training data of every benign client.
+
+  Attributes:
+    sample_indptr: [num_users + 1] offsets of each user's samples.
+    sample_row: [S] index of the sample's item in the user's touched list.
+    sample_label: [S] 1.0 for positives, 0.0 for negatives.
+    touched_indptr: [num_users + 1] offsets of each user's touched items.
+    touched_item: [T] distinct items of the user's samples (sorted).
+  """
+
+  sample_indptr: np.ndarray
+  sample_row: np.ndarray
+  sample_label: np.ndarray
+  touched_indptr: np.ndarray
+  touched_item: np.ndarray
+
+  @property
+  def num_users(self) -> int:
+    return len(self.sample_indptr) - 1
+
+  @property
+  def num_samples(self) -> np.ndarray:
+    return np.diff(self.sample_indptr)
+
+
+def build_client_data(positives: UserItems, negatives: UserItems, num_items: int) -> ClientData:
+  """Lays out positives then negatives per user, with deduplicated touched rows."""
+  num_users = positives.num_users
+  both = positives.union(negatives)
+  users = np.repeat(np.arange(num_users, dtype=np.int64), both.lengths)
+  col = np.arange(both.nnz) - both.indptr[users]
+  label = (col < positives.lengths[users]).astype(np.float32)
+  keys = users * num_items + both.items
+  uniq, inverse = np.unique(keys, return_inverse=True)
+  touched_user = uniq // num_items
+  touched_counts = np.bincount(touched_user, minlength=num_users)
+  touched_indptr = np.zeros(num_users + 1, np.int64)
+  np.cumsum(touched_counts, out=touched_indptr[1:])
+  sample_row = (inverse - touched_indptr[users]).astype(np.int32)
+  return ClientData(both.indptr, sample_row, label, touched_indptr,
+                    (uniq % num_items).astype(np.int32))
+
+
+class ClientBatch(NamedTuple):
+  """One length class of a round: `C` client slots padded to `L` samples.
+
+  Attributes:
+    slot_user: [C] user id of each slot, -1 for an empty slot.
+    sample_row: [C, L] index into the slot's touched rows.
+    sample_label: [C, L] BCE label.
+    sample_mask: [C, L] real samples.
+    touched_item: [C, L] item id of each touched row (0 where padded).
+    touched_mask: [C, L] real touched rows.
+  """
+
+  slot_user: np.ndarray
+  sample_row: np.ndarray
+  sample_label: np.ndarray
+  sample_mask: np.ndarray
+  touched_item: np.ndarray
+  touched_mask: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class BucketPlan:
+  """Length classes of a round, longest first.
+
+  Attributes:
+    lengths: padded sample length of each class (descending).
+    capacities: client slots of each class; they sum to the round's slots.
+  """
+
+  lengths: tuple[int, ...]
+  capacities: tuple[int, ...]
+
+  @property
+  def padded_samples(self) -> int:
+    return int(sum(l * c for l, c in zip(self.lengths, self.capacities)))
+
+  @property
+  def num_slots(self) -> int:
+    return int(sum(self.capacities))
+
+  def fits(self, sorted_lengths: np.ndarray) -> bool:
+    """Whether clients with these lengths (descending) fit the slots in order."""
+    slot_len = np.repeat(np.asarray(self.lengths), self.capacities)[:len(sorted_lengths)]
+    return len(sorted_lengths) <= self.num_slots and bool(np.all(sorted_lengths <= slot_len))
+
+
+def length_grid(max_length: int, growth: float = 1.5, min_length: int = 8,
+                multiple: int = 8) -> np.ndarray:
+  """Ascending class lengths: `min_length · growth^j` rounded up to `multiple`."""
+  if growth <= 1:
+    raise ValueError(f"bucket growth must be > 1, got {growth}")
+  grid = [min_length]
+  while grid[-1] < max_length:
+    nxt = int(np.ceil(grid[-1] * growth / multiple) * multiple)
+    grid.append(max(nxt, grid[-1] + multiple))
+  return np.asarray(grid, np.int64)
+
+
+def exact_plan(lengths: np.ndarray, num_slots: int, grid: np.ndarray) -> BucketPlan:
+  """The cheapest plan on `grid` that fits exactly these client lengths."""
+  cls = np.searchsorted(grid, lengths)  # smallest class that fits
+  counts = np.bincount(cls, minlength=len(grid))[::-1]
+  caps = counts.copy()
+  caps[-1] += num_slots - len(lengths)
+  keep = caps > 0
+  return BucketPlan(tuple(int(x) for x in grid[::-1][keep]),
+                    tuple(int(x) for x in caps[keep]))
+
+
+def plan_buckets(lengths: np.ndarray, num_slots: int, *, growth: float = 1.5,
+                 num_draws: int = 512, seed: int = 0) -> BucketPlan:
+  """A fixed plan that fits (almost) every uniformly random chunk of clients.
+
+  For Algorithm 1's plain shuffle-and-cut. For each class boundary, the cumulative
+  slot count at or above it is the most clients above that boundary seen in
+  `num_draws` random chunks. Chunks that do not fit (rare) are given an
+  `exact_plan` of their own at run time (one more compilation each).
+
+  Args:
+    lengths: [num_clients] sample counts of all clients.
+    num_slots: clients per round.
+    growth: ratio between consecutive class lengths.
+    num_draws: random chunks used to size the classes.
+    seed: seeds the draws.
+
+  Returns:
+    The plan.
+  """
+  lengths = np.asarray(lengths, np.int64)
+  grid = length_grid(int(max(lengths.max(initial=1), 1)), growth)
+  num_slots = min(num_slots, len(lengths))
+  rng = np.random.default_rng(seed)
+  cls = np.searchsorted(grid, lengths)
+  need = np.zeros(len(grid), np.int64)  # clients needing class >= j, max over draws
+  for _ in range(num_draws):
+    chunk = rng.choice(len(lengths), size=num_slots, replace=False)
+    counts = np.bincount(cls[chunk], minlength=len(grid))
+    need = np.maximum(need, np.cumsum(counts[::-1])[::-1])
+  return _plan_from_need(grid, need, num_slots)
+
+
+def _plan_from_need(grid: np.ndarray, need: np.ndarray, num_slots: int) -> BucketPlan:
+  need = need.copy()
+  need[0] = num_slots
+  caps = need - np.append(need[1:], 0)
+  keep = caps > 0
+  return BucketPlan(tuple(int(x) for x in grid[keep][::-1]),
+                    tuple(int(x) for x in caps[keep][::-1]))
+
+
+def num_rounds(num_clients: int, clients_per_round: int) -> int:
+  return -(-num_clients // clients_per_round)
+
+
+def shuffle_rounds(num_clients: int, clients_per_round: int,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+  """Algorithm 1, line 4: shuffle all clients, cut into consecutive chunks."""
+  perm = rng.permutation(num_clients)
+  return [perm[i:i + clients_per_round] for i in range(0, num_clients, clients_per_round)]
+
+
+def stratified_rounds(lengths: np.ndarray, clients_per_round: int,
+                      rng: np.random.Generator) -> list[np.ndarray]:
+  """Every client once, in rounds with near-identical length profiles.
+
+  Clients are ordered by length (ties broken at random) and cut into blocks of
+  `R` (the number of rounds); each block deals one client to every round, in a
+  random order. Each round is still a random set of co-participants and every
+  client trains once per epoch, but every round holds at most `ceil(m / R)` of
+  the `m` longest clients, so `stratified_plan` fits every round exactly.
+  """
+  lengths = np.asarray(lengths, np.int64)
+  n = len(lengths)
+  r = num_rounds(n, clients_per_round)
+  order = np.lexsort((rng.random(n), -lengths))
+  padded = np.full(r * num_rounds(n, r), -1, np.int64)
+  padded[:n] = order
+  blocks = padded.reshape(-1, r)
+  deal = np.argsort(rng.random(blocks.shape), axis=1)
+  dealt = np.take_along_axis(blocks, deal, axis=1)  # [num_blocks, R]
+  return [col[col >= 0] for col in dealt.T]
+
+
+def stratified_plan(lengths: np.ndarray, clients_per_round: int, *,
+                    max_buckets: int = 8, multiple: int = 8) -> BucketPlan:
+  """The cheapest plan with at most `max_buckets` classes for `stratified_rounds`.
+
+  Slot `p` of every round holds one client of block `p`, at most as long as the
+  block's longest client, so the slot lengths are known exactly. Cutting these
+  (descending) slot lengths into contiguous classes that minimise the padded
+  total is a small dynamic programme.
+  """
+  lengths = np.sort(np.asarray(lengths, np.int64))[::-1]
+  n = len(lengths)
+  r = num_rounds(n, clients_per_round)
+  need = -(-np.maximum(lengths[::r], 1) // multiple) * multiple  # [slots] descending
+  slots = len(need)
+  k_max = max(1, min(max_buckets, slots))
+  # cost[k, j]: least padded total of the first j slots in k classes.
+  cost = np.full((k_max + 1, slots + 1), np.inf)
+  cut = np.zeros((k_max + 1, slots + 1), np.int64)
+  cost[0, 0] = 0.0
+  idx = np.arange(slots)
+  for k in range(1, k_max + 1):
+    for j in range(1, slots + 1):
+      cand = cost[k - 1, :j] + (j - idx[:j]) * need[:j]
+      cut[k, j] = int(np.argmin(cand))
+      cost[k, j] = cand[cut[k, j]]
+  k = int(np.argmin(cost[1:, slots])) + 1
+  bounds = [slots]
+  while k > 0:
+    bounds.append(cut[k, bounds[-1]])
+    k -= 1
+  bounds = bounds[::-1]
+  return BucketPlan(tuple(int(need[a]) for a in bounds[:-1]),
+                    tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:])))
+
+
+def assemble(data: ClientData, users: np.ndarray, plan: BucketPlan) -> tuple[ClientBatch, ...]:
+  """Fills a plan's slots with `users` (longest first) and gathers their tensors."""
+  users = np.asarray(users, np.int64)
+  order = np.argsort(-data.num_samples[users], kind="stable")
+  users = users[order]
+  out = []
+  start = 0
+  for length, cap in zip(plan.lengths, plan.capacities):
+    slot_user = np.full(cap, -1, np.int64)
+    chosen = users[start:start + cap]
+    slot_user[:len(chosen)] = chosen
+    start += cap
+    out.append(_gather(data, slot_user, length))
+  return tuple(out)
+
+
+def _gather(data: ClientData, slot_user: np.ndarray, length: int) -> ClientBatch:
+  real = slot_user >= 0
+  u = np.where(real, slot_user, 0)
+  pos = np.arange(length)[None, :]
+  n_s = np.where(real, data.num_samples[u], 0)
+  s_mask = pos < n_s[:, None]
+  s_idx = np.where(s_mask, data.sample_indptr[u][:, None] + pos, 0)
+  n_t = np.where(real, np.diff(data.touched_indptr)[u], 0)
+  t_mask = pos < n_t[:, None]
+  t_idx = np.where(t_mask, data.touched_indptr[u][:, None] + pos, 0)
+  return ClientBatch(
+      slot_user=slot_user.astype(np.int32),
+      sample_row=np.where(s_mask, data.sample_row[s_idx], 0).astype(np.int32),
+      sample_label=np.where(s_mask, data.sample_label[s_idx], 0).astype(np.float32),
+      sample_mask=s_mask,
+      touched_item=np.where(t_mask, data.touched_item[t_idx], 0).astype(np.int32),
+      touched_mask=t_mask)

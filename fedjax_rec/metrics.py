@@ -1,0 +1,309 @@
+"""Ranking and robustness metrics: Recall/Precision/NDCG@K, ER@K (Eq. 2), MostPop.
+
+Evaluation is model-agnostic. A `score_fn(params, user_ids[b]) -> scores[b, num_items]`
+(pure and jittable) scores a batch of users; `params` is any pytree, e.g. the public
+params together with the private user embeddings: evaluation is a simulator-side oracle,
+not a server function.
+
+Users are padded to a multiple of `batch_size` (padded rows weigh 0) and their CSR item
+lists to fixed-width `[U, L]` id arrays with masks; one jitted function runs over all
+batches with `lax.map`, so it compiles once per (score_fn, ks, batch_size, number of
+batches, padded widths). Widths are bucketed (powers of two up to 128, then multiples of
+128) to bound recompilation.
+
+Tie rule, everywhere: among equal scores the lower item id ranks first (this is the
+documented behaviour of `jax.lax.top_k`, and ER@K counts ties the same way).
+
+Embedding geometry lives in `fedjax_rec.geometry` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_rec.data.dataset import ImplicitDataset, UserItems
+from fedjax_rec.geometry import (alignment, hot_item_dispersion, l_uni,  # noqa: F401
+                                 singular_values, uniformity)
+
+ScoreFn = Callable[[Any, jax.Array], jax.Array]
+
+
+# ------------------------------------------------------------------ host-side padding
+
+
+def _bucket(n: int) -> int:
+  """Rounds a width up to a power of two (<= 128) or a multiple of 128."""
+  n = max(int(n), 1)
+  return 1 << (n - 1).bit_length() if n <= 128 else -(-n // 128) * 128
+
+
+def _take_rows(ui: UserItems, users: np.ndarray) -> UserItems:
+  """CSR restricted to `users` (in that order), without a Python loop."""
+  lengths = ui.lengths[users]
+  indptr = np.zeros(len(users) + 1, dtype=np.int64)
+  np.cumsum(lengths, out=indptr[1:])
+  offsets = np.arange(indptr[-1]) - np.repeat(indptr[:-1], lengths)
+  src = np.repeat(ui.indptr[:-1][users], lengths) + offsets
+  return UserItems(indptr, ui.items[src].astype(np.int32))
+
+
+def _batched(ui: UserItems, users: np.ndarray, num_batches: int,
+             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Padded `(ids [nb, b, L], mask [nb, b, L])` of `users`; padded users are empty."""
+  sub = _take_rows(ui, users)
+  ids, mask = sub.padded(pad_to=_bucket(sub.lengths.max(initial=0)))
+  total = num_batches * batch_size
+  ids = np.pad(ids, ((0, total - len(users)), (0, 0)), constant_values=-1)
+  mask = np.pad(mask, ((0, total - len(users)), (0, 0)), constant_values=False)
+  width = ids.shape[1]
+  return (ids.reshape(num_batches, batch_size, width),
+          mask.reshape(num_batches, batch_size, width))
+
+
+def _batch_users(users: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, int]:
+  """`(user_ids [nb, b], valid [nb, b], nb)`; padded slots hold user 0 and weigh 0."""
+  num_batches = max(-(-len(users) // batch_size), 1)
+  total = num_batches * batch_size
+  valid = np.arange(total) < len(users)
+  ids = np.zeros(total, np.int32)
+  ids[:len(users)] = users
+  return (ids.reshape(num_batches, batch_size), valid.reshape(num_batches, batch_size),
+          num_batches)
+
+
+def _select_users(num_users: int, users: np.ndarray | None) -> np.ndarray:
+  if users is None:
+    return np.arange(num_users, dtype=np.int32)
+  users = np.asarray(users, dtype=np.int32).reshape(-1)
+  if users.size and (users.min() < 0 or users.max() >= num_users):
+    raise ValueError(f"user ids must lie in [0, {num_users}).")
+  return users
+
+
+# ------------------------------------------------------------------ traced helpers
+
+
+def _masked_scores(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
+                   ids: jax.Array, mask: jax.Array) -> jax.Array:
+  """Scores [b, N] with the items `ids[b, L]` (where `mask`) set to -inf.
+
+  Padded ids point at a dummy column N that is dropped afterwards, so no dense
+  user x item boolean table is ever built.
+  """
+  scores = score_fn(params, user_ids)
+  if not jnp.issubdtype(scores.dtype, jnp.floating):
+    scores = scores.astype(jnp.float32)
+  b, n = scores.shape
+  cols = jnp.where(mask, ids, n)
+  wide = jnp.concatenate([scores, jnp.zeros((b, 1), scores.dtype)], axis=1)
+  wide = wide.at[jnp.arange(b)[:, None], cols].set(-jnp.inf)
+  return wide[:, :n]
+
+
+@functools.partial(jax.jit, static_argnames=("score_fn", "ks"))
+def _ranking_per_user(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
+                      excl_ids: jax.Array, excl_mask: jax.Array, test_ids: jax.Array,
+                      test_mask: jax.Array, ks: tuple[int, ...]) -> jax.Array:
+  """Per-user `[nb, b, len(ks), 3]` (recall, ndcg, precision) for every batch."""
+  k_max = max(ks)
+
+  def one_batch(batch):
+    uids, e_ids, e_mask, t_ids, t_mask = batch
+    scores = _masked_scores(score_fn, params, uids, e_ids, e_mask)
+    k_eff = min(k_max, scores.shape[1])
+    top_vals, top_ids = jax.lax.top_k(scores, k_eff)  # ties: lower id first.
+    hit = jnp.any((top_ids[:, :, None] == t_ids[:, None, :]) & t_mask[:, None, :], axis=-1)
+    # Fewer than K unmasked items: the -inf fillers never count as hits.
+    hit = (hit & (top_vals > -jnp.inf)).astype(jnp.float32)
+    if k_eff < k_max:
+      hit = jnp.pad(hit, ((0, 0), (0, k_max - k_eff)))
+    num_test = t_mask.sum(axis=-1)
+    discount = 1.0 / jnp.log2(jnp.arange(k_max, dtype=jnp.float32) + 2.0)
+    ideal_cum = jnp.concatenate([jnp.zeros(1), jnp.cumsum(discount)])  # [k_max + 1]
+    per_k = []
+    for k in ks:
+      hits_k = hit[:, :k].sum(axis=-1)
+      dcg = (hit[:, :k] * discount[:k]).sum(axis=-1)
+      idcg = ideal_cum[jnp.minimum(num_test, k)]
+      safe = jnp.maximum(num_test, 1)
+      per_k.append(jnp.stack([hits_k / safe, dcg / jnp.where(idcg > 0, idcg, 1.0),
+                              hits_k / k], axis=-1))
+    return jnp.stack(per_k, axis=1)
+
+  return jax.lax.map(one_batch, (user_ids, excl_ids, excl_mask, test_ids, test_mask))
+
+
+@functools.partial(jax.jit, static_argnames=("score_fn", "ks"))
+def _exposure_counts(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
+                     valid: jax.Array, inter_ids: jax.Array, inter_mask: jax.Array,
+                     targets: jax.Array, ks: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+  """Per-batch `(hits [nb, T, len(ks)], eligible [nb, T])` counts for ER@K."""
+  ks_arr = jnp.asarray(ks, jnp.int32)
+
+  def one_batch(batch):
+    uids, ok, i_ids, i_mask = batch
+    scores = _masked_scores(score_fn, params, uids, i_ids, i_mask)
+    item_ids = jnp.arange(scores.shape[1], dtype=jnp.int32)
+    target_scores = scores[:, targets]                                  # [b, T]
+    s = scores[:, None, :]
+    st = target_scores[:, :, None]
+    # Items ranked ahead of the target: strictly higher score, or an equal score and a
+    # lower id (the tie rule of `lax.top_k`). Masked items (-inf) are never ahead.
+    ahead = (s > st) | ((s == st) & (item_ids[None, None, :] < targets[None, :, None]))
+    rank = ahead.sum(axis=-1)                                           # [b, T]
+    touched = jnp.any((i_ids[:, :, None] == targets[None, None, :]) & i_mask[:, :, None],
+                      axis=1)                                           # [b, T]
+    eligible = ok[:, None] & ~touched
+    in_top = (rank[:, :, None] < ks_arr) & eligible[:, :, None]         # [b, T, nK]
+    return in_top.sum(axis=0), eligible.sum(axis=0)
+
+  return jax.lax.map(one_batch, (user_ids, valid, inter_ids, inter_mask))
+
+
+# ------------------------------------------------------------------ public API
+
+
+def ranking_metrics(score_fn: ScoreFn, params: Any, exclude: UserItems, test: UserItems,
+                    ks: Sequence[int] = (20,), batch_size: int = 256,
+                    users: np.ndarray | None = None) -> dict[str, float]:
+  """Recall@K, NDCG@K and Precision@K with full ranking over all items (SPEC §4).
+
+  For each evaluated user with a non-empty test set, the items in `exclude` are masked
+  to -inf, the top-K is taken (equal scores: lower item id first) and
+  Recall@K = |topK ∩ test| / |test|, Precision@K = |topK ∩ test| / K,
+  NDCG@K = Σ_{hit at 0-based rank r < K} 1/log2(r+2) / Σ_{r < min(|test|, K)} 1/log2(r+2).
+  Each is averaged over those users; users with empty test sets are skipped.
+
+  Args:
+    score_fn: pure, jittable `(params, user_ids[b]) -> scores[b, num_items]`. Hashed as a
+      static jit argument: reuse the same function object to avoid recompiling.
+    params: any pytree passed through to `score_fn`.
+    exclude: items masked before ranking (train + validation: `dataset.seen()`).
+    test: held-out items, over the same users as `exclude`.
+    ks: cut-offs K.
+    batch_size: users scored per step (bounds memory at ~batch_size x num_items).
+    users: optional int array of user ids to evaluate (e.g. benign users); default all.
+
+  Returns:
+    `{"recall@K", "ndcg@K", "precision@K"}` as Python floats; NaN when no evaluated user
+    has a test item.
+  """
+  if exclude.num_users != test.num_users:
+    raise ValueError("exclude and test must cover the same users.")
+  ks = tuple(int(k) for k in ks)
+  users = _select_users(test.num_users, users)
+  users = users[test.lengths[users] > 0]
+  user_ids, valid, nb = _batch_users(users, batch_size)
+  excl_ids, excl_mask = _batched(exclude, users, nb, batch_size)
+  test_ids, test_mask = _batched(test, users, nb, batch_size)
+  per_user = _ranking_per_user(score_fn, params, user_ids, excl_ids, excl_mask,
+                               test_ids, test_mask, ks)
+  per_user = np.asarray(per_user, np.float64)[valid]            # [num_valid, nK, 3]
+  means = per_user.mean(axis=0) if len(per_user) else np.full((len(ks), 3), np.nan)
+  out = {}
+  for i, k in enumerate(ks):
+    out[f"recall@{k}"] = float(means[i, 0])
+    out[f"ndcg@{k}"] = float(means[i, 1])
+    out[f"precision@{k}"] = float(means[i, 2])
+  return out
+
+
+def exposure_ratio(score_fn: ScoreFn, params: Any, interacted: UserItems,
+                   targets: np.ndarray | Sequence[int], ks: Sequence[int] = (5, 10, 20),
+                   batch_size: int = 256, users: np.ndarray | None = None) -> dict[str, float]:
+  """ER@K of Eq. 2 (CL4FedRec): exposure of the target items among non-interacting users.
+
+  For each target t and each evaluated user who never interacted with t (t not in
+  `interacted`), all of the user's interacted items are masked and t counts as exposed
+  when fewer than K unmasked items rank ahead of it: items with a strictly higher score,
+  or an equal score and a lower item id (the `lax.top_k` tie rule). ER@K is the exposed
+  share of eligible users, averaged over targets; targets with no eligible user are
+  left out of the mean (NaN if none is left).
+
+  Args:
+    score_fn: pure, jittable `(params, user_ids[b]) -> scores[b, num_items]`.
+    params: any pytree passed through to `score_fn`.
+    interacted: train + validation + test items per user (`dataset.interacted()`).
+    targets: [T] target item ids.
+    ks: cut-offs K (Eq. 2 uses K = 5).
+    batch_size: users scored per step.
+    users: optional int array of user ids (the benign users); default all.
+
+  Returns:
+    `{"er@K": float}` for each K.
+  """
+  ks = tuple(int(k) for k in ks)
+  targets = np.asarray(targets, np.int32).reshape(-1)
+  users = _select_users(interacted.num_users, users)
+  user_ids, valid, nb = _batch_users(users, batch_size)
+  inter_ids, inter_mask = _batched(interacted, users, nb, batch_size)
+  hits, eligible = _exposure_counts(score_fn, params, user_ids, valid, inter_ids,
+                                    inter_mask, jnp.asarray(targets), ks)
+  hits = np.asarray(hits, np.int64).sum(axis=0)                 # [T, nK]
+  eligible = np.asarray(eligible, np.int64).sum(axis=0)         # [T]
+  keep = eligible > 0
+  out = {}
+  for i, k in enumerate(ks):
+    out[f"er@{k}"] = (float(np.mean(hits[keep, i] / eligible[keep])) if keep.any()
+                      else float("nan"))
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("score_fn", "k"))
+def _top_k_ids(score_fn: ScoreFn, params: Any, user_ids: jax.Array, excl_ids: jax.Array,
+               excl_mask: jax.Array, k: int) -> jax.Array:
+  def one_batch(batch):
+    scores = _masked_scores(score_fn, params, *batch)
+    vals, ids = jax.lax.top_k(scores, min(k, scores.shape[1]))
+    return jnp.where(vals > -jnp.inf, ids, -1)
+
+  return jax.lax.map(one_batch, (user_ids, excl_ids, excl_mask))
+
+
+def recommend(score_fn: ScoreFn, params: Any, exclude: UserItems, k: int,
+              batch_size: int = 256, users: np.ndarray | None = None) -> np.ndarray:
+  """Top-k item ids per user with `exclude` masked, as ranked by `ranking_metrics`.
+
+  Returns:
+    [num_selected_users, min(k, num_items)] int32 ids, best first (equal scores: lower
+    id first); -1 where fewer unmasked items than k remain.
+  """
+  users = _select_users(exclude.num_users, users)
+  user_ids, valid, nb = _batch_users(users, batch_size)
+  excl_ids, excl_mask = _batched(exclude, users, nb, batch_size)
+  ids = np.asarray(_top_k_ids(score_fn, params, user_ids, excl_ids, excl_mask, int(k)))
+  return ids[valid]
+
+
+def mostpop_score_fn(popularity: np.ndarray) -> ScoreFn:
+  """A `score_fn` that ignores params and scores every user by item popularity.
+
+  Ties are broken by the ranking code: lower item id first, so top-K is deterministic.
+
+  Args:
+    popularity: [num_items] counts (use training data only, never test).
+
+  Returns:
+    `score_fn(params, user_ids[b]) -> float32[b, num_items]`.
+  """
+  pop = jnp.asarray(np.asarray(popularity, np.float32))
+
+  def score_fn(params: Any, user_ids: jax.Array) -> jax.Array:
+    del params
+    return jnp.broadcast_to(pop[None, :], (user_ids.shape[0], pop.shape[0]))
+
+  return score_fn
+
+
+def mostpop_metrics(dataset: ImplicitDataset, ks: Sequence[int] = (20,),
+                    batch_size: int = 256,
+                    users: np.ndarray | None = None) -> dict[str, float]:
+  """`ranking_metrics` of MostPop, with popularity counted on training data only."""
+  popularity = np.bincount(dataset.train.items, minlength=dataset.num_items)
+  return ranking_metrics(mostpop_score_fn(popularity), None, dataset.seen(), dataset.test,
+                         ks=ks, batch_size=batch_size, users=users)

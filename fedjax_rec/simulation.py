@@ -1,0 +1,285 @@
+"""The federated simulation: state, the jitted round, and the epoch loop.
+
+A round is one jit: every client slot of the round's length buckets runs the
+vmapped local update, the uploads are validated and aggregated by the
+configured aggregator, and the server applies its optimizer step. The only
+host-side work per round is gathering the round's padded client tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_rec import metrics as metrics_lib
+from fedjax_rec import server as server_lib
+from fedjax_rec.aggregators import make_aggregator
+from fedjax_rec.client import LocalConfig, LocalData, make_client_update, user_optimizer
+from fedjax_rec.data import clients as clients_lib
+from fedjax_rec.data.dataset import ImplicitDataset
+from fedjax_rec.data.split import sample_negatives
+from fedjax_rec.methods import Method, make_method
+from fedjax_rec.models import ncf
+from fedjax_rec.server import ServerConfig, ServerState
+from fedjax_rec.types import Array, ClientStates, PyTree, Uploads
+
+
+@dataclasses.dataclass(frozen=True)
+class SimConfig:
+  """Everything that defines a run. Presets live in `fedjax_rec.presets`.
+
+  Attributes:
+    model: NCF shape.
+    local: client-side training.
+    server: server optimizer.
+    method: training method name (see `methods.METHODS`).
+    method_kwargs: method hyper-parameters, as sorted `(name, value)` pairs.
+    aggregator: aggregator name (see `aggregators.make_aggregator`).
+    aggregator_kwargs: its hyper-parameters, as sorted `(name, value)` pairs.
+    convention: FedAvg convention: "sum", "mean" or "weighted".
+    clients_per_round: `B`.
+    epochs: global epochs `T`.
+    num_negatives: negatives per positive.
+    resample_negatives: draw fresh negatives every epoch.
+    round_assignment: "stratified" (balanced length profile per round, the
+      default) or "uniform" (Algorithm 1's plain shuffle-and-cut).
+    max_buckets: most length classes per round.
+    seed: root seed of the run.
+  """
+
+  model: ncf.NCFConfig = ncf.NCFConfig()
+  local: LocalConfig = LocalConfig()
+  server: ServerConfig = ServerConfig()
+  method: str = "original"
+  method_kwargs: tuple[tuple[str, Any], ...] = ()
+  aggregator: str = "fedavg"
+  aggregator_kwargs: tuple[tuple[str, Any], ...] = ()
+  convention: str = "sum"
+  clients_per_round: int = 256
+  epochs: int = 20
+  num_negatives: int = 4
+  resample_negatives: bool = False
+  round_assignment: str = "stratified"
+  max_buckets: int = 12
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.clients_per_round < 1:
+      raise ValueError(f"clients_per_round must be >= 1, got {self.clients_per_round}")
+    if self.epochs < 0:
+      raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+    if self.num_negatives < 0:
+      raise ValueError(f"num_negatives must be >= 0, got {self.num_negatives}")
+    if self.round_assignment not in ("stratified", "uniform"):
+      raise ValueError("round_assignment must be 'stratified' or 'uniform', got "
+                       f"{self.round_assignment!r}")
+    if self.convention not in ("sum", "mean", "weighted"):
+      raise ValueError(f"convention must be sum, mean or weighted, got {self.convention!r}")
+
+
+class SimState(NamedTuple):
+  """The whole simulation state: a checkpoint is this pytree.
+
+  Attributes:
+    server: the server's state (public parameters and its own).
+    clients: every client's private state.
+    epoch: global epochs completed.
+  """
+
+  server: ServerState
+  clients: ClientStates
+  epoch: Array
+
+
+def _split_clients(batch: clients_lib.ClientBatch, num_users: int):
+  slot = jnp.asarray(batch.slot_user)
+  real = slot >= 0
+  gather_idx = jnp.where(real, slot, 0)
+  scatter_idx = jnp.where(real, slot, num_users)  # out of range: dropped
+  data = LocalData(batch.sample_row, batch.sample_label, batch.sample_mask,
+                   batch.touched_item, batch.touched_mask)
+  return real, gather_idx, scatter_idx, data
+
+
+def make_round_step(config: SimConfig, method: Method, aggregator, num_users: int):
+  """Builds the pure round function `(server, clients, batches, key) -> ...`.
+
+  Returns:
+    `round_step(server, clients, batches, key) -> (server, clients, metrics)`.
+  """
+  client_update = make_client_update(method.loss_fn, config.local)
+  vmapped = jax.vmap(client_update, in_axes=(None, None, 0, 0, 0, 0))
+
+  def client_phase(public, ctx, clients: ClientStates, batches, key):
+    """Runs every slot; returns updated private states and sparse uploads."""
+    parts = []
+    slot_offset = 0
+    for j, batch in enumerate(batches):
+      real, gather_idx, scatter_idx, data = _split_clients(batch, num_users)
+      cap = real.shape[0]
+      u = clients.user_emb[gather_idx]
+      opt = jax.tree.map(lambda x: x[gather_idx], clients.opt_state)
+      keys = jax.random.split(jax.random.fold_in(key, j), cap)
+      new_u, new_opt, up = vmapped(public, ctx, u, opt, data, keys)
+      clients = ClientStates(
+          clients.user_emb.at[scatter_idx].set(new_u, mode="drop"),
+          jax.tree.map(lambda s, x: s.at[scatter_idx].set(x, mode="drop"),
+                       clients.opt_state, new_opt))
+      length = data.touched_item.shape[1]
+      parts.append(dict(
+          row_client=jnp.repeat(jnp.arange(cap, dtype=jnp.int32) + slot_offset, length),
+          row_item=data.touched_item.reshape(-1),
+          row_grad=up.row_grad.reshape(cap * length, -1),
+          row_mask=(data.touched_mask & real[:, None]).reshape(-1),
+          mlp=up.mlp,
+          client_weight=jnp.where(real, up.weight, 0.0),
+          client_mask=real,
+          client_malicious=jnp.zeros_like(real)))
+      slot_offset += cap
+    cat = lambda *xs: jnp.concatenate(xs, axis=0)
+    uploads = Uploads(**{k: jax.tree.map(cat, *[p[k] for p in parts]) for k in parts[0]})
+    return clients, uploads
+
+  def server_phase(server: ServerState, uploads: Uploads):
+    """Aggregation and the server step: sees uploads, never client states."""
+    agg, agg_state, agg_metrics = aggregator.apply(uploads, server.agg_state)
+    new = server_lib.apply_aggregate(server._replace(agg_state=agg_state), agg, config.server)
+    out = dict(agg_metrics)
+    out.update(server_lib.update_norms(server.params, new.params))
+    out["num_clients"] = jnp.sum(uploads.client_mask)
+    return new, out
+
+  def round_step(server: ServerState, clients: ClientStates, batches, key):
+    ctx = method.context(server.aux)
+    clients, uploads = client_phase(server.params, ctx, clients, batches, key)
+    server, out = server_phase(server, uploads)
+    return server, clients, out
+
+  return round_step
+
+
+class Simulator:
+  """Host-side driver: data layout, jitted round, epoch loop and evaluation."""
+
+  def __init__(self, config: SimConfig, dataset: ImplicitDataset):
+    self.config = config
+    self.dataset = dataset
+    self.method = make_method(config.method, config.model, **dict(config.method_kwargs))
+    self.aggregator = make_aggregator(config.aggregator, dataset.num_items, config.convention,
+                                      **dict(config.aggregator_kwargs))
+    self._seen = dataset.seen()
+    self._negatives_rng_seed = config.seed
+    self.client_data = self._build_client_data(epoch=0)
+    lengths = self.client_data.num_samples
+    if config.round_assignment == "stratified":
+      self.plan = clients_lib.stratified_plan(lengths, config.clients_per_round,
+                                              max_buckets=config.max_buckets)
+    else:
+      self.plan = clients_lib.plan_buckets(lengths, config.clients_per_round, seed=config.seed)
+    self._grid = clients_lib.length_grid(int(max(lengths.max(initial=1), 1)))
+    self.round_step = jax.jit(
+        make_round_step(config, self.method, self.aggregator, dataset.num_users),
+        donate_argnums=(1,))
+    self._eval_cache: dict[str, Any] = {}
+
+  # ---- set-up -------------------------------------------------------------
+  def _build_client_data(self, epoch: int) -> clients_lib.ClientData:
+    rng = np.random.default_rng([self.config.seed, 7919, epoch])
+    negs = sample_negatives(self._seen, self.dataset.num_items, self.config.num_negatives,
+                            self.dataset.train, rng)
+    return clients_lib.build_client_data(self.dataset.train, negs, self.dataset.num_items)
+
+  def init(self) -> SimState:
+    """The initial state, from `config.seed` alone."""
+    key = jax.random.key(self.config.seed)
+    key_pub, key_user, key_aux = jax.random.split(key, 3)
+    params = ncf.init_public(key_pub, self.config.model, self.dataset.num_items)
+    aux = self.method.init_aux(key_aux, params)
+    server = server_lib.init_server(params, self.config.server, self.aggregator.init(), aux)
+    user_emb = ncf.init_user_emb(key_user, self.config.model, self.dataset.num_users)
+    opt_state = user_optimizer(self.config.local).init(user_emb[0])
+    opt_state = jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (self.dataset.num_users,) + x.shape).copy(), opt_state)
+    return SimState(server, ClientStates(user_emb, opt_state), jnp.asarray(0, jnp.int32))
+
+  # ---- training -----------------------------------------------------------
+  def epoch_rounds(self, epoch: int) -> list[np.ndarray]:
+    """The client ids of every round of global epoch `epoch` (host-side)."""
+    rng = np.random.default_rng([self.config.seed, 104729, epoch])
+    if self.config.round_assignment == "stratified":
+      return clients_lib.stratified_rounds(self.client_data.num_samples,
+                                           self.config.clients_per_round, rng)
+    return clients_lib.shuffle_rounds(self.dataset.num_users, self.config.clients_per_round,
+                                      rng)
+
+  def round_batches(self, users: np.ndarray):
+    plan = self.plan
+    lengths = np.sort(self.client_data.num_samples[users])[::-1]
+    if not plan.fits(lengths):
+      plan = clients_lib.exact_plan(lengths, plan.num_slots, self._grid)
+    return clients_lib.assemble(self.client_data, users, plan), plan
+
+  def run_epoch(self, state: SimState) -> tuple[SimState, dict[str, float]]:
+    """One global epoch: every client once, then the method's server steps."""
+    epoch = int(state.epoch)
+    if self.config.resample_negatives and epoch > 0:
+      self.client_data = self._build_client_data(epoch)
+    key_epoch = jax.random.fold_in(jax.random.key(self.config.seed), epoch)
+    server, clients = state.server, state.clients
+    t0 = time.perf_counter()
+    round_metrics = []
+    padded = real = 0
+    for r, users in enumerate(self.epoch_rounds(epoch)):
+      batches, plan = self.round_batches(users)
+      padded += plan.padded_samples
+      real += int(self.client_data.num_samples[users].sum())
+      server, clients, out = self.round_step(server, clients, batches,
+                                             jax.random.fold_in(key_epoch, r))
+      round_metrics.append(out)
+    params, aux, end_metrics = jax.jit(self.method.epoch_end)(
+        server.params, server.aux, jax.random.fold_in(key_epoch, 1 << 20))
+    server = server._replace(params=params, aux=aux)
+    jax.block_until_ready(server.params)
+    seconds = time.perf_counter() - t0
+    host = jax.device_get(round_metrics)
+    summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]} if host else {}
+    summary.update({k: float(v) for k, v in jax.device_get(end_metrics).items()})
+    summary.update(epoch=epoch + 1, seconds=seconds, rounds=len(host),
+                   padding_efficiency=real / max(padded, 1))
+    return SimState(server, clients, jnp.asarray(epoch + 1, jnp.int32)), summary
+
+  # ---- evaluation ---------------------------------------------------------
+  def score_fn(self):
+    """`(params, user_ids) -> [b, num_items]` with params `(public, user_emb)`."""
+    if "score" not in self._eval_cache:
+      model = self.config.model
+
+      def score(params, user_ids):
+        public, user_emb = params
+        return ncf.score_all(model, public.mlp, user_emb[user_ids], public.item_emb)
+
+      self._eval_cache["score"] = score
+    return self._eval_cache["score"]
+
+  def evaluate(self, state: SimState, ks=(20,), targets=None, er_ks=(5, 10, 20),
+               batch_size: int = 256) -> dict[str, float]:
+    """Test-set Recall/NDCG/Precision@K (and ER@K for `targets`) over benign users."""
+    params = (state.server.params, state.clients.user_emb)
+    out = metrics_lib.ranking_metrics(self.score_fn(), params, self._seen, self.dataset.test,
+                                      ks=ks, batch_size=batch_size)
+    if targets is not None and len(targets):
+      if "interacted" not in self._eval_cache:
+        self._eval_cache["interacted"] = self.dataset.interacted()
+      out.update(metrics_lib.exposure_ratio(self.score_fn(), params,
+                                            self._eval_cache["interacted"], targets,
+                                            ks=er_ks, batch_size=batch_size))
+    return out
+
+
+def tree_size_bytes(tree: PyTree) -> int:
+  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)))
