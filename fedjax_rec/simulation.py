@@ -19,6 +19,7 @@ import numpy as np
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec import server as server_lib
 from fedjax_rec.aggregators import make_aggregator
+from fedjax_rec.attacks import Attack, make_attack
 from fedjax_rec.client import LocalConfig, LocalData, make_client_update, user_optimizer
 from fedjax_rec.data import clients as clients_lib
 from fedjax_rec.data.dataset import ImplicitDataset
@@ -49,6 +50,10 @@ class SimConfig:
     round_assignment: "stratified" (balanced length profile per round, the
       default) or "uniform" (Algorithm 1's plain shuffle-and-cut).
     max_buckets: most length classes per round.
+    attack: attack name, or "none".
+    attack_kwargs: its hyper-parameters, as sorted `(name, value)` pairs.
+    num_malicious: attacker clients (see `default_num_malicious`).
+    targets: target item ids of the attack (and of ER@K).
     seed: root seed of the run.
   """
 
@@ -66,6 +71,10 @@ class SimConfig:
   resample_negatives: bool = False
   round_assignment: str = "stratified"
   max_buckets: int = 12
+  attack: str = "none"
+  attack_kwargs: tuple[tuple[str, Any], ...] = ()
+  num_malicious: int = 0
+  targets: tuple[int, ...] = ()
   seed: int = 0
 
   def __post_init__(self):
@@ -80,6 +89,17 @@ class SimConfig:
                        f"{self.round_assignment!r}")
     if self.convention not in ("sum", "mean", "weighted"):
       raise ValueError(f"convention must be sum, mean or weighted, got {self.convention!r}")
+    if self.num_malicious < 0:
+      raise ValueError(f"num_malicious must be >= 0, got {self.num_malicious}")
+    if self.attack != "none" and not self.targets:
+      raise ValueError(f"attack {self.attack!r} needs at least one target item")
+
+
+def default_num_malicious(num_benign: int, malicious_share: float) -> int:
+  """`int(share · N_benign)`, as the public A-hum code (0.1% of 6040 users: 6)."""
+  if not 0 <= malicious_share < 1:
+    raise ValueError(f"malicious_share must be in [0, 1), got {malicious_share}")
+  return int(malicious_share * num_benign)
 
 
 class SimState(NamedTuple):
@@ -87,12 +107,14 @@ class SimState(NamedTuple):
 
   Attributes:
     server: the server's state (public parameters and its own).
-    clients: every client's private state.
+    clients: every benign client's private state.
+    attackers: every attacker's private state (`()` without an attack).
     epoch: global epochs completed.
   """
 
   server: ServerState
   clients: ClientStates
+  attackers: PyTree
   epoch: Array
 
 
@@ -106,11 +128,27 @@ def _split_clients(batch: clients_lib.ClientBatch, num_users: int):
   return real, gather_idx, scatter_idx, data
 
 
-def make_round_step(config: SimConfig, method: Method, aggregator, num_users: int):
-  """Builds the pure round function `(server, clients, batches, key) -> ...`.
+def _attack_phase(attack: Attack, public, ctx, attackers: PyTree, slots: Array, key: Array):
+  """Runs the round's attacker slots (`slots [A]`, -1 empty) vmapped."""
+  real = slots >= 0
+  num_attackers = jax.tree.leaves(attackers)[0].shape[0]
+  state = jax.tree.map(lambda x: x[jnp.where(real, slots, 0)], attackers)
+  keys = jax.random.split(key, slots.shape[0])
+  new_state, up = jax.vmap(attack.update, in_axes=(None, None, 0, 0))(public, ctx, state, keys)
+  scatter_idx = jnp.where(real, slots, num_attackers)
+  attackers = jax.tree.map(lambda s, x: s.at[scatter_idx].set(x, mode="drop"),
+                           attackers, new_state)
+  return attackers, up, real
+
+
+def make_round_step(config: SimConfig, method: Method, aggregator, num_users: int,
+                    attack: Attack | None = None):
+  """Builds the pure round function.
 
   Returns:
-    `round_step(server, clients, batches, key) -> (server, clients, metrics)`.
+    `round_step(server, clients, attackers, batches, attack_slots, key) ->
+    (server, clients, attackers, metrics)`; `attack_slots` is `[A]` attacker
+    ids (-1 for empty slots), or None without an attack.
   """
   client_update = make_client_update(method.loss_fn, config.local)
   vmapped = jax.vmap(client_update, in_axes=(None, None, 0, 0, 0, 0))
@@ -141,9 +179,19 @@ def make_round_step(config: SimConfig, method: Method, aggregator, num_users: in
           client_mask=real,
           client_malicious=jnp.zeros_like(real)))
       slot_offset += cap
-    cat = lambda *xs: jnp.concatenate(xs, axis=0)
-    uploads = Uploads(**{k: jax.tree.map(cat, *[p[k] for p in parts]) for k in parts[0]})
-    return clients, uploads
+    return clients, parts, slot_offset
+
+  def attack_parts(up, real, slot_offset):
+    cap, rows = up.row_item.shape
+    return dict(
+        row_client=jnp.repeat(jnp.arange(cap, dtype=jnp.int32) + slot_offset, rows),
+        row_item=up.row_item.reshape(-1),
+        row_grad=up.row_grad.reshape(cap * rows, -1),
+        row_mask=(up.row_mask & real[:, None]).reshape(-1),
+        mlp=up.mlp,
+        client_weight=jnp.where(real, up.weight, 0.0),
+        client_mask=real,
+        client_malicious=real)
 
   def server_phase(server: ServerState, uploads: Uploads):
     """Aggregation and the server step: sees uploads, never client states."""
@@ -154,11 +202,20 @@ def make_round_step(config: SimConfig, method: Method, aggregator, num_users: in
     out["num_clients"] = jnp.sum(uploads.client_mask)
     return new, out
 
-  def round_step(server: ServerState, clients: ClientStates, batches, key):
+  def round_step(server: ServerState, clients: ClientStates, attackers: PyTree, batches,
+                 attack_slots, key):
     ctx = method.context(server.aux)
-    clients, uploads = client_phase(server.params, ctx, clients, batches, key)
+    key_clients, key_attack = jax.random.split(key)
+    clients, parts, offset = client_phase(server.params, ctx, clients, batches, key_clients)
+    if attack is not None and attack_slots is not None:
+      attackers, up, real = _attack_phase(attack, server.params, ctx, attackers,
+                                          attack_slots, key_attack)
+      parts.append(attack_parts(up, real, offset))
+    cat = lambda *xs: jnp.concatenate(xs, axis=0)
+    uploads = Uploads(**{k: jax.tree.map(cat, *[p[k] for p in parts]) for k in parts[0]})
     server, out = server_phase(server, uploads)
-    return server, clients, out
+    out["num_malicious"] = jnp.sum(uploads.client_malicious)
+    return server, clients, attackers, out
 
   return round_step
 
@@ -172,6 +229,10 @@ class Simulator:
     self.method = make_method(config.method, config.model, **dict(config.method_kwargs))
     self.aggregator = make_aggregator(config.aggregator, dataset.num_items, config.convention,
                                       **dict(config.aggregator_kwargs))
+    self.attack = None
+    if config.attack != "none" and config.num_malicious > 0:
+      self.attack = make_attack(config.attack, config.model, np.asarray(config.targets),
+                                **dict(config.attack_kwargs))
     self._seen = dataset.seen()
     self._negatives_rng_seed = config.seed
     self.client_data = self._build_client_data(epoch=0)
@@ -183,8 +244,8 @@ class Simulator:
       self.plan = clients_lib.plan_buckets(lengths, config.clients_per_round, seed=config.seed)
     self._grid = clients_lib.length_grid(int(max(lengths.max(initial=1), 1)))
     self.round_step = jax.jit(
-        make_round_step(config, self.method, self.aggregator, dataset.num_users),
-        donate_argnums=(1,))
+        make_round_step(config, self.method, self.aggregator, dataset.num_users, self.attack),
+        donate_argnums=(1, 2))
     self._eval_cache: dict[str, Any] = {}
 
   # ---- set-up -------------------------------------------------------------
@@ -197,7 +258,7 @@ class Simulator:
   def init(self) -> SimState:
     """The initial state, from `config.seed` alone."""
     key = jax.random.key(self.config.seed)
-    key_pub, key_user, key_aux = jax.random.split(key, 3)
+    key_pub, key_user, key_aux, key_attack = jax.random.split(key, 4)
     params = ncf.init_public(key_pub, self.config.model, self.dataset.num_items)
     aux = self.method.init_aux(key_aux, params)
     server = server_lib.init_server(params, self.config.server, self.aggregator.init(), aux)
@@ -205,17 +266,39 @@ class Simulator:
     opt_state = user_optimizer(self.config.local).init(user_emb[0])
     opt_state = jax.tree.map(
         lambda x: jnp.broadcast_to(x, (self.dataset.num_users,) + x.shape).copy(), opt_state)
-    return SimState(server, ClientStates(user_emb, opt_state), jnp.asarray(0, jnp.int32))
+    attackers = (self.attack.init(key_attack, self.config.num_malicious, params)
+                 if self.attack is not None else ())
+    return SimState(server, ClientStates(user_emb, opt_state), attackers,
+                    jnp.asarray(0, jnp.int32))
 
   # ---- training -----------------------------------------------------------
-  def epoch_rounds(self, epoch: int) -> list[np.ndarray]:
-    """The client ids of every round of global epoch `epoch` (host-side)."""
+  def epoch_rounds(self, epoch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`(benign ids, attacker ids)` of every round of global epoch `epoch`.
+
+    Uniform: Algorithm 1's shuffle of benign and malicious clients together, cut
+    into chunks. Stratified: benign clients by `stratified_rounds`, and each
+    attacker placed in a uniformly random round.
+    """
     rng = np.random.default_rng([self.config.seed, 104729, epoch])
+    n, a = self.dataset.num_users, self._num_attackers
     if self.config.round_assignment == "stratified":
-      return clients_lib.stratified_rounds(self.client_data.num_samples,
-                                           self.config.clients_per_round, rng)
-    return clients_lib.shuffle_rounds(self.dataset.num_users, self.config.clients_per_round,
-                                      rng)
+      benign = clients_lib.stratified_rounds(self.client_data.num_samples,
+                                             self.config.clients_per_round, rng)
+      where = rng.integers(0, len(benign), size=a)
+      return [(b, np.flatnonzero(where == r)) for r, b in enumerate(benign)]
+    chunks = clients_lib.shuffle_rounds(n + a, self.config.clients_per_round, rng)
+    return [(c[c < n], c[c >= n] - n) for c in chunks]
+
+  @property
+  def _num_attackers(self) -> int:
+    return self.config.num_malicious if self.attack is not None else 0
+
+  def attack_slots(self, attackers: np.ndarray):
+    if self.attack is None:
+      return None
+    slots = np.full(self._num_attackers, -1, np.int32)
+    slots[:len(attackers)] = attackers
+    return slots
 
   def round_batches(self, users: np.ndarray):
     plan = self.plan
@@ -230,16 +313,17 @@ class Simulator:
     if self.config.resample_negatives and epoch > 0:
       self.client_data = self._build_client_data(epoch)
     key_epoch = jax.random.fold_in(jax.random.key(self.config.seed), epoch)
-    server, clients = state.server, state.clients
+    server, clients, attackers = state.server, state.clients, state.attackers
     t0 = time.perf_counter()
     round_metrics = []
     padded = real = 0
-    for r, users in enumerate(self.epoch_rounds(epoch)):
+    for r, (users, bad) in enumerate(self.epoch_rounds(epoch)):
       batches, plan = self.round_batches(users)
       padded += plan.padded_samples
       real += int(self.client_data.num_samples[users].sum())
-      server, clients, out = self.round_step(server, clients, batches,
-                                             jax.random.fold_in(key_epoch, r))
+      server, clients, attackers, out = self.round_step(
+          server, clients, attackers, batches, self.attack_slots(bad),
+          jax.random.fold_in(key_epoch, r))
       round_metrics.append(out)
     params, aux, end_metrics = jax.jit(self.method.epoch_end)(
         server.params, server.aux, jax.random.fold_in(key_epoch, 1 << 20))
@@ -251,7 +335,7 @@ class Simulator:
     summary.update({k: float(v) for k, v in jax.device_get(end_metrics).items()})
     summary.update(epoch=epoch + 1, seconds=seconds, rounds=len(host),
                    padding_efficiency=real / max(padded, 1))
-    return SimState(server, clients, jnp.asarray(epoch + 1, jnp.int32)), summary
+    return SimState(server, clients, attackers, jnp.asarray(epoch + 1, jnp.int32)), summary
 
   # ---- evaluation ---------------------------------------------------------
   def score_fn(self):

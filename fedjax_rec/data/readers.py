@@ -114,7 +114,7 @@ def parse_fixed(path: PathLike, text: str, sep: str, names: Sequence[str],
   Args:
     path: file name, for error messages.
     text: the text (without any header line).
-    sep: the field separator (one character after `text` was normalised).
+    sep: the field separator (a longer one is swapped for a tab for pandas).
     names: column names.
     kinds: per column "int", "float" or "str".
     desc: format description for error messages.
@@ -124,15 +124,19 @@ def parse_fixed(path: PathLike, text: str, sep: str, names: Sequence[str],
     A DataFrame with the given columns.
   """
   dtypes = {i: _DTYPE[k] for i, k in enumerate(kinds)}
+  fast_text, fast_sep = text, sep
+  if len(sep) > 1 and "\t" not in text:  # The C parser wants a 1-character separator.
+    fast_text, fast_sep = text.replace(sep, "\t"), "\t"
   try:
-    df = pd.read_csv(io.StringIO(text), sep=sep, header=None, dtype=dtypes,
+    df = pd.read_csv(io.StringIO(fast_text), sep=fast_sep, header=None, dtype=dtypes,
                      quoting=csv.QUOTE_NONE, na_filter=False, engine="c")
-    nonblank = len(df)
-    if df.shape[1] == len(names) and text.count(sep) == (len(names) - 1) * nonblank:
+    if (df.shape[1] == len(names)
+        and fast_text.count(fast_sep) == (len(names) - 1) * len(df)):
       df.columns = list(names)
       return df
   except (ValueError, pd.errors.ParserError, OverflowError):
     pass
+  del fast_text
   cols: list[list] = [[] for _ in names]
   for lineno, line in enumerate(split_lines(text), offset + 1):
     if not line.strip():
@@ -184,13 +188,7 @@ def read_movielens_1m(path: PathLike) -> pd.DataFrame:
   else:
     names, kinds = ("user", "item"), ("int", "int")
     desc = "2 '::'-separated fields UserID::MovieID"
-  if "\t" in text:  # A tab would be confused with the normalised separator.
-    return parse_fixed(path, text, "::", names, kinds, desc)
-  try:
-    return parse_fixed(path, text.replace("::", "\t"), "\t", names, kinds, desc)
-  except DataFormatError:
-    # Re-scan the original text so that the error shows the line as written.
-    return parse_fixed(path, text, "::", names, kinds, desc)
+  return parse_fixed(path, text, "::", names, kinds, desc)
 
 
 def read_movielens_100k(path: PathLike) -> pd.DataFrame:

@@ -52,6 +52,7 @@ def per_item(uploads, accepted, num_items):
   row_client = np.asarray(uploads.row_client)
   row_item = np.asarray(uploads.row_item)
   row_grad = _np(uploads.row_grad)
+  dim = row_grad.shape[1]
   acc = set(accepted)
   lists = {i: [] for i in range(num_items)}
   for m in range(len(row_mask)):
@@ -60,7 +61,7 @@ def per_item(uploads, accepted, num_items):
   out = {}
   for i, lst in lists.items():
     lst.sort(key=lambda t: t[0])
-    out[i] = ([c for c, _ in lst], np.array([g for _, g in lst]).reshape(len(lst), -1))
+    out[i] = ([c for c, _ in lst], np.array([g for _, g in lst]).reshape(len(lst), dim))
   return out
 
 

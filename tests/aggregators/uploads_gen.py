@@ -34,6 +34,7 @@ def random_uploads(seed, *, int_values=False, p_real=0.8, num_items=NUM_ITEMS,
     return rng.normal(size=shape).astype(np.float32)
 
   client_mask = rng.random(num_clients) < p_real
+  client_mask[rng.integers(num_clients)] = False  # at least one padded slot
   rows = []
   for c in range(num_clients):
     k = int(rng.integers(0, MAX_ITEMS_PER_CLIENT + 1))

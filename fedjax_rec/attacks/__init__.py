@@ -1,0 +1,19 @@
+"""Model-poisoning attacks (SPEC §6): builders returning an `Attack`."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from fedjax_rec.attacks.base import Attack, AttackUpload
+
+# name -> builder(model_config, targets, **kwargs) -> Attack; filled by the modules.
+ATTACKS: dict[str, Callable[..., Attack]] = {}
+
+
+def make_attack(name: str, model_config, targets, **kwargs: Any) -> Attack:
+  if name not in ATTACKS:
+    raise ValueError(f"unknown attack {name!r}; expected one of {sorted(ATTACKS) + ['none']}")
+  return ATTACKS[name](model_config, targets, **kwargs)
+
+
+__all__ = ["ATTACKS", "Attack", "AttackUpload", "make_attack"]

@@ -1,0 +1,44 @@
+"""The attacker interface: a malicious client has the shape of a benign one.
+
+A benign client maps `(public, ctx, private state, key)` plus its local data to
+`(private state', upload)`. An attacker does the same with no real data: its
+"data" (targets, crafted users) is closed over by the builder, and it chooses the
+rows it uploads. Attackers run vmapped in their own slots of the same jitted
+round, and are shuffled into the epoch like benign clients.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from fedjax_rec.types import Array, PublicParams, PyTree
+
+
+class AttackUpload(NamedTuple):
+  """One attacker's upload.
+
+  Attributes:
+    row_item: [R] item ids it uploads (each at most once).
+    row_grad: [R, d] their gradients.
+    row_mask: [R] real rows.
+    mlp: its MLP gradient.
+    weight: [] the sample count it claims (for weighted FedAvg).
+  """
+
+  row_item: Array
+  row_grad: Array
+  row_mask: Array
+  mlp: PyTree
+  weight: Array
+
+
+class Attack(NamedTuple):
+  """Attributes:
+    name: the attack's name.
+    init: `(key, num_attackers, public) -> state`, every leaf `[num_attackers, ...]`.
+    update: `(public, ctx, state, key) -> (state, AttackUpload)` for ONE attacker.
+  """
+
+  name: str
+  init: Callable[[Array, int, PublicParams], PyTree]
+  update: Callable[[PublicParams, PyTree, PyTree, Array], tuple[PyTree, AttackUpload]]

@@ -1,0 +1,299 @@
+"""Aggregators against NumPy oracles on ragged per-item lists, plus invariances."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fedjax_rec import aggregators as agg_lib
+from fedjax_rec.types import Uploads
+
+from . import reference
+from .uploads_gen import NUM_CLIENTS, NUM_ITEMS, permute_clients, random_uploads
+
+CONVENTIONS = ("sum", "mean", "weighted")
+
+# (name, hyper-parameters); chosen so that clipping, trimming and Krum fallbacks all occur
+# on the random rounds (rows have 1..~8 uploaders).
+CONFIGS = [
+    ("fedavg", {}),
+    ("fedavg", {"max_abs": 1e6}),
+    ("norm_bound", {"clip_norm": 1.5}),
+    ("median", {}),
+    ("trimmed_mean", {"num_trim": 1}),
+    ("trimmed_mean", {"num_trim": 2}),
+    ("krum", {"num_byzantine": 1}),
+    ("krum", {"num_byzantine": 0, "block_items": 4}),  # 4 blocks, the last one partial
+    ("krum", {"num_byzantine": 3, "block_items": 5}),
+    ("hics", {"client_clip": 3.0, "row_clip": 1.0, "min_uploaders": 2}),
+    ("hics", {"client_clip": 100.0, "row_clip": 100.0, "min_uploaders": 3}),
+]
+
+
+def _config_id(config):
+  name, kw = config
+  return name + "".join(f"-{k}={v}" for k, v in sorted(kw.items()))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(name, convention, kw_items):
+  """One jitted apply per configuration, reused across tests (compile once)."""
+  agg = agg_lib.make_aggregator(name, NUM_ITEMS, convention, **dict(kw_items))
+  state = agg.init()
+  apply = jax.jit(agg.apply)
+  return lambda uploads: apply(uploads, state)
+
+
+def run(name, convention, kw, uploads):
+  aggregate, _, metrics = _jitted(name, convention, tuple(sorted(kw.items())))(uploads)
+  return aggregate, {k: np.asarray(v) for k, v in metrics.items()}
+
+
+def oracle(name, convention, kw, uploads):
+  full_kw = {**agg_lib.DEFAULTS[name], **kw}
+  return reference.oracle(name, uploads, NUM_ITEMS, convention, **full_kw)
+
+
+def assert_matches_oracle(name, convention, kw, uploads):
+  aggregate, metrics = run(name, convention, kw, uploads)
+  item_grad, touched, mlp_leaves, extra = oracle(name, convention, kw, uploads)
+  np.testing.assert_array_equal(np.asarray(aggregate.item_touched), touched)
+  np.testing.assert_allclose(np.asarray(aggregate.item_grad), item_grad, atol=1e-5, rtol=1e-5)
+  for got, want in zip(jax.tree.leaves(aggregate.mlp), mlp_leaves, strict=True):
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, rtol=1e-5)
+  for key, want in extra.items():
+    np.testing.assert_allclose(metrics[key], want, atol=1e-6, err_msg=key)
+  assert metrics["touched_rows"] == touched.sum()
+  return aggregate, metrics
+
+
+def test_generator_covers_edge_cases():
+  """The random rounds hold single-uploader rows, crowded rows and padding."""
+  counts = []
+  for seed in range(4):
+    u = random_uploads(seed)
+    accepted, _ = reference.accepted_clients(u, None)
+    rows = reference.per_item(u, accepted, NUM_ITEMS)
+    counts += [len(cs) for cs, _ in rows.values()]
+    assert not np.all(np.asarray(u.client_mask))
+    assert not np.all(np.asarray(u.row_mask))
+  assert 1 in counts and 0 in counts and max(counts) >= 6
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("config", CONFIGS, ids=_config_id)
+def test_matches_oracle(config, convention):
+  name, kw = config
+  for seed in range(4):
+    uploads = random_uploads(seed, int_values=seed >= 2)
+    assert_matches_oracle(name, convention, kw, uploads)
+
+
+def test_fallback_metrics_fire():
+  """f larger than many rows allow: the fallback branches are really exercised."""
+  uploads = random_uploads(0)
+  _, m = run("trimmed_mean", "sum", {"num_trim": 2}, uploads)
+  assert m["fallback_rows"] > 0
+  _, m = run("krum", "sum", {"num_byzantine": 3, "block_items": 5}, uploads)
+  assert m["krum_fallback_rows"] > 0
+  _, m = run("norm_bound", "sum", {"clip_norm": 1.5}, uploads)
+  assert 0 < m["clipped_share"] < 1
+
+
+def test_all_padding_round():
+  uploads = random_uploads(0)
+  uploads = uploads._replace(client_mask=jnp.zeros_like(uploads.client_mask))
+  for name, kw in CONFIGS:
+    aggregate, metrics = run(name, "mean", kw, uploads)
+    assert not np.any(np.asarray(aggregate.item_touched))
+    assert np.all(np.asarray(aggregate.item_grad) == 0)
+    for leaf in jax.tree.leaves(aggregate.mlp):
+      assert np.all(np.asarray(leaf) == 0)
+    assert metrics["rejected"] == 0
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("median", {}),
+    ("trimmed_mean", {"num_trim": 1}),
+    ("krum", {"num_byzantine": 1}),
+    ("krum", {"num_byzantine": 0, "block_items": 4}),
+    ("fedavg", {}),
+])
+def test_client_permutation_invariance(name, kw):
+  for seed in range(3):
+    uploads = random_uploads(seed)  # continuous values: no Krum ties
+    permuted, perm = permute_clients(uploads, seed + 100)
+    for convention in ("sum", "mean"):
+      a, ma = run(name, convention, kw, uploads)
+      b, mb = run(name, convention, kw, permuted)
+      np.testing.assert_array_equal(np.asarray(a.item_touched), np.asarray(b.item_touched))
+      np.testing.assert_allclose(np.asarray(a.item_grad), np.asarray(b.item_grad), atol=1e-5)
+      for x, y in zip(jax.tree.leaves(a.mlp), jax.tree.leaves(b.mlp)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
+      if name == "krum" and ma["krum_mlp_chosen"] >= 0:
+        assert mb["krum_mlp_chosen"] == perm[ma["krum_mlp_chosen"]]
+
+
+def _dense_round(values, item=0):
+  """A round where client slot c uploads values[c] for `item` and as its MLP."""
+  values = np.asarray(values, np.float32)
+  n, dim = values.shape
+  return Uploads(
+      row_client=jnp.arange(n, dtype=jnp.int32),
+      row_item=jnp.full((n,), item, jnp.int32),
+      row_grad=jnp.asarray(values),
+      row_mask=jnp.ones((n,), bool),
+      mlp={"w": jnp.asarray(values)},
+      client_weight=jnp.ones((n,), jnp.float32),
+      client_mask=jnp.ones((n,), bool),
+      client_malicious=jnp.zeros((n,), bool),
+  )
+
+
+def test_krum_ties_pick_lowest_slot():
+  # 1-D uploads -1, -1, 1, 1 with f = 0 (k = n - f - 2 = 2 nearest others): every upload
+  # has score 0 + 4 = 4, so the lowest slot wins. Relabelled as 1, -1, -1, 1 -> slot 0 (1).
+  for values, want in (([-1, -1, 1, 1], -1.0), ([1, -1, -1, 1], 1.0)):
+    u = _dense_round(np.asarray(values)[:, None])
+    aggregate, _, metrics = jax.jit(agg_lib.krum(3, num_byzantine=0, convention="mean").apply)(
+        u, ())
+    assert float(aggregate.item_grad[0, 0]) == want
+    assert int(metrics["krum_mlp_chosen"]) == 0
+    assert float(aggregate.mlp["w"][0]) == want
+
+
+def test_krum_identical_uploads_and_outlier():
+  # Three identical honest uploads and one attacker: Krum returns the honest value, and
+  # for "sum" scales it by n = 4.
+  values = [[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [50.0, -50.0]]
+  u = _dense_round(values)._replace(client_malicious=jnp.asarray([False] * 3 + [True]))
+  aggregate, _, metrics = jax.jit(agg_lib.krum(2, num_byzantine=1).apply)(u, ())
+  np.testing.assert_allclose(np.asarray(aggregate.item_grad[0]), [4.0, 8.0])
+  assert int(metrics["krum_mlp_chosen"]) == 0
+  assert int(metrics["krum_mlp_chosen_malicious"]) == 0
+  assert np.asarray(aggregate.item_touched).tolist() == [True, False]
+
+
+def test_median_even_count_and_ties():
+  u = _dense_round([[1.0], [1.0], [4.0], [10.0]])
+  aggregate, _, _ = jax.jit(agg_lib.median(1, convention="mean").apply)(u, ())
+  assert float(aggregate.item_grad[0, 0]) == 2.5  # (1 + 4) / 2
+  aggregate, _, _ = jax.jit(agg_lib.trimmed_mean(1, num_trim=1, convention="sum").apply)(u, ())
+  assert float(aggregate.item_grad[0, 0]) == 10.0  # mean(1, 4) * n = 2.5 * 4
+
+
+BAD_KINDS = ("nan_row", "inf_row", "huge_row", "nan_mlp", "huge_mlp", "nan_weight")
+
+
+def _poison(uploads, client, kind):
+  row_client = np.asarray(uploads.row_client)
+  row_mask = np.asarray(uploads.row_mask)
+  if kind.endswith("_row"):
+    m = np.flatnonzero(row_mask & (row_client == client))[0]
+    value = {"nan_row": np.nan, "inf_row": -np.inf, "huge_row": 1e30}[kind]
+    return uploads._replace(row_grad=uploads.row_grad.at[m, 1].set(value))
+  if kind == "nan_weight":
+    return uploads._replace(client_weight=uploads.client_weight.at[client].set(np.nan))
+  value = np.nan if kind == "nan_mlp" else 1e30
+  mlp = dict(uploads.mlp)
+  mlp["w"] = mlp["w"].at[client, 1, 2].set(value)
+  return uploads._replace(mlp=mlp)
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_bad_client_rejected_everywhere(kind):
+  uploads = random_uploads(1)
+  row_client = np.asarray(uploads.row_client)[np.asarray(uploads.row_mask)]
+  real = np.flatnonzero(np.asarray(uploads.client_mask))
+  client = next(c for c in real if np.any(row_client == c))
+  poisoned = _poison(uploads, client, kind)
+  without = uploads._replace(client_mask=uploads.client_mask.at[client].set(False))
+  for name, kw in CONFIGS:
+    kw = {**kw, "max_abs": 1e6}
+    for convention in ("sum", "weighted"):
+      a, ma = run(name, convention, kw, poisoned)
+      b, mb = run(name, convention, kw, without)
+      assert ma["rejected"] == mb["rejected"] + 1, (name, kind)
+      assert np.all(np.isfinite(np.asarray(a.item_grad)))
+      np.testing.assert_array_equal(np.asarray(a.item_touched), np.asarray(b.item_touched))
+      np.testing.assert_allclose(np.asarray(a.item_grad), np.asarray(b.item_grad), atol=1e-6)
+      for x, y in zip(jax.tree.leaves(a.mlp), jax.tree.leaves(b.mlp)):
+        assert np.all(np.isfinite(np.asarray(x)))
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
+    assert_matches_oracle(name, "mean", kw, poisoned)
+
+
+def test_fedavg_without_bound_keeps_large_but_rejects_nan():
+  uploads = random_uploads(1)
+  real = np.flatnonzero(np.asarray(uploads.client_mask))
+  row_client = np.asarray(uploads.row_client)[np.asarray(uploads.row_mask)]
+  client = next(c for c in real if np.any(row_client == c))
+  _, m = run("fedavg", "sum", {}, _poison(uploads, client, "huge_row"))
+  assert m["rejected"] == 0
+  _, m = run("fedavg", "sum", {}, _poison(uploads, client, "nan_row"))
+  assert m["rejected"] == 1
+
+
+def test_hics_sparsification_and_clipping():
+  # Item 0: clients 0, 1 upload [3, 4] and [0, 1]; item 1: client 2 alone; item 2: nobody.
+  # MLP zero. Client clip 2.5: client 0's norm 5 -> scaled by 0.5 -> [1.5, 2]; client 1
+  # (norm 1) kept. Sum: [1.5, 3], norm 3.354 > row clip 1 -> [0.447, 0.894]. Item 1 has one
+  # uploader < m = 2 -> zero, untouched, counted as sparsified.
+  u = Uploads(
+      row_client=jnp.asarray([0, 1, 2, 0], jnp.int32),
+      row_item=jnp.asarray([0, 0, 1, 2], jnp.int32),
+      row_grad=jnp.asarray([[3.0, 4.0], [0.0, 1.0], [7.0, 7.0], [9.0, 9.0]]),
+      row_mask=jnp.asarray([True, True, True, False]),
+      mlp={"w": jnp.zeros((3, 2))},
+      client_weight=jnp.ones((3,)),
+      client_mask=jnp.ones((3,), bool),
+      client_malicious=jnp.zeros((3,), bool),
+  )
+  agg = agg_lib.hics(3, client_clip=2.5, row_clip=1.0, min_uploaders=2, convention="sum")
+  aggregate, _, metrics = jax.jit(agg.apply)(u, ())
+  want = np.array([1.5, 3.0]) / np.linalg.norm([1.5, 3.0])
+  np.testing.assert_allclose(np.asarray(aggregate.item_grad[0]), want, rtol=1e-6)
+  assert np.all(np.asarray(aggregate.item_grad[1:]) == 0)
+  assert np.asarray(aggregate.item_touched).tolist() == [True, False, False]
+  assert int(metrics["sparsified_rows"]) == 1
+  np.testing.assert_allclose(metrics["clipped_share"], 2 / 3)  # clients 0 and 2 clipped
+  np.testing.assert_allclose(metrics["row_clipped_share"], 1.0)
+  # Loose clips and m = 1: plain FedAvg.
+  loose = agg_lib.hics(3, client_clip=1e3, row_clip=1e3, min_uploaders=1, convention="sum")
+  aggregate, _, metrics = jax.jit(loose.apply)(u, ())
+  np.testing.assert_allclose(np.asarray(aggregate.item_grad), [[3, 5], [7, 7], [0, 0]])
+  assert int(metrics["sparsified_rows"]) == 0
+
+
+def test_norm_bound_clipped_share():
+  # Row norms 5, 1, 0 (clip 2): one of three real rows clipped; [3,4] -> [1.2, 1.6].
+  u = Uploads(
+      row_client=jnp.asarray([0, 1, 1, 0], jnp.int32),
+      row_item=jnp.asarray([0, 0, 1, 1], jnp.int32),
+      row_grad=jnp.asarray([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0], [100.0, 0.0]]),
+      row_mask=jnp.asarray([True, True, True, False]),
+      mlp={"w": jnp.asarray([[0.0, 3.0], [0.0, 1.0]])},
+      client_weight=jnp.ones((2,)),
+      client_mask=jnp.ones((2,), bool),
+      client_malicious=jnp.zeros((2,), bool),
+  )
+  aggregate, _, metrics = jax.jit(agg_lib.norm_bound(2, clip_norm=2.0).apply)(u, ())
+  np.testing.assert_allclose(np.asarray(aggregate.item_grad), [[1.2, 2.6], [0.0, 0.0]])
+  assert np.asarray(aggregate.item_touched).tolist() == [True, True]
+  np.testing.assert_allclose(metrics["clipped_share"], 1 / 3)
+  np.testing.assert_allclose(metrics["mlp_clipped_share"], 1 / 2)
+  np.testing.assert_allclose(np.asarray(aggregate.mlp["w"]), [0.0, 3.0])
+
+
+def test_unjitted_equals_jitted():
+  uploads = random_uploads(3)
+  for name, kw in CONFIGS:
+    agg = agg_lib.make_aggregator(name, NUM_ITEMS, "mean", **kw)
+    a, _, _ = agg.apply(uploads, agg.init())
+    b, _ = run(name, "mean", kw, uploads)
+    np.testing.assert_allclose(np.asarray(a.item_grad), np.asarray(b.item_grad), atol=1e-6)
+  assert NUM_CLIENTS == uploads.client_mask.shape[0]
