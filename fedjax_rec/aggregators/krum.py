@@ -8,13 +8,15 @@ choice is mean-like and rescaled to the convention (see `base.py`).
 * Fallback: where `n - f - 2 < 1` Krum is undefined; the row gets the plain mean over its
   uploaders (then rescaled: under ``"sum"`` that is the plain sum) and is counted in the
   metric `krum_fallback_rows`. The MLP falls back likewise (`krum_mlp_chosen` = -1).
-* Ties: among equal scores the lowest client slot wins (`argmin` takes the first). Scores
-  are float sums, so "equal" means bitwise equal; uploads that are identical but reached by
-  different summation orders may differ in the last ulp.
-* Score: the `n - f - 2` nearest of the `n - 1` others are all but the `f + 1` farthest, so
-  score = (sum of distances to all others) - (sum of the `f + 1` largest), which needs a
-  static `top_k` instead of a per-row sort. Distances use the Gram identity
-  `|a|^2 + |b|^2 - 2 a.b` (clamped at 0); keep `max_abs` set so they stay finite.
+* Ties: among equal scores the lowest client slot wins. Float scores of tied uploads can
+  differ in the last bits (summation order), so scores within a relative 1e-5 of the
+  minimum count as equal. Distances are exactly symmetric, so e.g. a mutual nearest pair
+  (k = 1) ties exactly. Hence the choice, and so the output, is invariant to relabelling
+  client slots unless two scores are within that tolerance.
+* Score: the `n - f - 2` nearest of the `n - 1` others are all but the `f + 1` farthest,
+  found by a static `top_k` (a per-row sort of [num_items, C, C] costs ~40x more on CPU)
+  and masked out of the row sum. Distances use the Gram identity `|a|^2 + |b|^2 - 2 a.b`
+  on uploads centred at their mean (clamped at 0); keep `max_abs` set so they stay finite.
 * Memory: a dense [num_items, C, C] distance tensor is never built. Rows are sorted by item
   once; `lax.map` walks blocks of `block_items` items, slices that block's rows (at most
   `block_items * C`, since (item, client) is a unique key), scatters them into a dense
@@ -37,6 +39,9 @@ from fedjax_rec.types import Aggregate, Array, PyTree, Uploads
 
 # Target size (in floats) of one block's [block, C, C] distance tensor.
 _BLOCK_FLOATS = 1 << 20
+# Scores within this relative distance of the minimum count as tied (float32 summation
+# order differs between rows, so exact equality is too fragile a tie test).
+_TIE_RTOL = 1e-5
 
 
 def krum_select(x: Array, present: Array, num_byzantine: int) -> tuple[Array, Array]:
@@ -53,18 +58,25 @@ def krum_select(x: Array, present: Array, num_byzantine: int) -> tuple[Array, Ar
   """
   num_slots = x.shape[0]
   n = jnp.sum(present)
-  sq = jnp.sum(jnp.square(x), axis=-1)
-  gram = jnp.matmul(x, x.T, precision=lax.Precision.HIGHEST)
-  dist = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
-  others = present[:, None] & present[None, :] & ~jnp.eye(num_slots, dtype=bool)
-  total = jnp.sum(jnp.where(others, dist, 0.0), axis=-1)
-  num_far = min(num_byzantine + 1, num_slots)
-  far, _ = lax.top_k(jnp.where(others, dist, -jnp.inf), num_far)
-  # On fallback rows `far` may hold -inf; those scores are discarded below.
-  score = jnp.where(present, total - jnp.sum(far, axis=-1), jnp.inf)
-  chosen = jnp.argmin(score)
-  ok = n - num_byzantine - 2 >= 1
   mean = jnp.sum(jnp.where(present[:, None], x, 0.0), axis=0) / jnp.maximum(n, 1)
+  # Centring first keeps the Gram identity accurate when uploads share a large offset.
+  xc = jnp.where(present[:, None], x - mean, 0.0)
+  sq = jnp.sum(jnp.square(xc), axis=-1)
+  gram = jnp.matmul(xc, xc.T, precision=lax.Precision.HIGHEST)
+  dist = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+  dist = 0.5 * (dist + dist.T)  # exactly symmetric: mutual nearest pairs tie exactly
+  others = present[:, None] & present[None, :] & ~jnp.eye(num_slots, dtype=bool)
+  # Drop each row's f + 1 farthest others (masked, not subtracted: no cancellation).
+  num_far = min(num_byzantine + 1, num_slots)
+  _, far_idx = lax.top_k(jnp.where(others, dist, -jnp.inf), num_far)
+  far = jnp.zeros((num_slots, num_slots), bool).at[
+      jnp.arange(num_slots)[:, None], far_idx].set(True)
+  score = jnp.sum(jnp.where(others & ~far, dist, 0.0), axis=-1)
+  score = jnp.where(present, score, jnp.inf)
+  best = jnp.min(score)
+  tied = score <= best + _TIE_RTOL * jnp.abs(best)
+  chosen = jnp.argmax(tied)  # the first (lowest) slot among the tied minima
+  ok = n - num_byzantine - 2 >= 1
   return jnp.where(ok, x[chosen], mean), jnp.where(ok, chosen, -1)
 
 

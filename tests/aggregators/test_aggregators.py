@@ -125,13 +125,24 @@ def test_all_padding_round():
 ])
 def test_client_permutation_invariance(name, kw):
   for seed in range(3):
-    uploads = random_uploads(seed)  # continuous values: no Krum ties
+    uploads = random_uploads(seed)  # continuous values
     permuted, perm = permute_clients(uploads, seed + 100)
+    # Krum with k = n - f - 2 = 1 scores each upload by its nearest neighbour, so a mutual
+    # nearest pair always ties exactly and the lowest slot wins: such rows legitimately
+    # depend on slot labels. Continuous values make every other tie improbable.
+    accepted, _ = reference.accepted_clients(uploads, 1e6)
+    counts = np.array([len(cs) for cs, _ in
+                       reference.per_item(uploads, accepted, NUM_ITEMS).values()])
+    f = kw.get("num_byzantine", -10)
+    rows = counts != f + 3
     for convention in ("sum", "mean"):
       a, ma = run(name, convention, kw, uploads)
       b, mb = run(name, convention, kw, permuted)
       np.testing.assert_array_equal(np.asarray(a.item_touched), np.asarray(b.item_touched))
-      np.testing.assert_allclose(np.asarray(a.item_grad), np.asarray(b.item_grad), atol=1e-5)
+      np.testing.assert_allclose(np.asarray(a.item_grad)[rows], np.asarray(b.item_grad)[rows],
+                                 atol=1e-5)
+      if len(accepted) == f + 3:
+        continue
       for x, y in zip(jax.tree.leaves(a.mlp), jax.tree.leaves(b.mlp)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
       if name == "krum" and ma["krum_mlp_chosen"] >= 0:

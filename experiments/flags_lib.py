@@ -1,0 +1,112 @@
+"""Shared absl flags and their translation into typed configs.
+
+Flags live only here and in the binaries; the library receives dataclasses.
+A `--preset` supplies defaults; any flag given explicitly overrides it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from absl import flags
+
+from fedjax_rec.aggregators import AGGREGATORS
+from fedjax_rec.client import LocalConfig
+from fedjax_rec.data.loaders import DATASETS
+from fedjax_rec.models.ncf import NCFConfig
+from fedjax_rec.presets import PRESETS, get_preset
+from fedjax_rec.runner import EvalConfig
+from fedjax_rec.server import ServerConfig
+from fedjax_rec.simulation import SimConfig
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Dataset to train on.")
+flags.DEFINE_string("data_dir", None, "Directory of the dataset's raw files (default: "
+                    "$FEDJAX_REC_DATA/<dataset>, else ../shared/data/<dataset>).")
+flags.DEFINE_enum("preset", "paper", sorted(PRESETS), "Configuration preset (SPEC §2).")
+flags.DEFINE_integer("epochs", None, "Global epochs T.")
+flags.DEFINE_integer("clients_per_round", None, "Clients per round B.")
+flags.DEFINE_integer("seed", 0, "Root seed (init, negatives, shuffles, attacks).")
+flags.DEFINE_string("workdir", None, "Where results and checkpoints go (resumed if rerun).")
+flags.DEFINE_integer("embed_dim", None, "Embedding size d.")
+flags.DEFINE_list("hidden", None, "Hidden layer widths of the MLP, e.g. 64,32,16.")
+flags.DEFINE_enum("server_optimizer", None, ["sgd", "adam"], "Server optimizer.")
+flags.DEFINE_float("server_lr", None, "Server learning rate.")
+flags.DEFINE_enum("user_optimizer", None, ["sgd", "adam"], "Private embedding optimizer.")
+flags.DEFINE_float("user_lr", None, "Private embedding learning rate.")
+flags.DEFINE_integer("local_epochs", None, "Local epochs L.")
+flags.DEFINE_integer("local_batch_size", None, "Local batch size (0: full batch).")
+flags.DEFINE_float("local_lr", None, "Learning rate of local public copies (L > 1).")
+flags.DEFINE_enum("convention", None, ["sum", "mean", "weighted"], "FedAvg convention.")
+flags.DEFINE_integer("num_negatives", None, "Negatives per positive.")
+flags.DEFINE_bool("resample_negatives", None, "Draw fresh negatives every epoch.")
+flags.DEFINE_enum("round_assignment", None, ["stratified", "uniform"],
+                  "How clients are dealt into rounds (README: Layout).")
+flags.DEFINE_integer("max_buckets", None, "Most length buckets per round.")
+flags.DEFINE_enum("aggregator", "fedavg", list(AGGREGATORS), "Server aggregation rule.")
+flags.DEFINE_float("valid_frac", 0.1, "Validation share of each user's train items.")
+flags.DEFINE_integer("eval_every", 1, "Evaluate every N global epochs.")
+flags.DEFINE_list("topk", ["20"], "Cut-offs K of Recall/NDCG/Precision.")
+
+_SIM_FIELDS = ("epochs", "clients_per_round", "convention", "num_negatives",
+               "resample_negatives", "round_assignment", "max_buckets")
+_MODEL_FIELDS = {"embed_dim": "embed_dim", "hidden": "hidden"}
+_LOCAL_FIELDS = {"local_epochs": "local_epochs", "local_batch_size": "batch_size",
+                 "local_lr": "lr", "user_optimizer": "user_optimizer", "user_lr": "user_lr"}
+_SERVER_FIELDS = {"server_optimizer": "optimizer", "server_lr": "lr"}
+
+
+class UsageError(ValueError):
+  """A flag value the library rejects; printed as one line."""
+
+
+def _given(name: str) -> bool:
+  return FLAGS[name].present or FLAGS[name].value is not None and name in FLAGS and \
+      FLAGS[name].value != FLAGS[name].default
+
+
+def _overrides(mapping, config_obj):
+  repl = {}
+  for flag, field in mapping.items():
+    value = FLAGS[flag].value
+    if value is None:
+      continue
+    if flag == "hidden":
+      try:
+        value = tuple(int(x) for x in value if x != "")
+      except ValueError:
+        raise UsageError(f"--hidden expects comma-separated integers, got {','.join(value)}")
+    repl[field] = value
+  return dataclasses.replace(config_obj, **repl) if repl else config_obj
+
+
+def sim_config_from_flags(**extra) -> SimConfig:
+  """The preset, overridden by every explicitly given flag and `extra` fields."""
+  try:
+    base = get_preset(FLAGS.preset)
+    model = _overrides(_MODEL_FIELDS, base.model)
+    local = _overrides(_LOCAL_FIELDS, base.local)
+    server = _overrides(_SERVER_FIELDS, base.server)
+    top = {f: FLAGS[f].value for f in _SIM_FIELDS if FLAGS[f].value is not None}
+    return dataclasses.replace(base, model=model, local=local, server=server,
+                               aggregator=FLAGS.aggregator, seed=FLAGS.seed, **top, **extra)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+
+
+def eval_config_from_flags() -> EvalConfig:
+  try:
+    ks = tuple(int(k) for k in FLAGS.topk)
+  except ValueError:
+    raise UsageError(f"--topk expects comma-separated integers, got {','.join(FLAGS.topk)}")
+  if any(k <= 0 for k in ks) or FLAGS.eval_every <= 0:
+    raise UsageError("--topk values and --eval_every must be positive")
+  return EvalConfig(every=FLAGS.eval_every, ks=ks)
+
+
+def fail(message: str, code: int = 2):
+  """One line on stderr and a non-zero exit: no traceback wall for bad input."""
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(code)

@@ -1,0 +1,35 @@
+r"""Trains a federated recommender and evaluates it every global epoch.
+
+  python -m experiments.train                       # synthetic data, `paper` preset
+  python -m experiments.train --dataset=ml-1m --workdir=runs/ml1m
+  python -m experiments.train --dataset=ml-1m-presplit --preset=ahum-reference
+"""
+
+from __future__ import annotations
+
+from absl import app
+from absl import flags
+
+from experiments import flags_lib
+from fedjax_rec.data.loaders import load_dataset
+from fedjax_rec.data.readers import DataFormatError
+from fedjax_rec.runner import WorkdirError, run
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    flags_lib.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    config = flags_lib.sim_config_from_flags()
+    eval_config = flags_lib.eval_config_from_flags()
+    dataset = load_dataset(FLAGS.dataset, FLAGS.data_dir, seed=FLAGS.seed,
+                           valid_frac=FLAGS.valid_frac)
+    run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config)
+  except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError) as e:
+    flags_lib.fail(str(e))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,144 @@
+"""A whole run: train, evaluate each epoch, write results, resume when rerun.
+
+`experiments/train.py` is a thin flag parser around `run`; tests call `run` too.
+A workdir holds `config.json`, `metrics.jsonl` (one row per global epoch),
+`checkpoint.msgpack` (the whole `SimState`) and, once finished, `summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fedjax_rec import io
+from fedjax_rec import metrics as metrics_lib
+from fedjax_rec.data.dataset import ImplicitDataset
+from fedjax_rec.simulation import SimConfig, Simulator
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """Attributes:
+    every: evaluate every this many global epochs (and after the last).
+    ks: cut-offs of Recall/NDCG/Precision.
+    er_ks: cut-offs of ER@K (when the run has targets).
+    batch_size: users per evaluation batch.
+  """
+
+  every: int = 1
+  ks: tuple[int, ...] = (20,)
+  er_ks: tuple[int, ...] = (5, 10, 20)
+  batch_size: int = 256
+
+
+class WorkdirError(ValueError):
+  """The workdir holds something this run must not overwrite."""
+
+
+def config_dict(config: SimConfig, dataset_name: str, eval_config: EvalConfig) -> dict:
+  return json.loads(json.dumps({"sim": dataclasses.asdict(config), "dataset": dataset_name,
+                                "eval": dataclasses.asdict(eval_config)}, default=str))
+
+
+def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | None = None,
+        eval_config: EvalConfig = EvalConfig(), checkpoint_every: int = 1,
+        log: Callable[[str], None] = print, progress: bool = True) -> dict:
+  """Trains `config.epochs` global epochs; returns the summary dict.
+
+  With a `workdir`, results are written atomically after every epoch and a rerun
+  with the same configuration resumes from the last checkpoint.
+  """
+  sim = Simulator(config, dataset)
+  state = sim.init()
+  rows: list[dict] = []
+  wd = Path(workdir) if workdir is not None else None
+  cfg = config_dict(config, dataset.name, eval_config)
+  if wd is not None:
+    state, rows = _resume(wd, cfg, sim, state, log)
+    if (wd / "summary.json").exists() and int(state.epoch) >= config.epochs:
+      log(f"{wd}: already finished ({config.epochs} epochs); nothing to do")
+      return json.loads((wd / "summary.json").read_text())
+    io.atomic_write_json(wd / "config.json", cfg)
+  targets = np.asarray(config.targets, np.int64)
+  mostpop = metrics_lib.mostpop_metrics(dataset, ks=eval_config.ks)
+  log(f"{dataset.summary()}")
+  log(f"plan: {len(sim.plan.lengths)} length buckets, {sim.plan.num_slots} slots/round; "
+      f"MostPop " + _fmt(mostpop))
+  start = int(state.epoch)
+  for epoch in range(start, config.epochs):
+    if progress and epoch == start:
+      log(f"epoch {epoch + 1}: compiling the round (once per run) ...")
+    state, train_m = sim.run_epoch(state)
+    row = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in train_m.items() if k != "epoch"}}
+    if (epoch + 1) % eval_config.every == 0 or epoch + 1 == config.epochs:
+      t0 = time.perf_counter()
+      ev = sim.evaluate(state, ks=eval_config.ks, targets=targets if len(targets) else None,
+                        er_ks=eval_config.er_ks, batch_size=eval_config.batch_size)
+      row.update({f"test/{k}": v for k, v in ev.items()})
+      row["eval_seconds"] = time.perf_counter() - t0
+    rows.append(row)
+    log(_epoch_line(row))
+    if wd is not None:
+      io.write_jsonl(wd / "metrics.jsonl", rows)
+      if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs:
+        io.save_checkpoint(wd / "checkpoint.msgpack", state)
+  summary = {"dataset": dataset.name, "epochs": config.epochs,
+             "final": {k: v for k, v in rows[-1].items()} if rows else {},
+             "mostpop": mostpop,
+             "best_recall": max((r.get(f"test/recall@{eval_config.ks[0]}", float("nan"))
+                                 for r in rows), default=float("nan"))}
+  if wd is not None:
+    io.atomic_write_json(wd / "summary.json", summary)
+  return summary
+
+
+def _resume(wd: Path, cfg: dict, sim: Simulator, state, log):
+  rows: list[dict] = []
+  cfg_path = wd / "config.json"
+  if cfg_path.exists():
+    try:
+      old = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+      raise WorkdirError(f"{cfg_path}: not a fedjax_rec config ({e.msg}); "
+                         "refusing to overwrite it: choose another --workdir") from None
+    if old != cfg:
+      raise WorkdirError(f"{wd} holds a run with a different configuration; "
+                         "choose another --workdir or delete that one")
+    ckpt = wd / "checkpoint.msgpack"
+    if ckpt.exists():
+      state = io.load_checkpoint(ckpt, state)
+      done = int(state.epoch)
+      if (wd / "metrics.jsonl").exists():
+        rows = [r for r in io.read_jsonl(wd / "metrics.jsonl") if r.get("epoch", 0) <= done]
+      log(f"{wd}: resuming after epoch {done}")
+  elif wd.exists() and any(wd.iterdir()):
+    foreign = sorted(p.name for p in wd.iterdir())[:5]
+    if {"metrics.jsonl", "checkpoint.msgpack", "summary.json"} & set(foreign):
+      raise WorkdirError(f"{wd} holds results but no config.json; refusing to overwrite them")
+  return state, rows
+
+
+def _fmt(m: dict) -> str:
+  return " ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float))
+
+
+def _epoch_line(row: dict) -> str:
+  parts = [f"epoch {row['epoch']:3d}"]
+  for k, v in row.items():
+    if k.startswith("test/"):
+      parts.append(f"{k[5:]}={v:.4f}")
+  parts.append(f"{row['train/seconds']:.2f}s")
+  if "eval_seconds" in row:
+    parts.append(f"(eval {row['eval_seconds']:.2f}s)")
+  if row.get("train/rejected"):
+    parts.append(f"rejected={row['train/rejected']:.0f}")
+  return " ".join(parts)
+
+
+del sys
