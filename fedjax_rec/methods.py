@@ -73,3 +73,4 @@ def make_method(name: str, config: ncf.NCFConfig, **kwargs) -> Method:
 
 
 del jax
+import fedjax_rec.methods_cl  # registers CL methods

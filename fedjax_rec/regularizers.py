@@ -33,6 +33,8 @@ class ServerRegularizer(NamedTuple):
 
 def hot_items(popularity: np.ndarray, num_hot: int) -> np.ndarray:
   """[num_hot] ids of the most popular items (ties broken by the smaller id)."""
+  if not 1 <= num_hot < len(popularity):
+    raise ValueError(f"num_hot must be in [1, num_items={len(popularity)}), got {num_hot}")
   order = np.argsort(-np.asarray(popularity), kind="stable")
   return np.sort(order[:num_hot]).astype(np.int32)
 
@@ -75,8 +77,15 @@ def popularity_regularizer(hot_ids: np.ndarray, num_sparse: int, steps: int, lr:
   Returns:
     A `ServerRegularizer`; `apply` returns metrics `reg_loss_before`, `reg_loss_after`.
   """
-  if optimizer not in ("adam", "sgd"):
-    raise ValueError(f"reg_optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+  checks = [(tau > 0, f"reg_tau must be > 0, got {tau}"),
+            (num_sparse >= 1, f"num_sparse must be >= 1, got {num_sparse}"),
+            (steps >= 0, f"reg_steps must be >= 0, got {steps}"),
+            (lr > 0, f"reg_lr must be > 0, got {lr}"),
+            (optimizer in ("adam", "sgd"),
+             f"reg_optimizer must be 'adam' or 'sgd', got {optimizer!r}")]
+  for ok, message in checks:
+    if not ok:
+      raise ValueError(message)
   tx = optax.adam(lr) if optimizer == "adam" else optax.sgd(lr)
   hot_ids = np.asarray(hot_ids, np.int32)
   num_hot = len(hot_ids)

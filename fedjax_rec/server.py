@@ -77,4 +77,4 @@ def update_norms(before: PublicParams, after: PublicParams) -> dict[str, Array]:
   """Per-round diagnostics: L2 norm of the change of `V` and of `Θ`."""
   dv = after.item_emb - before.item_emb
   dm = jax.tree.map(jnp.subtract, after.mlp, before.mlp)
-  return {"item_update_norm": jnp.linalg.norm(dv), "mlp_update_norm": optax.global_norm(dm)}
+  return {"item_update_norm": jnp.linalg.norm(dv), "mlp_update_norm": optax.tree.norm(dm)}

@@ -141,6 +141,74 @@ def _attack_phase(attack: Attack, public, ctx, attackers: PyTree, slots: Array, 
   return attackers, up, real
 
 
+def make_client_phase(config: SimConfig, method: Method, num_users: int):
+  """Builds `client_phase(public, ctx, clients, batches, key) -> (clients, parts)`.
+
+  Every length bucket runs the one-user update vmapped over its slots; `parts`
+  holds each bucket's sparse upload fields (see `uploads_from_parts`).
+  """
+  client_update = make_client_update(method.loss_fn, config.local)
+  vmapped = jax.vmap(client_update, in_axes=(None, None, 0, 0, 0, 0))
+
+  def client_phase(public, ctx, clients: ClientStates, batches, key):
+    parts = []
+    slot_offset = 0
+    for j, batch in enumerate(batches):
+      real, gather_idx, scatter_idx, data = _split_clients(batch, num_users)
+      cap, length = data.touched_item.shape
+      u = clients.user_emb[gather_idx]
+      opt = jax.tree.map(lambda x: x[gather_idx], clients.opt_state)
+      keys = jax.random.split(jax.random.fold_in(key, j), cap)
+      new_u, new_opt, up = vmapped(public, ctx, u, opt, data, keys)
+      clients = ClientStates(
+          clients.user_emb.at[scatter_idx].set(new_u, mode="drop"),
+          jax.tree.map(lambda s, x: s.at[scatter_idx].set(x, mode="drop"),
+                       clients.opt_state, new_opt))
+      parts.append(_part(slot_offset, data.touched_item, up.row_grad, data.touched_mask,
+                         up.mlp, up.weight, real, malicious=False))
+      slot_offset += cap
+    return clients, parts
+
+  return client_phase
+
+
+def _part(slot_offset, row_item, row_grad, row_mask, mlp, weight, real, malicious):
+  cap, rows = row_item.shape
+  return dict(
+      row_client=jnp.repeat(jnp.arange(cap, dtype=jnp.int32) + slot_offset, rows),
+      row_item=row_item.reshape(-1),
+      row_grad=row_grad.reshape(cap * rows, -1),
+      row_mask=(row_mask & real[:, None]).reshape(-1),
+      mlp=mlp,
+      client_weight=jnp.where(real, weight, 0.0),
+      client_mask=real,
+      client_malicious=real if malicious else jnp.zeros_like(real))
+
+
+def uploads_from_parts(parts: list[dict]) -> Uploads:
+  """Concatenates the buckets' (and attackers') upload fields into one `Uploads`."""
+  cat = lambda *xs: jnp.concatenate(xs, axis=0)
+  return Uploads(**{k: jax.tree.map(cat, *[p[k] for p in parts]) for k in parts[0]})
+
+
+def make_server_phase(config: SimConfig, aggregator):
+  """Builds `server_phase(server, uploads) -> (server, metrics)`.
+
+  Aggregation and the server step: it sees uploads, never client states.
+  """
+
+  def server_phase(server: ServerState, uploads: Uploads):
+    agg, agg_state, agg_metrics = aggregator.apply(uploads, server.agg_state)
+    new = server_lib.apply_aggregate(server._replace(agg_state=agg_state), agg, config.server)
+    out = dict(agg_metrics)
+    out.update(server_lib.update_norms(server.params, new.params))
+    out["num_clients"] = jnp.sum(uploads.client_mask)
+    out["num_malicious"] = jnp.sum(uploads.client_malicious)
+    return new, out
+
+  return server_phase
+
+
 def make_round_step(config: SimConfig, method: Method, aggregator, num_users: int,
                     attack: Attack | None = None):
   """Builds the pure round function.
@@ -150,71 +218,21 @@ def make_round_step(config: SimConfig, method: Method, aggregator, num_users: in
     (server, clients, attackers, metrics)`; `attack_slots` is `[A]` attacker
     ids (-1 for empty slots), or None without an attack.
   """
-  client_update = make_client_update(method.loss_fn, config.local)
-  vmapped = jax.vmap(client_update, in_axes=(None, None, 0, 0, 0, 0))
-
-  def client_phase(public, ctx, clients: ClientStates, batches, key):
-    """Runs every slot; returns updated private states and sparse uploads."""
-    parts = []
-    slot_offset = 0
-    for j, batch in enumerate(batches):
-      real, gather_idx, scatter_idx, data = _split_clients(batch, num_users)
-      cap = real.shape[0]
-      u = clients.user_emb[gather_idx]
-      opt = jax.tree.map(lambda x: x[gather_idx], clients.opt_state)
-      keys = jax.random.split(jax.random.fold_in(key, j), cap)
-      new_u, new_opt, up = vmapped(public, ctx, u, opt, data, keys)
-      clients = ClientStates(
-          clients.user_emb.at[scatter_idx].set(new_u, mode="drop"),
-          jax.tree.map(lambda s, x: s.at[scatter_idx].set(x, mode="drop"),
-                       clients.opt_state, new_opt))
-      length = data.touched_item.shape[1]
-      parts.append(dict(
-          row_client=jnp.repeat(jnp.arange(cap, dtype=jnp.int32) + slot_offset, length),
-          row_item=data.touched_item.reshape(-1),
-          row_grad=up.row_grad.reshape(cap * length, -1),
-          row_mask=(data.touched_mask & real[:, None]).reshape(-1),
-          mlp=up.mlp,
-          client_weight=jnp.where(real, up.weight, 0.0),
-          client_mask=real,
-          client_malicious=jnp.zeros_like(real)))
-      slot_offset += cap
-    return clients, parts, slot_offset
-
-  def attack_parts(up, real, slot_offset):
-    cap, rows = up.row_item.shape
-    return dict(
-        row_client=jnp.repeat(jnp.arange(cap, dtype=jnp.int32) + slot_offset, rows),
-        row_item=up.row_item.reshape(-1),
-        row_grad=up.row_grad.reshape(cap * rows, -1),
-        row_mask=(up.row_mask & real[:, None]).reshape(-1),
-        mlp=up.mlp,
-        client_weight=jnp.where(real, up.weight, 0.0),
-        client_mask=real,
-        client_malicious=real)
-
-  def server_phase(server: ServerState, uploads: Uploads):
-    """Aggregation and the server step: sees uploads, never client states."""
-    agg, agg_state, agg_metrics = aggregator.apply(uploads, server.agg_state)
-    new = server_lib.apply_aggregate(server._replace(agg_state=agg_state), agg, config.server)
-    out = dict(agg_metrics)
-    out.update(server_lib.update_norms(server.params, new.params))
-    out["num_clients"] = jnp.sum(uploads.client_mask)
-    return new, out
+  client_phase = make_client_phase(config, method, num_users)
+  server_phase = make_server_phase(config, aggregator)
 
   def round_step(server: ServerState, clients: ClientStates, attackers: PyTree, batches,
                  attack_slots, key):
     ctx = method.context(server.aux)
     key_clients, key_attack = jax.random.split(key)
-    clients, parts, offset = client_phase(server.params, ctx, clients, batches, key_clients)
+    clients, parts = client_phase(server.params, ctx, clients, batches, key_clients)
     if attack is not None and attack_slots is not None:
       attackers, up, real = _attack_phase(attack, server.params, ctx, attackers,
                                           attack_slots, key_attack)
-      parts.append(attack_parts(up, real, offset))
-    cat = lambda *xs: jnp.concatenate(xs, axis=0)
-    uploads = Uploads(**{k: jax.tree.map(cat, *[p[k] for p in parts]) for k in parts[0]})
-    server, out = server_phase(server, uploads)
-    out["num_malicious"] = jnp.sum(uploads.client_malicious)
+      offset = sum(int(p["client_mask"].shape[0]) for p in parts)
+      parts.append(_part(offset, up.row_item, up.row_grad, up.row_mask, up.mlp, up.weight,
+                         real, malicious=True))
+    server, out = server_phase(server, uploads_from_parts(parts))
     return server, clients, attackers, out
 
   return round_step

@@ -36,6 +36,32 @@ class SyntheticUsers(NamedTuple):
   neg_items: Array
 
 
+def check_popularity(popularity: np.ndarray | None) -> np.ndarray:
+  """Validates `[num_items]` item popularity (training interaction counts)."""
+  if popularity is None:
+    raise ValueError("popularity ([num_items] training interaction counts) is required "
+                     "by popularity-based synthetic users and by the regularizer")
+  pop = np.asarray(popularity)
+  if pop.ndim != 1 or np.any(pop < 0) or pop.sum() <= 0:
+    raise ValueError("popularity must be a 1-D array of non-negative counts, positive sum")
+  return pop
+
+
+def check_and_make_optimizer(num_each: int, per_positive: int, steps: int, lr: float,
+                             optimizer: str) -> optax.GradientTransformation:
+  """Validates the synthetic users' hyper-parameters; returns the fit's optimizer."""
+  checks = [(num_each >= 1, f"synthetic_items must be >= 1, got {num_each}"),
+            (per_positive >= 0, f"synthetic_negatives must be >= 0, got {per_positive}"),
+            (steps >= 0, f"synthetic_steps must be >= 0, got {steps}"),
+            (lr > 0, f"synthetic_lr must be > 0, got {lr}"),
+            (optimizer in ("adam", "sgd"),
+             f"synthetic_optimizer must be 'adam' or 'sgd', got {optimizer!r}")]
+  for ok, message in checks:
+    if not ok:
+      raise ValueError(message)
+  return optax.adam(lr) if optimizer == "adam" else optax.sgd(lr)
+
+
 def item_log_weights(popularity: np.ndarray | None, num_items: int,
                      sampling: str) -> np.ndarray:
   """[num_items] log sampling weights: log popularity, or zeros for "uniform".

@@ -16,4 +16,12 @@ def make_attack(name: str, model_config, targets, **kwargs: Any) -> Attack:
   return ATTACKS[name](model_config, targets, **kwargs)
 
 
-__all__ = ["ATTACKS", "Attack", "AttackUpload", "make_attack"]
+# Registration (imported after ATTACKS exists).
+from fedjax_rec.attacks import a_hum, psmu  # noqa: E402
+from fedjax_rec.attacks.targets import select_targets  # noqa: E402
+
+ATTACKS["a_hum"] = a_hum.make_a_hum
+ATTACKS["a_ra"] = a_hum.make_a_ra
+ATTACKS["psmu"] = psmu.make_psmu
+
+__all__ = ["ATTACKS", "Attack", "AttackUpload", "make_attack", "select_targets"]

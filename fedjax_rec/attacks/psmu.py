@@ -32,7 +32,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np  # noqa: F401
 import optax
 
 from fedjax_rec.attacks.a_hum import (bce, check_count, check_positive, check_targets,

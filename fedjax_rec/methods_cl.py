@@ -1,0 +1,300 @@
+"""Contrastive methods: CL4FedRec, rCL4FedRec (Eqs. 3-13) and the paper's baselines.
+
+Every `loss_fn` is written for ONE client (the simulator vmaps it) and returns
+`L_rec` plus the method's term. Builders validate their hyper-parameters, whose
+defaults are the paper's §5.4 values (SPEC §2, §5). Registered in
+`methods.METHODS` at the bottom of this file:
+
+  cl4fedrec   L_rec + λ1 L_uc + λ2 L_ic (Eq. 10), synthetic users fitted each epoch.
+  rcl4fedrec  cl4fedrec + the popularity regularizer (Eq. 13) after each epoch.
+  simgcl      L_rec + λ2 L_ic with uniform-noise item views (Eq. 5 on item rows).
+  union       L_rec + w · UNION term (one positive, 15 non-interacted negatives).
+  poc         L_rec + α L_uni over the client's rows (Eqs. 11-12).
+
+Item terms run over a client's positive rows only (see `positive_rows`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_rec import losses
+from fedjax_rec import methods
+from fedjax_rec import regularizers
+from fedjax_rec import synthetic_users as syn
+from fedjax_rec.client import LocalConfig, LocalData
+from fedjax_rec.models import ncf
+from fedjax_rec.types import Array, PyTree
+
+
+def _check(ok: bool, message: str) -> None:
+  if not ok:
+    raise ValueError(message)
+
+
+def _check_common(tau: float, eta: float, num_negatives: int) -> None:
+  _check(tau > 0, f"tau must be > 0, got {tau}")
+  _check(eta >= 0, f"eta must be >= 0, got {eta}")
+  _check(num_negatives >= 0, f"num_negatives must be >= 0, got {num_negatives}")
+
+
+def _rec(config: ncf.NCFConfig):
+  rec_fn = methods.rec_loss(config)
+  return lambda u, rows, mlp, data: rec_fn(u, rows, mlp, data, (), None)
+
+
+def positive_rows(data: LocalData, num_negatives: int) -> tuple[Array, Array]:
+  """The client's distinct positive touched rows, gathered to the front.
+
+  A row is positive if some real sample with label 1 points at it (a segment max
+  over `sample_row`), so in a local mini-batch only that batch's positives count.
+  With `num_negatives` negatives per positive no client has more than `P` positives,
+  and a `[P, P]` similarity matrix costs `(1 + num_negatives)²` times less than an
+  `[L, L]` one. Positives beyond `P` (only if `num_negatives` overstates the data's
+  ratio) are left out; `num_negatives=0` lifts the bound.
+
+  Returns:
+    `(row_idx [P], mask [P])`, `P = ceil(L / (1 + num_negatives))`: indices into
+    `rows`; `mask` marks the real positives.
+  """
+  length = data.touched_mask.shape[0]
+  capacity = -(-length // (1 + num_negatives))
+  is_pos = (data.sample_mask & (data.sample_label > 0.5)).astype(jnp.int32)
+  row_pos = jax.ops.segment_max(is_pos, data.sample_row, num_segments=length) > 0
+  row_pos = row_pos & data.touched_mask
+  order = jnp.argsort(jnp.logical_not(row_pos), stable=True)[:capacity]
+  return order, jnp.arange(capacity) < jnp.sum(row_pos)
+
+
+def gradient_item_views(grad_rows, u1: Array, u2: Array, rows: Array, mlp: PyTree,
+                        data: LocalData, step: float) -> tuple[Array, Array]:
+  """Eqs. 7-8: `[L, d]` views `V − a ∇_V L_rec(u')` and `V − a ∇_V L_rec(u'')`.
+
+  `grad_rows` is `∇_V L_rec`; `Δ` is a constant, so gradients reach `V` only directly.
+  """
+  delta1 = -step * jax.lax.stop_gradient(grad_rows(u1, rows, mlp, data))
+  delta2 = -step * jax.lax.stop_gradient(grad_rows(u2, rows, mlp, data))
+  return rows + delta1, rows + delta2
+
+
+def _no_aux(name: str, loss_fn) -> methods.Method:
+  return methods.Method(name=name, loss_fn=loss_fn, init_aux=lambda key, params: (),
+                        context=lambda aux: (),
+                        epoch_end=lambda params, aux, key: (params, aux, {}))
+
+
+class CLAux(NamedTuple):
+  """(r)CL4FedRec's server state: synthetic users (`()` without user CL), regularizer."""
+
+  synthetic: PyTree
+  reg_state: PyTree
+
+
+def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
+              lambda1: float = 0.5, lambda2: float = 0.5, tau: float = 0.2,
+              eta: float = 0.1, num_synthetic_users: int = 60, synthetic_items: int = 30,
+              synthetic_negatives: int = 4, synthetic_steps: int = 20,
+              synthetic_lr: float = 0.01, synthetic_optimizer: str = "adam",
+              synthetic_sampling: str = "popularity", item_view: str = "gradient",
+              item_view_step: float | None = None, local_lr: float = LocalConfig.lr,
+              use_user_cl: bool = True, use_item_cl: bool = True,
+              use_regularizer: bool = False, num_hot: int = 100, num_sparse: int = 500,
+              reg_steps: int = 10, reg_lr: float = 0.001, reg_optimizer: str = "adam",
+              reg_tau: float | None = None, num_negatives: int = 4,
+              name: str = "cl4fedrec") -> methods.Method:
+  """CL4FedRec (§4.1, Eq. 10); with `use_regularizer`, rCL4FedRec (§4.2.3).
+
+  Args:
+    config: NCF shape.
+    popularity: [num_items] training interaction counts; needed for popularity-based
+      synthetic users (Eq. 3) and for the regularizer's hot items.
+    lambda1, lambda2: weights of `L_uc` and `L_ic` (Eq. 10).
+    tau, eta: temperature of `L_uc` and `L_ic`; norm of the view noise (Eq. 5).
+    num_synthetic_users: `|U_syn|`. synthetic_items: `N`. synthetic_negatives:
+      uniform negatives per synthetic positive, drawn once.
+    synthetic_steps, synthetic_lr, synthetic_optimizer: the fit of Eq. 4, run in
+      `init_aux` and after every global epoch (fresh optimizer state each time).
+    synthetic_sampling: "popularity" (Eq. 3) or "uniform" (Table 5 ablation).
+    item_view: "gradient" (Eqs. 7-8) or "simgcl" (Eq. 5 noise on item rows, Table 5).
+    item_view_step: the step `a` of `Δ = −a ∇_V L_rec`; None means `local_lr` (SPEC
+      §5). With the paper's lr 0.001 the two views differ little; raise it to sharpen.
+    local_lr: the clients' local learning rate (`LocalConfig.lr`).
+    use_user_cl, use_item_cl, use_regularizer: ablation switches (Table 4).
+    num_hot, num_sparse, reg_steps, reg_lr, reg_optimizer: Eq. 13's hot-item count,
+      `|V_sp|` (capped at the non-hot items), and its optimizer.
+    reg_tau: temperature of Eq. 13 (None: `tau`).
+    num_negatives: negatives per positive in the client data (see `positive_rows`).
+    name: the method's name.
+  """
+  _check(lambda1 >= 0, f"lambda1 must be >= 0, got {lambda1}")
+  _check(lambda2 >= 0, f"lambda2 must be >= 0, got {lambda2}")
+  _check_common(tau, eta, num_negatives)
+  _check(synthetic_sampling in ("popularity", "uniform"),
+         f"synthetic_sampling must be 'popularity' or 'uniform', got {synthetic_sampling!r}")
+  _check(item_view in ("gradient", "simgcl"),
+         f"item_view must be 'gradient' or 'simgcl', got {item_view!r}")
+  step_a = local_lr if item_view_step is None else item_view_step
+  _check(step_a >= 0, f"item_view_step must be >= 0, got {step_a}")
+  user_cl = use_user_cl and lambda1 > 0
+  item_cl = use_item_cl and lambda2 > 0
+  _check(num_synthetic_users >= (1 if user_cl else 0),
+         f"num_synthetic_users must be >= 1 with user contrastive learning, "
+         f"got {num_synthetic_users}")
+  syn_tx = syn.check_and_make_optimizer(synthetic_items, synthetic_negatives,
+                                        synthetic_steps, synthetic_lr, synthetic_optimizer)
+  pop = None
+  if (user_cl and synthetic_sampling == "popularity") or use_regularizer:
+    pop = syn.check_popularity(popularity)
+    _check(not user_cl or synthetic_items < len(pop),
+           f"synthetic_items must be < num_items ({len(pop)}), got {synthetic_items}")
+  reg = None
+  if use_regularizer:
+    reg = regularizers.popularity_regularizer(
+        regularizers.hot_items(pop, num_hot), num_sparse, reg_steps, reg_lr,
+        tau if reg_tau is None else reg_tau, reg_optimizer)
+  rec = _rec(config)
+  grad_rows = jax.grad(rec, argnums=1)
+
+  def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
+    key_uview1, key_uview2, key_iview1, key_iview2 = jax.random.split(key, 4)
+    total = rec(u, rows, mlp, data)
+    u1 = u + losses.sign_aligned_noise(key_uview1, u, eta)  # Eq. 5
+    u2 = u + losses.sign_aligned_noise(key_uview2, u, eta)
+    if user_cl:
+      total = total + lambda1 * losses.user_contrastive_loss(u, u1, u2, ctx, tau)
+    if item_cl:
+      pos_idx, pos_mask = positive_rows(data, num_negatives)
+      if item_view == "gradient":
+        v1, v2 = gradient_item_views(grad_rows, u1, u2, rows, mlp, data, step_a)
+        v1, v2 = v1[pos_idx], v2[pos_idx]
+      else:
+        v = rows[pos_idx]
+        v1 = v + losses.sign_aligned_noise(key_iview1, v, eta)
+        v2 = v + losses.sign_aligned_noise(key_iview2, v, eta)
+      total = total + lambda2 * losses.item_contrastive_loss(v1, v2, pos_mask, tau)
+    return total
+
+  def init_aux(key, params):
+    synthetic = ()
+    if user_cl:
+      num_items = params.item_emb.shape[0]
+      _check(synthetic_items < num_items,
+             f"synthetic_items must be < num_items ({num_items}), got {synthetic_items}")
+      log_w = jnp.asarray(syn.item_log_weights(pop, num_items, synthetic_sampling))
+      synthetic = syn.init_synthetic_users(key, config, params, log_w,
+                                           num_synthetic_users, synthetic_items,
+                                           synthetic_negatives)
+      # Fitted once already, so that the first epoch's negatives are meaningful.
+      synthetic, _ = syn.fit(config, synthetic, params, synthetic_steps, syn_tx)
+    return CLAux(synthetic, reg.init() if reg is not None else ())
+
+  def context(aux: CLAux):
+    return aux.synthetic.emb if user_cl else ()
+
+  def epoch_end(params, aux: CLAux, key):
+    metrics = {}
+    reg_state = aux.reg_state
+    if reg is not None:  # Algorithm 1, line 15
+      item_emb, reg_state, reg_metrics = reg.apply(params.item_emb, reg_state, key)
+      params = params._replace(item_emb=item_emb)
+      metrics.update(reg_metrics)
+    synthetic = aux.synthetic
+    if user_cl:  # line 16, on the calibrated table
+      synthetic, syn_metrics = syn.fit(config, synthetic, params, synthetic_steps, syn_tx)
+      metrics.update(syn_metrics)
+    return params, CLAux(synthetic, reg_state), metrics
+
+  return methods.Method(name=name, loss_fn=loss_fn, init_aux=init_aux, context=context,
+                        epoch_end=epoch_end)
+
+
+def rcl4fedrec(config: ncf.NCFConfig, **kwargs) -> methods.Method:
+  """rCL4FedRec: `cl4fedrec` with the popularity regularizer (Eq. 13) on by default."""
+  kwargs.setdefault("use_regularizer", True)
+  kwargs.setdefault("name", "rcl4fedrec")
+  return cl4fedrec(config, **kwargs)
+
+
+def simgcl(config: ncf.NCFConfig, *, lambda2: float = 0.5, tau: float = 0.2,
+           eta: float = 0.1, num_negatives: int = 4) -> methods.Method:
+  """SimGCL baseline: `L_rec + λ2 L_ic` with item views `v + ε` (Eq. 5 per row)."""
+  _check(lambda2 >= 0, f"lambda2 must be >= 0, got {lambda2}")
+  _check_common(tau, eta, num_negatives)
+  rec = _rec(config)
+
+  def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
+    del ctx
+    key_iview1, key_iview2 = jax.random.split(key)
+    pos_idx, pos_mask = positive_rows(data, num_negatives)
+    v = rows[pos_idx]
+    v1 = v + losses.sign_aligned_noise(key_iview1, v, eta)
+    v2 = v + losses.sign_aligned_noise(key_iview2, v, eta)
+    return rec(u, rows, mlp, data) + lambda2 * losses.item_contrastive_loss(
+        v1, v2, pos_mask, tau)
+
+  return _no_aux("simgcl", loss_fn)
+
+
+def union_term(rows: Array, data: LocalData, key: Array, num_union_negatives: int,
+               num_negatives: int) -> Array:
+  """UNION's client term (SPEC §5) for one client.
+
+  For each positive row: one other positive of the client, uniformly, as the
+  positive, and `num_union_negatives` draws (with replacement) from the client's
+  real label-0 samples as negatives. Positives of a client with a single positive,
+  or with no negatives, do not count.
+  """
+  key_pos, key_neg = jax.random.split(key)
+  pos_idx, pos_mask = positive_rows(data, num_negatives)
+  capacity = pos_idx.shape[0]
+  num_pos = jnp.sum(pos_mask)
+  k = jnp.arange(capacity)
+  r = jax.random.randint(key_pos, (capacity,), 0, jnp.maximum(num_pos - 1, 1))
+  other = jnp.minimum(jnp.where(r >= k, r + 1, r), capacity - 1)  # uniform, != k
+  is_neg = data.sample_mask & (data.sample_label <= 0.5)
+  num_neg = jnp.sum(is_neg)
+  neg_samples = jnp.argsort(jnp.logical_not(is_neg), stable=True)
+  j = jax.random.randint(key_neg, (capacity, num_union_negatives), 0,
+                         jnp.maximum(num_neg, 1))
+  neg_rows = data.sample_row[neg_samples[j]]
+  valid = pos_mask & (num_pos >= 2) & (num_neg >= 1)
+  return losses.union_loss(rows[pos_idx], rows[pos_idx[other]], rows[neg_rows], valid)
+
+
+def union(config: ncf.NCFConfig, *, union_weight: float = 1.0, union_negatives: int = 15,
+          num_negatives: int = 4) -> methods.Method:
+  """UNION baseline: `L_rec + union_weight · union_term`."""
+  _check(union_weight >= 0, f"union_weight must be >= 0, got {union_weight}")
+  _check(union_negatives >= 1, f"union_negatives must be >= 1, got {union_negatives}")
+  _check(num_negatives >= 0, f"num_negatives must be >= 0, got {num_negatives}")
+  rec = _rec(config)
+
+  def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
+    del ctx
+    term = union_term(rows, data, key, union_negatives, num_negatives)
+    return rec(u, rows, mlp, data) + union_weight * term
+
+  return _no_aux("union", loss_fn)
+
+
+def poc(config: ncf.NCFConfig, *, alpha: float = 0.0) -> methods.Method:
+  """Proof of concept (Eq. 12): `L_rec + α L_uni` over the client's real rows."""
+  _check(alpha >= 0, f"alpha must be >= 0, got {alpha}")
+  rec = _rec(config)
+
+  def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
+    del ctx, key
+    loss = rec(u, rows, mlp, data)
+    if alpha:  # static: α = 0 is exactly Original
+      loss = loss + alpha * losses.masked_l_uni(rows, data.touched_mask)
+    return loss
+
+  return _no_aux("poc", loss_fn)
+
+
+methods.METHODS.update(cl4fedrec=cl4fedrec, rcl4fedrec=rcl4fedrec, simgcl=simgcl,
+                       union=union, poc=poc)
