@@ -25,7 +25,7 @@ class LocalConfig:
 
   Attributes:
     local_epochs: passes over the local data per round (`L`).
-    batch_size: local mini-batch size in samples; 0 means the full local batch.
+    batch_size: local mini-batch size in rows; 0 means the full local batch.
     lr: learning rate of the local copies of the public parameters (used only
       between local steps; the upload is the summed gradient).
     user_optimizer: "sgd" or "adam" for the private user embedding.
@@ -54,21 +54,27 @@ def user_optimizer(config: LocalConfig) -> optax.GradientTransformation:
 
 
 class LocalData(NamedTuple):
-  """One client's padded local data (a `ClientBatch` row).
+  """One client's padded local rows (a `ClientBatch` row).
+
+  Row `i` is item `item[i]` with BCE label `label[i]`, standing for `weight[i]`
+  samples; the client's local copy of `V[item]` is aligned with it.
 
   Attributes:
-    sample_row: [L] index into `touched_item`.
-    sample_label: [L] BCE labels.
-    sample_mask: [L] real samples.
-    touched_item: [L] item ids of the touched rows.
-    touched_mask: [L] real touched rows.
+    item: [L] distinct item ids.
+    label: [L] BCE labels (1 positive, 0 negative).
+    weight: [L] samples per row (0 where padded).
+    mask: [L] real rows.
   """
 
-  sample_row: Array
-  sample_label: Array
-  sample_mask: Array
-  touched_item: Array
-  touched_mask: Array
+  item: Array
+  label: Array
+  weight: Array
+  mask: Array
+
+  @property
+  def positive(self) -> Array:
+    """[L] real positive rows."""
+    return self.mask & (self.label > 0.5)
 
 
 class ClientUpload(NamedTuple):
@@ -96,15 +102,15 @@ def make_client_update(loss_fn: LossFn, config: LocalConfig):
 
   def client_update(public: PublicParams, ctx: PyTree, user_emb: Array,
                     opt_state: PyTree, data: LocalData, key: Array):
-    rows = public.item_emb[data.touched_item]
-    length = data.sample_mask.shape[0]
+    rows = public.item_emb[data.item]
+    length = data.mask.shape[0]
     bsz = length if config.batch_size in (0, None) else min(config.batch_size, length)
     num_batches = -(-length // bsz)
 
     def one_step(carry, xs):
       u, opt, rows, mlp, acc_rows, acc_mlp = carry
       batch_mask, key_step = xs
-      step_data = data._replace(sample_mask=batch_mask)
+      step_data = data._replace(mask=batch_mask, weight=jnp.where(batch_mask, data.weight, 0.0))
       g_u, g_rows, g_mlp = grad_fn(u, rows, mlp, step_data, ctx, key_step)
       active = jnp.any(batch_mask)
       upd, new_opt = tx.update(g_u, opt, u)
@@ -119,14 +125,14 @@ def make_client_update(loss_fn: LossFn, config: LocalConfig):
     def one_epoch(carry, key_epoch):
       key_perm, key_steps = jax.random.split(key_epoch)
       if num_batches == 1:
-        masks = data.sample_mask[None]
+        masks = data.mask[None]
       else:
         # Real samples in random order first, then cut into fixed-size batches.
         noise = jax.random.uniform(key_perm, (length,))
-        order = jnp.argsort(jnp.where(data.sample_mask, noise, 2.0))
+        order = jnp.argsort(jnp.where(data.mask, noise, 2.0))
         rank = jnp.zeros(length, jnp.int32).at[order].set(jnp.arange(length))
         batch_of = rank // bsz
-        masks = (batch_of[None, :] == jnp.arange(num_batches)[:, None]) & data.sample_mask
+        masks = (batch_of[None, :] == jnp.arange(num_batches)[:, None]) & data.mask
       keys = jax.random.split(key_steps, num_batches)
       carry, _ = jax.lax.scan(one_step, carry, (masks, keys))
       return carry, None
@@ -135,8 +141,8 @@ def make_client_update(loss_fn: LossFn, config: LocalConfig):
     carry = (user_emb, opt_state, rows, public.mlp, jnp.zeros_like(rows), zeros_mlp)
     keys = jax.random.split(key, config.local_epochs)
     (u, opt, _, _, acc_rows, acc_mlp), _ = jax.lax.scan(one_epoch, carry, keys)
-    acc_rows = jnp.where(data.touched_mask[:, None], acc_rows, 0.0)
-    weight = jnp.sum(data.sample_mask).astype(jnp.float32)
+    acc_rows = jnp.where(data.mask[:, None], acc_rows, 0.0)
+    weight = jnp.sum(jnp.where(data.mask, data.weight, 0.0))
     return u, opt, ClientUpload(acc_rows, acc_mlp, weight)
 
   return client_update

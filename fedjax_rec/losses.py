@@ -15,9 +15,15 @@ def masked_mean(x: Array, mask: Array) -> Array:
   return total / jnp.maximum(jnp.sum(mask).astype(x.dtype), 1.0)
 
 
-def bce_with_logits(logits: Array, labels: Array, mask: Array) -> Array:
-  """Eq. 1, averaged over the real samples."""
-  return masked_mean(optax.sigmoid_binary_cross_entropy(logits, labels), mask)
+def weighted_mean(x: Array, weight: Array, mask: Array) -> Array:
+  """Σ w·x / Σ w over the real entries."""
+  w = jnp.where(mask, weight, 0.0)
+  return jnp.sum(jnp.where(mask, x, 0.0) * w) / jnp.maximum(jnp.sum(w), 1e-12)
+
+
+def bce_with_logits(logits: Array, labels: Array, weight: Array, mask: Array) -> Array:
+  """Eq. 1, averaged over the real samples (a row of weight w counts w times)."""
+  return weighted_mean(optax.sigmoid_binary_cross_entropy(logits, labels), weight, mask)
 
 
 # ---- contrastive pieces (CL4FedRec §4.1, SimGCL, UNION, Eq. 11) -------------------------

@@ -37,9 +37,9 @@ class Method(NamedTuple):
 
 def rec_logits(config: ncf.NCFConfig, u: Array, rows: Array, mlp: PyTree,
                data: LocalData) -> Array:
-  """[L] logits of the client's samples."""
-  v = rows[data.sample_row]
-  return ncf.logits(config, mlp, jnp.broadcast_to(u, v.shape), v)
+  """[L] logits of the client's rows."""
+  del data
+  return ncf.logits(config, mlp, jnp.broadcast_to(u, rows.shape), rows)
 
 
 def rec_loss(config: ncf.NCFConfig) -> LossFn:
@@ -47,8 +47,8 @@ def rec_loss(config: ncf.NCFConfig) -> LossFn:
 
   def loss_fn(u, rows, mlp, data, ctx, key):
     del ctx, key
-    return bce_with_logits(rec_logits(config, u, rows, mlp, data), data.sample_label,
-                           data.sample_mask)
+    return bce_with_logits(rec_logits(config, u, rows, mlp, data), data.label, data.weight,
+                           data.mask)
 
   return loss_fn
 

@@ -123,8 +123,7 @@ def _split_clients(batch: clients_lib.ClientBatch, num_users: int):
   real = slot >= 0
   gather_idx = jnp.where(real, slot, 0)
   scatter_idx = jnp.where(real, slot, num_users)  # out of range: dropped
-  data = LocalData(batch.sample_row, batch.sample_label, batch.sample_mask,
-                   batch.touched_item, batch.touched_mask)
+  data = LocalData(batch.item, batch.label, batch.weight, batch.mask)
   return real, gather_idx, scatter_idx, data
 
 
@@ -155,7 +154,7 @@ def make_client_phase(config: SimConfig, method: Method, num_users: int):
     slot_offset = 0
     for j, batch in enumerate(batches):
       real, gather_idx, scatter_idx, data = _split_clients(batch, num_users)
-      cap, length = data.touched_item.shape
+      cap, length = data.item.shape
       u = clients.user_emb[gather_idx]
       opt = jax.tree.map(lambda x: x[gather_idx], clients.opt_state)
       keys = jax.random.split(jax.random.fold_in(key, j), cap)
@@ -164,7 +163,7 @@ def make_client_phase(config: SimConfig, method: Method, num_users: int):
           clients.user_emb.at[scatter_idx].set(new_u, mode="drop"),
           jax.tree.map(lambda s, x: s.at[scatter_idx].set(x, mode="drop"),
                        clients.opt_state, new_opt))
-      parts.append(_part(slot_offset, data.touched_item, up.row_grad, data.touched_mask,
+      parts.append(_part(slot_offset, data.item, up.row_grad, data.mask,
                          up.mlp, up.weight, real, malicious=False))
       slot_offset += cap
     return clients, parts
@@ -254,7 +253,7 @@ class Simulator:
     self._seen = dataset.seen()
     self._negatives_rng_seed = config.seed
     self.client_data = self._build_client_data(epoch=0)
-    lengths = self.client_data.num_samples
+    lengths = self.client_data.num_rows
     if config.round_assignment == "stratified":
       self.plan = clients_lib.stratified_plan(lengths, config.clients_per_round,
                                               max_buckets=config.max_buckets)
@@ -269,9 +268,10 @@ class Simulator:
   # ---- set-up -------------------------------------------------------------
   def _build_client_data(self, epoch: int) -> clients_lib.ClientData:
     rng = np.random.default_rng([self.config.seed, 7919, epoch])
-    negs = sample_negatives(self._seen, self.dataset.num_items, self.config.num_negatives,
-                            self.dataset.train, rng)
-    return clients_lib.build_client_data(self.dataset.train, negs, self.dataset.num_items)
+    self.negatives = sample_negatives(self._seen, self.dataset.num_items,
+                                      self.config.num_negatives, self.dataset.train, rng)
+    return clients_lib.build_client_data(self.dataset.train, self.negatives,
+                                         self.dataset.num_items)
 
   def init(self) -> SimState:
     """The initial state, from `config.seed` alone."""
@@ -300,7 +300,7 @@ class Simulator:
     rng = np.random.default_rng([self.config.seed, 104729, epoch])
     n, a = self.dataset.num_users, self._num_attackers
     if self.config.round_assignment == "stratified":
-      benign = clients_lib.stratified_rounds(self.client_data.num_samples,
+      benign = clients_lib.stratified_rounds(self.client_data.num_rows,
                                              self.config.clients_per_round, rng)
       where = rng.integers(0, len(benign), size=a)
       return [(b, np.flatnonzero(where == r)) for r, b in enumerate(benign)]
@@ -320,7 +320,7 @@ class Simulator:
 
   def round_batches(self, users: np.ndarray):
     plan = self.plan
-    lengths = np.sort(self.client_data.num_samples[users])[::-1]
+    lengths = np.sort(self.client_data.num_rows[users])[::-1]
     if not plan.fits(lengths):
       plan = clients_lib.exact_plan(lengths, plan.num_slots, self._grid)
     return clients_lib.assemble(self.client_data, users, plan), plan
@@ -338,7 +338,7 @@ class Simulator:
     for r, (users, bad) in enumerate(self.epoch_rounds(epoch)):
       batches, plan = self.round_batches(users)
       padded += plan.padded_samples
-      real += int(self.client_data.num_samples[users].sum())
+      real += int(self.client_data.num_rows[users].sum())
       server, clients, attackers, out = self.round_step(
           server, clients, attackers, batches, self.attack_slots(bad),
           jax.random.fold_in(key_epoch, r))

@@ -17,7 +17,7 @@ CONFIG = ncf.NCFConfig(embed_dim=8, hidden=(8,))
 NUM_ITEMS = 30
 POPULARITY = (1000.0 / np.arange(1, NUM_ITEMS + 1) ** 1.2).astype(np.int64)
 FAST_CL = dict(popularity=POPULARITY, num_synthetic_users=5, synthetic_items=4,
-               synthetic_steps=5, num_hot=3, num_sparse=6, reg_steps=3)
+               synthetic_steps=5, num_hot=3, num_sparse=6, reg_steps=3, item_view_step=0.5)
 
 
 def client(pos, neg, length):
@@ -37,6 +37,14 @@ def client(pos, neg, length):
 @pytest.fixture(scope="module")
 def public():
   return ncf.init_public(jax.random.key(0), CONFIG, NUM_ITEMS)
+
+
+@pytest.fixture(scope="module")
+def cl(public):
+  """cl4fedrec, its context and its jitted per-client value-and-grad (compiled once)."""
+  m = methods.make_method("cl4fedrec", CONFIG, **FAST_CL)
+  ctx = m.context(jax.jit(m.init_aux)(jax.random.key(1), public))
+  return m, ctx, jax.jit(jax.value_and_grad(m.loss_fn, argnums=(0, 1, 2)))
 
 
 def rows_of(params, data, garbage=None):
@@ -77,11 +85,10 @@ def test_item_contrastive_ignores_padding():
   v1, v2 = jax.random.normal(jax.random.key(3), (2, 4, 8))
   mask = jnp.asarray([True, True, True, False])
   ref = losses.item_contrastive_loss(v1[:3], v2[:3], mask[:3], 0.2)
-  f = lambda a, b: losses.item_contrastive_loss(a, b, mask, 0.2)
+  f = jax.value_and_grad(lambda a, b: losses.item_contrastive_loss(a, b, mask, 0.2), (0, 1))
   for garbage in (1e3, jnp.nan):
-    a, b = v1.at[3].set(garbage), v2.at[3].set(garbage)
-    np.testing.assert_allclose(f(a, b), ref, rtol=1e-6)
-    g = jax.grad(f, argnums=(0, 1))(a, b)
+    val, g = jax.jit(f)(v1.at[3].set(garbage), v2.at[3].set(garbage))
+    np.testing.assert_allclose(val, ref, rtol=1e-6)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in g)
   # Hand case, τ = 1, orthonormal views: each row −log(e¹ / (e¹ + 2 e⁰)) = log(1 + 2/e).
   eye = jnp.eye(3)
@@ -96,7 +103,7 @@ def test_masked_l_uni_matches_geometry_and_ignores_padding():
   np.testing.assert_allclose(losses.masked_l_uni(x, mask), ref, rtol=1e-5)
   np.testing.assert_allclose(losses.masked_l_uni(x.at[7:].set(jnp.nan), mask), ref, rtol=1e-5)
   one = jnp.arange(10) < 1
-  g = jax.grad(lambda x: losses.masked_l_uni(x, one))(x.at[1:].set(jnp.nan))
+  g = jax.jit(jax.grad(lambda x: losses.masked_l_uni(x, one)))(x.at[1:].set(jnp.nan))
   assert bool(jnp.all(jnp.isfinite(g)))
 
 
@@ -128,12 +135,11 @@ def test_positive_rows():
   assert int(mask.sum()) == 2
 
 
-def test_cl4fedrec_loss_is_rec_plus_item_term(public):
-  # With λ1 = 0 and λ2 = 1 the loss is L_rec + L_ic built from the reference views.
-  data = client([1, 2, 3], [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], 15)
+def test_cl4fedrec_loss_is_eq10(public, cl):
+  # L_rec + λ1 L_uc + λ2 L_ic, every piece rebuilt from the reference functions.
+  m, ctx, vg = cl
+  data = client([2, 3], [8, 9, 10, 11, 12, 13, 14, 15], 15)  # the vmap test's shapes
   rows, u = rows_of(public, data), jnp.full((8,), 0.3)
-  m = methods.make_method("cl4fedrec", CONFIG, lambda1=0.0, lambda2=1.0, item_view_step=0.5,
-                          **FAST_CL)
   key = jax.random.key(7)
   rec = lambda u, r, m, d: methods.rec_loss(CONFIG)(u, r, m, d, (), None)
   k1, k2, _, _ = jax.random.split(key, 4)
@@ -141,21 +147,21 @@ def test_cl4fedrec_loss_is_rec_plus_item_term(public):
   u2 = u + losses.sign_aligned_noise(k2, u, 0.1)
   v1, v2 = methods_cl.gradient_item_views(jax.grad(rec, argnums=1), u1, u2, rows,
                                           public.mlp, data, 0.5)
-  pos = jnp.asarray([0, 1, 2])  # items 1, 2, 3 are the first touched rows
-  want = rec(u, rows, public.mlp, data) + losses.item_contrastive_loss(
-      v1[pos], v2[pos], jnp.ones(3, bool), 0.2)
-  np.testing.assert_allclose(m.loss_fn(u, rows, public.mlp, data, (), key), want, rtol=1e-6)
+  pos = jnp.asarray([0, 1])  # items 2, 3 are the first touched rows
+  want = (rec(u, rows, public.mlp, data)
+          + 0.5 * losses.user_contrastive_loss(u, u1, u2, ctx, 0.2)
+          + 0.5 * losses.item_contrastive_loss(v1[pos], v2[pos], jnp.ones(2, bool), 0.2))
+  got, _ = vg(u, rows, public.mlp, data, ctx, key)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
-def test_cl4fedrec_padding_invariant(public):
-  m = methods.make_method("cl4fedrec", CONFIG, **FAST_CL)
-  ctx = m.context(m.init_aux(jax.random.key(8), public))
+def test_cl4fedrec_padding_invariant(public, cl):
+  m, ctx, vg = cl
   u, key = jnp.full((8,), 0.2), jax.random.key(9)
-  short = client([1, 2], [5, 6, 7, 8, 9, 10, 11, 12], 10)
-  long = client([1, 2], [5, 6, 7, 8, 9, 10, 11, 12], 20)
-  ref = m.loss_fn(u, rows_of(public, short), public.mlp, short, ctx, key)
-  f = lambda u, r: m.loss_fn(u, r, public.mlp, long, ctx, key)
-  got, (g_u, g_r) = jax.value_and_grad(f, argnums=(0, 1))(u, rows_of(public, long, jnp.nan))
+  short = client([2, 3], [8, 9, 10, 11, 12, 13, 14, 15], 15)
+  long = client([2, 3], [8, 9, 10, 11, 12, 13, 14, 15], 20)
+  ref, _ = vg(u, rows_of(public, short), public.mlp, short, ctx, key)
+  got, (g_u, g_r, g_mlp) = vg(u, rows_of(public, long, jnp.nan), public.mlp, long, ctx, key)
   np.testing.assert_allclose(got, ref, rtol=1e-6)
   assert bool(jnp.all(jnp.isfinite(g_u))) and bool(jnp.all(jnp.isfinite(g_r[:10])))
 
@@ -170,7 +176,8 @@ def test_union_term_hand_case(public):
   a, b, n = rows[0], rows[1], rows[2]
   want = 0.5 * (math.log1p(15 * math.exp(a @ n - a @ b))
                 + math.log1p(15 * math.exp(b @ n - b @ a)))
-  got = methods_cl.union_term(rows, data, jax.random.key(10), 15, 4)
+  got = jax.jit(methods_cl.union_term, static_argnums=(3, 4))(rows, data, jax.random.key(10),
+                                                              15, 4)
   np.testing.assert_allclose(got, want, rtol=1e-5)
   one = client([1], [7, 8, 9, 10], 10)  # a single positive: nothing to contrast
   assert float(methods_cl.union_term(rows_of(public, one), one, jax.random.key(0), 15, 4)) == 0
@@ -180,7 +187,7 @@ def test_union_loss_finite_with_padding(public):
   m = methods.make_method("union", CONFIG)
   data = client([1, 2, 3], [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], 20)
   f = lambda r: m.loss_fn(jnp.full((8,), 0.1), r, public.mlp, data, (), jax.random.key(1))
-  val, g = jax.value_and_grad(f)(rows_of(public, data, jnp.nan))
+  val, g = jax.jit(jax.value_and_grad(f))(rows_of(public, data, jnp.nan))
   assert np.isfinite(float(val)) and bool(jnp.all(jnp.isfinite(g[:15])))
 
 
@@ -232,14 +239,15 @@ def test_synthetic_items_follow_popularity_and_are_distinct():
 def test_synthetic_fit_lowers_rec_loss(public):
   log_w = jnp.asarray(syn.item_log_weights(POPULARITY, NUM_ITEMS, "popularity"))
   users = syn.init_synthetic_users(jax.random.key(9), CONFIG, public, log_w, 6, 4, 4)
-  fitted, metrics = syn.fit(CONFIG, users, public, 20, optax.adam(0.05))
+  fit = jax.jit(lambda users: syn.fit(CONFIG, users, public, 20, optax.adam(0.05)))
+  fitted, metrics = fit(users)
   assert float(metrics["synthetic_loss_after"]) < float(metrics["synthetic_loss_before"])
   np.testing.assert_array_equal(fitted.pos_items, users.pos_items)
 
 
 def test_rcl4fedrec_epoch_end(public):
   m = methods.make_method("rcl4fedrec", CONFIG, **FAST_CL)
-  aux = m.init_aux(jax.random.key(10), public)
+  aux = jax.jit(m.init_aux)(jax.random.key(10), public)
   assert m.context(aux).shape == (5, 8)
   params, aux2, metrics = jax.jit(m.epoch_end)(public, aux, jax.random.key(11))
   assert {"reg_loss_before", "synthetic_loss_after"} <= set(metrics)
@@ -285,15 +293,19 @@ def test_user_cl_off_needs_no_synthetic_users(public):
 # ---- vmap over clients equals the per-client loop ------------------------------------------
 
 @pytest.mark.parametrize("name,kwargs", [
-    ("cl4fedrec", FAST_CL),
+    ("cl4fedrec", None),
     ("rcl4fedrec", dict(FAST_CL, item_view="simgcl", synthetic_sampling="uniform")),
     ("simgcl", {}),
     ("union", {}),
     ("poc", dict(alpha=0.5)),
 ])
-def test_vmap_equals_loop(public, name, kwargs):
-  m = methods.make_method(name, CONFIG, **kwargs)
-  ctx = m.context(m.init_aux(jax.random.key(1), public))
+def test_vmap_equals_loop(public, cl, name, kwargs):
+  if kwargs is None:
+    m, ctx, single = cl
+  else:
+    m = methods.make_method(name, CONFIG, **kwargs)
+    ctx = m.context(jax.jit(m.init_aux)(jax.random.key(1), public))
+    single = jax.jit(jax.value_and_grad(m.loss_fn, argnums=(0, 1, 2)))
   clients = [client([1], [4, 5, 6, 7], 15), client([2, 3], [8, 9, 10, 11, 12, 13, 14, 15], 15),
              client([1, 3, 5], list(range(10, 22)), 15)]
   data = jax.tree.map(lambda *x: jnp.stack(x), *clients)
@@ -304,7 +316,7 @@ def test_vmap_equals_loop(public, name, kwargs):
   got = jax.jit(jax.vmap(vg, in_axes=(0, 0, None, 0, None, 0)))(u, rows, public.mlp, data,
                                                                  ctx, keys)
   for i, c in enumerate(clients):
-    want = vg(u[i], rows[i], public.mlp, c, ctx, keys[i])
+    want = single(u[i], rows[i], public.mlp, c, ctx, keys[i])
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=2e-5, atol=1e-7),
                  got, want)
     assert np.isfinite(float(want[0]))

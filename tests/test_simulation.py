@@ -41,15 +41,15 @@ def _reference_round(sim, state, users, local_epochs=1):
   public = state.server.params
   tx = user_optimizer(cfg.local)
   new_u, row_ups, mlp_ups = {}, [], []
+  del data
   for user in users:  # the oracle loops over clients on purpose
-    s0, s1 = data.sample_indptr[user], data.sample_indptr[user + 1]
-    t0 = data.touched_indptr[user]
-    items = data.touched_item[t0 + data.sample_row[s0:s1]]
-    labels = data.sample_label[s0:s1]
+    # The raw samples, duplicate negatives included: the rows' weights must match.
+    pos = sim.dataset.train.row(user)
+    neg = sim.negatives.row(user)
     opt = jax.tree.map(lambda x: x[user], state.clients.opt_state)
     u, _, rows, mlp = reference.client_reference(
-        cfg.model, public, state.clients.user_emb[user], tx, opt, items[labels == 1],
-        items[labels == 0], local_epochs=local_epochs, local_lr=cfg.local.lr)
+        cfg.model, public, state.clients.user_emb[user], tx, opt, pos, neg,
+        local_epochs=local_epochs, local_lr=cfg.local.lr)
     new_u[int(user)] = np.asarray(u)
     row_ups.append(rows)
     mlp_ups.append(mlp)
@@ -120,7 +120,7 @@ def test_invariant_to_padding_and_client_order(dataset):
   users, _ = sim.epoch_rounds(0)[0]
   base_p, base_u = _one_round(sim, sim.init(), sim.round_batches(users)[0])
   # Extra padding: one bucket, twice the longest client, with 4 spare slots.
-  longest = int(sim.client_data.num_samples[users].max())
+  longest = int(sim.client_data.num_rows[users].max())
   wide = clients_lib.BucketPlan((2 * longest,), (len(users) + 4,))
   wide_p, wide_u = _one_round(sim, sim.init(), clients_lib.assemble(sim.client_data, users,
                                                                      wide))

@@ -10,9 +10,10 @@ choice is mean-like and rescaled to the convention (see `base.py`).
   metric `krum_fallback_rows`. The MLP falls back likewise (`krum_mlp_chosen` = -1).
 * Ties: among equal scores the lowest client slot wins. Float scores of tied uploads can
   differ in the last bits (summation order), so scores within a relative 1e-5 of the
-  minimum count as equal. Distances are exactly symmetric, so e.g. a mutual nearest pair
-  (k = 1) ties exactly. Hence the choice, and so the output, is invariant to relabelling
-  client slots unless two scores are within that tolerance.
+  minimum count as equal. Distances are exactly symmetric, so a mutual nearest pair ties
+  exactly when k = 1 (each scores their distance): for such rows the output depends on the
+  slot labels. Otherwise (no scores within the tolerance) the output is invariant to
+  relabelling client slots.
 * Score: the `n - f - 2` nearest of the `n - 1` others are all but the `f + 1` farthest,
   found by a static `top_k` (a per-row sort of [num_items, C, C] costs ~40x more on CPU)
   and masked out of the row sum. Distances use the Gram identity `|a|^2 + |b|^2 - 2 a.b`

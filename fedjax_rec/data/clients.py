@@ -1,13 +1,15 @@
-"""Per-client training tensors: flat per-user samples, then padded length buckets.
+"""Per-client training tensors: flat per-user rows, then padded length buckets.
 
-A client's local data is its positives followed by their negatives (`samples`),
-and the distinct items those samples touch (`touched`): the client gathers only
-those rows of `V`, and uploads exactly one gradient row per touched item.
+A client's local data is its positives and their sampled negatives. Positives
+are distinct and negatives never hit a positive, so every distinct item is one
+*row* with one label; a negative drawn twice becomes one row of weight 2, which
+is the same loss. The client gathers exactly those rows of `V`, computes its
+loss on them with no gather or scatter, and uploads one gradient row per item.
 
-Algorithm 1 shuffles clients, so every chunk holds a few very heavy users. Padding
-a chunk to its longest user wastes most of the compute; instead each chunk is cut
-into a few length classes (a geometric grid) with a fixed number of slots each, a
-`BucketPlan`. A round's shapes then depend only on the plan, so a run compiles once.
+Algorithm 1 shuffles clients, so every chunk holds a few very heavy users.
+Padding a chunk to its longest user wastes most of the compute; instead each
+round is cut into a few length classes with a fixed number of slots each, a
+`BucketPlan`. A round's shapes depend only on the plan, so a run compiles once.
 """
 
 from __future__ import annotations
@@ -22,67 +24,71 @@ from fedjax_rec.data.dataset import UserItems
 
 @dataclasses.dataclass(frozen=True)
 class ClientData:
-  """Host-side flat training data of every benign client.
+  """Host-side flat training rows of every benign client.
 
   Attributes:
-    sample_indptr: [num_users + 1] offsets of each user's samples.
-    sample_row: [S] index of the sample's item in the user's touched list.
-    sample_label: [S] 1.0 for positives, 0.0 for negatives.
-    touched_indptr: [num_users + 1] offsets of each user's touched items.
-    touched_item: [T] distinct items of the user's samples (sorted).
+    indptr: [num_users + 1] offsets of each user's rows.
+    item: [R] the user's distinct items (sorted).
+    label: [R] 1.0 for positives, 0.0 for negatives.
+    weight: [R] how many of the user's samples the row stands for.
   """
 
-  sample_indptr: np.ndarray
-  sample_row: np.ndarray
-  sample_label: np.ndarray
-  touched_indptr: np.ndarray
-  touched_item: np.ndarray
+  indptr: np.ndarray
+  item: np.ndarray
+  label: np.ndarray
+  weight: np.ndarray
 
   @property
   def num_users(self) -> int:
-    return len(self.sample_indptr) - 1
+    return len(self.indptr) - 1
+
+  @property
+  def num_rows(self) -> np.ndarray:
+    """[num_users] distinct rows per user: the padded length."""
+    return np.diff(self.indptr)
 
   @property
   def num_samples(self) -> np.ndarray:
-    return np.diff(self.sample_indptr)
+    """[num_users] samples (positives + negatives, duplicates counted)."""
+    sums = np.zeros(self.num_users + 1)
+    np.add.at(sums, np.repeat(np.arange(self.num_users), self.num_rows), self.weight)
+    return sums[:-1]
 
 
 def build_client_data(positives: UserItems, negatives: UserItems, num_items: int) -> ClientData:
-  """Lays out positives then negatives per user, with deduplicated touched rows."""
+  """Merges each user's positives and negatives into weighted distinct rows."""
   num_users = positives.num_users
-  both = positives.union(negatives)
-  users = np.repeat(np.arange(num_users, dtype=np.int64), both.lengths)
-  col = np.arange(both.nnz) - both.indptr[users]
-  label = (col < positives.lengths[users]).astype(np.float32)
-  keys = users * num_items + both.items
-  uniq, inverse = np.unique(keys, return_inverse=True)
-  touched_user = uniq // num_items
-  touched_counts = np.bincount(touched_user, minlength=num_users)
-  touched_indptr = np.zeros(num_users + 1, np.int64)
-  np.cumsum(touched_counts, out=touched_indptr[1:])
-  sample_row = (inverse - touched_indptr[users]).astype(np.int32)
-  return ClientData(both.indptr, sample_row, label, touched_indptr,
-                    (uniq % num_items).astype(np.int32))
+  keys = np.concatenate([
+      np.repeat(np.arange(num_users, dtype=np.int64), positives.lengths) * num_items
+      + positives.items,
+      np.repeat(np.arange(num_users, dtype=np.int64), negatives.lengths) * num_items
+      + negatives.items])
+  label_of = np.concatenate([np.ones(positives.nnz, np.float32),
+                             np.zeros(negatives.nnz, np.float32)])
+  uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
+  user = uniq // num_items
+  indptr = np.zeros(num_users + 1, np.int64)
+  np.cumsum(np.bincount(user, minlength=num_users), out=indptr[1:])
+  return ClientData(indptr, (uniq % num_items).astype(np.int32), label_of[first],
+                    counts.astype(np.float32))
 
 
 class ClientBatch(NamedTuple):
-  """One length class of a round: `C` client slots padded to `L` samples.
+  """One length class of a round: `C` client slots padded to `L` rows.
 
   Attributes:
     slot_user: [C] user id of each slot, -1 for an empty slot.
-    sample_row: [C, L] index into the slot's touched rows.
-    sample_label: [C, L] BCE label.
-    sample_mask: [C, L] real samples.
-    touched_item: [C, L] item id of each touched row (0 where padded).
-    touched_mask: [C, L] real touched rows.
+    item: [C, L] item id of each row (0 where padded).
+    label: [C, L] BCE label.
+    weight: [C, L] samples each row stands for (0 where padded).
+    mask: [C, L] real rows.
   """
 
   slot_user: np.ndarray
-  sample_row: np.ndarray
-  sample_label: np.ndarray
-  sample_mask: np.ndarray
-  touched_item: np.ndarray
-  touched_mask: np.ndarray
+  item: np.ndarray
+  label: np.ndarray
+  weight: np.ndarray
+  mask: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,9 +250,9 @@ def stratified_plan(lengths: np.ndarray, clients_per_round: int, *,
 
 
 def assemble(data: ClientData, users: np.ndarray, plan: BucketPlan) -> tuple[ClientBatch, ...]:
-  """Fills a plan's slots with `users` (longest first) and gathers their tensors."""
+  """Fills a plan's slots with `users` (longest first) and gathers their rows."""
   users = np.asarray(users, np.int64)
-  order = np.argsort(-data.num_samples[users], kind="stable")
+  order = np.argsort(-data.num_rows[users], kind="stable")
   users = users[order]
   out = []
   start = 0
@@ -263,16 +269,15 @@ def _gather(data: ClientData, slot_user: np.ndarray, length: int) -> ClientBatch
   real = slot_user >= 0
   u = np.where(real, slot_user, 0)
   pos = np.arange(length)[None, :]
-  n_s = np.where(real, data.num_samples[u], 0)
-  s_mask = pos < n_s[:, None]
-  s_idx = np.where(s_mask, data.sample_indptr[u][:, None] + pos, 0)
-  n_t = np.where(real, np.diff(data.touched_indptr)[u], 0)
-  t_mask = pos < n_t[:, None]
-  t_idx = np.where(t_mask, data.touched_indptr[u][:, None] + pos, 0)
-  return ClientBatch(
-      slot_user=slot_user.astype(np.int32),
-      sample_row=np.where(s_mask, data.sample_row[s_idx], 0).astype(np.int32),
-      sample_label=np.where(s_mask, data.sample_label[s_idx], 0).astype(np.float32),
-      sample_mask=s_mask,
-      touched_item=np.where(t_mask, data.touched_item[t_idx], 0).astype(np.int32),
-      touched_mask=t_mask)
+  n = np.where(real, data.num_rows[u], 0)
+  mask = pos < n[:, None]
+  idx = np.where(mask, data.indptr[u][:, None] + pos, 0)
+  if len(data.item) == 0:
+    idx = np.zeros_like(idx)
+    mask = np.zeros_like(mask)
+  take = lambda a, fill: np.where(mask, a[idx] if len(a) else fill, fill)
+  return ClientBatch(slot_user=slot_user.astype(np.int32),
+                     item=take(data.item, 0).astype(np.int32),
+                     label=take(data.label, 0.0).astype(np.float32),
+                     weight=take(data.weight, 0.0).astype(np.float32),
+                     mask=mask)

@@ -17,6 +17,7 @@ NUM_ITEMS = 40
 TARGETS = np.array([3, 17])
 SMALL_PSMU = dict(num_filler_items=6, num_alternatives=4)
 ATTACK_CASES = [("a_hum", {}), ("a_ra", {}), ("psmu", SMALL_PSMU)]
+NAMES = [name for name, _ in ATTACK_CASES]
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +25,26 @@ def public():
   return ncf.init_public(jax.random.key(0), CFG, NUM_ITEMS)
 
 
-def _one(attack, public, key=1, slot=0):
-  state = attack.init(jax.random.key(100), 3, public)
-  one = jax.tree.map(lambda x: x[slot], state)
-  return jax.jit(attack.update)(public, (), one, jax.random.key(key))
+class _Compiled:
+  """An attack with its jitted single and vmapped updates, shared across tests."""
+
+  def __init__(self, name, kwargs):
+    self.attack = make_attack(name, CFG, TARGETS, **kwargs)
+    self.update = jax.jit(self.attack.update)
+    self.vmapped = jax.jit(jax.vmap(self.attack.update, in_axes=(None, None, 0, 0)))
+
+  def one(self, public, key=1, slot=0):
+    state = self.attack.init(jax.random.key(100), 3, public)
+    return self.update(public, (), jax.tree.map(lambda x: x[slot], state), jax.random.key(key))
+
+
+_COMPILED: dict[str, _Compiled] = {}
+
+
+def compiled(name: str) -> _Compiled:
+  if name not in _COMPILED:
+    _COMPILED[name] = _Compiled(name, dict(ATTACK_CASES)[name])
+  return _COMPILED[name]
 
 
 def _np_alternatives(item_emb, targets, k):
@@ -90,15 +107,20 @@ def test_init_checks_catalogue(public):
   with pytest.raises(ValueError, match="num_filler_items"):
     make_attack("psmu", CFG, TARGETS, num_filler_items=NUM_ITEMS).init(
         jax.random.key(0), 2, public)
+  with pytest.raises(ValueError, match="num_items=50"):
+    make_attack("psmu", CFG, TARGETS, num_items=50).init(jax.random.key(0), 2, public)
+  state = make_attack("psmu", CFG, TARGETS, num_items=NUM_ITEMS).init(
+      jax.random.key(0), 2, public)
+  assert state.filler_items.shape == (2, 30)
 
 
 # ---- uploads -----------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["a_hum", "a_ra"])
 def test_ahum_rows_are_targets(public, name):
-  attack = make_attack(name, CFG, TARGETS)
-  state = attack.init(jax.random.key(0), 4, public)
+  c = compiled(name)
+  state = c.attack.init(jax.random.key(0), 4, public)
   assert state.shape == (4,)
-  _, up = _one(attack, public)
+  _, up = c.one(public)
   np.testing.assert_array_equal(up.row_item, TARGETS)
   assert up.row_mask.dtype == jnp.bool_ and bool(jnp.all(up.row_mask))
   assert up.row_grad.shape == (len(TARGETS), CFG.embed_dim)
@@ -109,19 +131,19 @@ def test_ahum_rows_are_targets(public, name):
 
 def test_psmu_rows_are_targets_and_cosine_alternatives(public):
   # Targets 3 and 17 nearly parallel: they share alternatives, which must be merged.
-  v = np.asarray(jax.random.normal(jax.random.key(5), (NUM_ITEMS, CFG.embed_dim)))
+  v = np.array(jax.random.normal(jax.random.key(5), (NUM_ITEMS, CFG.embed_dim)))
   v[17] = v[3] + 1e-3 * v[17]
   pub = public._replace(item_emb=jnp.asarray(v, jnp.float32))
-  k = 4
-  attack = make_attack("psmu", CFG, TARGETS, num_items=NUM_ITEMS, num_filler_items=6,
-                       num_alternatives=k)
+  k = SMALL_PSMU["num_alternatives"]
+  c = compiled("psmu")
+  attack = c.attack
   state = attack.init(jax.random.key(7), 3, pub)
   assert state.user_emb.shape == (3, CFG.embed_dim) and state.filler_items.shape == (3, 6)
   for row in np.asarray(state.filler_items):
     assert len(set(row.tolist())) == 6 and not set(row.tolist()) & set(TARGETS.tolist())
     assert row.min() >= 0 and row.max() < NUM_ITEMS
   one = jax.tree.map(lambda x: x[1], state)
-  new, up = jax.jit(attack.update)(pub, (), one, jax.random.key(3))
+  new, up = c.update(pub, (), one, jax.random.key(3))
   np.testing.assert_array_equal(new.filler_items, one.filler_items)
   assert not np.allclose(new.user_emb, one.user_emb)  # it trained its embedding
 
@@ -136,7 +158,6 @@ def test_psmu_rows_are_targets_and_cosine_alternatives(public):
 
   # The uploaded rows equal the dense gradient of the poisoning loss at the trained user.
   u = new.user_emb
-  alt_ids = jnp.asarray(sorted(a for s in alts for a in s))
   alt_lists = [jnp.asarray(sorted(s)) for s in alts]
 
   def loss(item_emb, mlp):
@@ -145,8 +166,7 @@ def test_psmu_rows_are_targets_and_cosine_alternatives(public):
                          for ids in alt_lists])
     return (jnp.mean(jax.nn.softplus(-t)) + jnp.mean(jax.nn.softplus(a)))
 
-  del alt_ids
-  g_v, g_mlp = jax.grad(loss, argnums=(0, 1))(pub.item_emb, pub.mlp)
+  g_v, g_mlp = jax.jit(jax.grad(loss, argnums=(0, 1)))(pub.item_emb, pub.mlp)
   dense = np.zeros((NUM_ITEMS, CFG.embed_dim), np.float32)
   np.add.at(dense, rows, np.asarray(up.row_grad)[np.asarray(up.row_mask)])
   np.testing.assert_allclose(dense, g_v, atol=1e-6, rtol=1e-4)
@@ -156,23 +176,25 @@ def test_psmu_rows_are_targets_and_cosine_alternatives(public):
 
 
 # ---- semantics ---------------------------------------------------------------------
+_HARD = jax.jit(lambda mlp, rows, users, lr: a_hum_lib.hard_users(CFG, mlp, rows, users, 30, lr))
+
+
 @pytest.mark.parametrize("lr", [0.001, 0.5])
 def test_hard_users_lower_target_scores(public, lr):
   rows = public.item_emb[jnp.asarray(TARGETS)]
   users = a_hum_lib.draw_users(jax.random.key(4), 10, CFG.embed_dim, 0.01)
-  hard = jax.jit(a_hum_lib.hard_users, static_argnums=(0, 4, 5))(
-      CFG, public.mlp, rows, users, 30, lr)
+  hard = _HARD(public.mlp, rows, users, lr)
   before = jax.nn.sigmoid(a_hum_lib.pair_logits(CFG, public.mlp, users, rows))
   after = jax.nn.sigmoid(a_hum_lib.pair_logits(CFG, public.mlp, hard, rows))
   assert float(after.mean()) < float(before.mean())
 
 
-@pytest.mark.parametrize("name, kwargs", ATTACK_CASES)
-def test_poison_direction_raises_targets(public, name, kwargs):
-  attack = make_attack(name, CFG, TARGETS, **kwargs)
-  state = attack.init(jax.random.key(0), 1, public)
+@pytest.mark.parametrize("name", NAMES)
+def test_poison_direction_raises_targets(public, name):
+  c = compiled(name)
+  state = c.attack.init(jax.random.key(0), 1, public)
   one = jax.tree.map(lambda x: x[0], state)
-  update = jax.jit(attack.update)
+  update = c.update
   probe = jax.random.key(99)
   before = _mean_target_logit(public, TARGETS, probe)
   pub, lr = public, 0.5
@@ -189,9 +211,8 @@ def test_ahum_matches_plain_reference(public):
   pub = public._replace(item_emb=0.5 * jax.random.normal(jax.random.key(8),
                                                          public.item_emb.shape))
   key = jax.random.key(21)
-  num_users, steps, lr = 10, 30, 0.05
-  attack = make_attack("a_hum", CFG, TARGETS, hard_lr=lr)
-  _, up = _one(attack, pub, key=21)
+  num_users, steps, lr = 10, 30, 0.001  # the defaults
+  _, up = compiled("a_hum").one(pub, key=21)
 
   # Plain reference: the public PyTorch loop, one user at a time, sigmoid + BCELoss.
   t = len(TARGETS)
@@ -221,18 +242,17 @@ def test_ahum_matches_plain_reference(public):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
                up.mlp, g_mlp)
   # The hard steps changed the answer (the reference is not trivially A-ra's).
-  _, up_ra = _one(make_attack("a_ra", CFG, TARGETS), pub, key=21)
+  _, up_ra = compiled("a_ra").one(pub, key=21)
   assert not np.allclose(up_ra.row_grad, g_rows, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name, kwargs", ATTACK_CASES)
-def test_vmap_equals_loop(public, name, kwargs):
-  attack = make_attack(name, CFG, TARGETS, **kwargs)
-  state = attack.init(jax.random.key(2), 3, public)
+@pytest.mark.parametrize("name", NAMES)
+def test_vmap_equals_loop(public, name):
+  c = compiled(name)
+  state = c.attack.init(jax.random.key(2), 3, public)
   keys = jax.random.split(jax.random.key(3), 3)
-  v_state, v_up = jax.jit(jax.vmap(attack.update, in_axes=(None, None, 0, 0)))(
-      public, (), state, keys)
-  update = jax.jit(attack.update)
+  v_state, v_up = c.vmapped(public, (), state, keys)
+  update = c.update
   for i in range(3):
     s_i, up_i = update(public, (), jax.tree.map(lambda x: x[i], state), keys[i])
     check = lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-7)

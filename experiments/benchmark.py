@@ -1,0 +1,173 @@
+r"""Speed of the simulator, side by side in one process; writes BENCHMARKS.md.
+
+  python -m experiments.benchmark                 # ML-1M, both presets
+  python -m experiments.benchmark --epochs=3 --out=BENCHMARKS.md
+
+For each configuration: seconds per global epoch (median over `--epochs` after
+one warm-up epoch that compiles), client updates per second, padding efficiency
+(real samples / padded samples), and the floor: one fused forward and backward
+pass of the same model over all the epoch's samples in a single batch. The
+ratio epoch / floor is what the simulator itself costs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app
+from absl import flags
+
+from fedjax_rec.data.loaders import default_data_dir, load_dataset
+from fedjax_rec.models import ncf
+from fedjax_rec.presets import get_preset
+from fedjax_rec.simulation import SimConfig, Simulator
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("epochs", 3, "Timed epochs per configuration (after one warm-up).")
+flags.DEFINE_string("out", "BENCHMARKS.md", "Markdown file to write ('' to skip).")
+flags.DEFINE_list("only", [], "Run only the configurations whose name contains one of these.")
+flags.DEFINE_string("data_dir", None, "ML-1M directory (default $FEDJAX_REC_DATA/ml-1m).")
+
+
+@dataclasses.dataclass
+class Row:
+  name: str
+  dataset: str
+  epoch_s: float
+  updates_per_s: float
+  padding_eff: float
+  floor_s: float
+  compile_s: float
+  note: str = ""
+
+  @property
+  def ratio(self) -> float:
+    return self.epoch_s / self.floor_s if self.floor_s > 0 else float("nan")
+
+
+def floor_seconds(config: SimConfig, sim: Simulator, reps: int = 3) -> float:
+  """One fused forward+backward over every sample of an epoch, in one batch.
+
+  Duplicate negatives are merged into weighted rows, exactly as in the clients.
+  """
+  data = sim.client_data
+  users = jnp.asarray(np.repeat(np.arange(data.num_users), data.num_rows))
+  items = jnp.asarray(data.item)
+  labels = jnp.asarray(data.label)
+  weights = jnp.asarray(data.weight)
+  state = sim.init()
+  params = (state.server.params, state.clients.user_emb)
+
+  @jax.jit
+  def step(params):
+    def loss(params):
+      public, user_emb = params
+      logits = ncf.logits(config.model, public.mlp, user_emb[users], public.item_emb[items])
+      bce = optax.sigmoid_binary_cross_entropy(logits, labels)
+      return jnp.sum(weights * bce) / jnp.sum(weights)
+    return jax.grad(loss)(params)
+
+  jax.block_until_ready(step(params))
+  times = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(params))
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def bench(name: str, config: SimConfig, dataset, epochs: int, note: str = "") -> Row:
+  t0 = time.perf_counter()
+  sim = Simulator(config, dataset)
+  state = sim.init()
+  state, m = sim.run_epoch(state)  # compiles
+  compile_s = time.perf_counter() - t0
+  secs, eff = [], m["padding_efficiency"]
+  for _ in range(epochs):
+    state, m = sim.run_epoch(state)
+    secs.append(m["seconds"])
+  epoch_s = float(np.median(secs))
+  n_clients = dataset.num_users + config.num_malicious
+  row = Row(name, dataset.name, epoch_s, n_clients / epoch_s, eff,
+            floor_seconds(config, sim), compile_s, note)
+  print(f"{name:40s} epoch {row.epoch_s:7.3f}s  floor {row.floor_s:7.3f}s  "
+        f"ratio {row.ratio:5.2f}  eff {row.padding_eff:.3f}  "
+        f"{row.updates_per_s:9.0f} updates/s  (setup+compile {compile_s:.1f}s)", flush=True)
+  return row
+
+
+def machine() -> str:
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+  return (f"{cpu}; {os.cpu_count()} cores; JAX {jax.__version__} on "
+          f"{jax.default_backend()} ({devices})")
+
+
+def configurations(ml1m_dir):
+  spec = load_dataset("ml-1m", ml1m_dir, seed=0)
+  pre = load_dataset("ml-1m-presplit", ml1m_dir, seed=0, valid_frac=0.0)
+  yield "paper / original / fedavg", get_preset("paper"), spec, ""
+  yield ("ahum-reference / original / fedavg", get_preset("ahum-reference"), pre,
+         "pre-split data")
+  yield ("paper / original / fedavg / uniform rounds",
+         get_preset("paper", round_assignment="uniform"), spec, "Algorithm 1's plain shuffle")
+
+
+def to_markdown(rows: list[Row]) -> str:
+  when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  try:
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, check=False).stdout.strip()
+  except OSError:
+    rev = ""
+  lines = [
+      "# Benchmarks", "",
+      f"Written by `python -m experiments.benchmark` on {when}" + (f" at {rev}" if rev else "")
+      + ".", "", f"Machine: {machine()}.", "",
+      "Seconds per global epoch are the median of timed epochs after a warm-up epoch "
+      "(which compiles); evaluation is not included. *Floor*: one fused forward and "
+      "backward of the same model over all of the epoch's samples in a single batch; "
+      "*ratio* = epoch / floor. *Padding efficiency* = real samples / padded samples.", "",
+      "| configuration | data | s / epoch | client updates / s | padding eff. | floor s "
+      "| epoch / floor | set-up + compile s | note |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+  for r in rows:
+    lines.append(f"| {r.name} | {r.dataset} | {r.epoch_s:.3f} | {r.updates_per_s:,.0f} | "
+                 f"{r.padding_eff:.3f} | {r.floor_s:.3f} | {r.ratio:.2f} | {r.compile_s:.1f} | "
+                 f"{r.note} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv
+  ml1m = FLAGS.data_dir or default_data_dir("ml-1m")
+  rows = []
+  for name, config, dataset, note in configurations(ml1m):
+    if FLAGS.only and not any(o in name for o in FLAGS.only):
+      continue
+    rows.append(bench(name, config, dataset, FLAGS.epochs, note))
+  if FLAGS.out and rows:
+    from fedjax_rec.io import atomic_write_text  # pylint: disable=import-outside-toplevel
+    atomic_write_text(FLAGS.out, to_markdown(rows))
+    print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+  app.run(main)
