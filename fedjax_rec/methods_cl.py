@@ -36,10 +36,11 @@ def _check(ok: bool, message: str) -> None:
     raise ValueError(message)
 
 
-def _check_common(tau: float, eta: float, num_negatives: int) -> None:
+def _check_common(tau: float, eta: float, max_positive_share: float) -> None:
   _check(tau > 0, f"tau must be > 0, got {tau}")
   _check(eta >= 0, f"eta must be >= 0, got {eta}")
-  _check(num_negatives >= 0, f"num_negatives must be >= 0, got {num_negatives}")
+  _check(0 < max_positive_share <= 1,
+         f"max_positive_share must be in (0, 1], got {max_positive_share}")
 
 
 def _rec(config: ncf.NCFConfig):
@@ -47,27 +48,25 @@ def _rec(config: ncf.NCFConfig):
   return lambda u, rows, mlp, data: rec_fn(u, rows, mlp, data, (), None)
 
 
-def positive_rows(data: LocalData, num_negatives: int) -> tuple[Array, Array]:
-  """The client's distinct positive touched rows, gathered to the front.
+def positive_rows(data: LocalData, max_positive_share: float = 1.0) -> tuple[Array, Array]:
+  """The client's real positive rows (`data.positive`), as `P` slots.
 
-  A row is positive if some real sample with label 1 points at it (a segment max
-  over `sample_row`), so in a local mini-batch only that batch's positives count.
-  With `num_negatives` negatives per positive no client has more than `P` positives,
-  and a `[P, P]` similarity matrix costs `(1 + num_negatives)²` times less than an
-  `[L, L]` one. Positives beyond `P` (only if `num_negatives` overstates the data's
-  ratio) are left out; `num_negatives=0` lifts the bound.
+  With `max_positive_share = 1` (the default, exact) the slots are the `L` rows
+  themselves. Below 1, the positives are gathered to the front of
+  `P = ceil(share · L)` slots, so that a `[P, P]` similarity matrix replaces the
+  `[L, L]` one (`1/share²` cheaper); positives beyond `P` are left out of the term.
+  Safe when every client has at most that share of positive rows (with `k`
+  negatives per positive and no duplicate negatives, `1 / (1 + k)`).
 
   Returns:
-    `(row_idx [P], mask [P])`, `P = ceil(L / (1 + num_negatives))`: indices into
-    `rows`; `mask` marks the real positives.
+    `(row_idx [P], mask [P])`: indices into `rows`; `mask` marks real positives.
   """
-  length = data.touched_mask.shape[0]
-  capacity = -(-length // (1 + num_negatives))
-  is_pos = (data.sample_mask & (data.sample_label > 0.5)).astype(jnp.int32)
-  row_pos = jax.ops.segment_max(is_pos, data.sample_row, num_segments=length) > 0
-  row_pos = row_pos & data.touched_mask
-  order = jnp.argsort(jnp.logical_not(row_pos), stable=True)[:capacity]
-  return order, jnp.arange(capacity) < jnp.sum(row_pos)
+  length = data.mask.shape[0]
+  if max_positive_share >= 1:
+    return jnp.arange(length), data.positive
+  capacity = max(1, int(np.ceil(max_positive_share * length)))
+  order = jnp.argsort(jnp.logical_not(data.positive), stable=True)[:capacity]
+  return order, jnp.arange(capacity) < jnp.sum(data.positive)
 
 
 def gradient_item_views(grad_rows, u1: Array, u2: Array, rows: Array, mlp: PyTree,
@@ -104,7 +103,7 @@ def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
               use_user_cl: bool = True, use_item_cl: bool = True,
               use_regularizer: bool = False, num_hot: int = 100, num_sparse: int = 500,
               reg_steps: int = 10, reg_lr: float = 0.001, reg_optimizer: str = "adam",
-              reg_tau: float | None = None, num_negatives: int = 4,
+              reg_tau: float | None = None, max_positive_share: float = 1.0,
               name: str = "cl4fedrec") -> methods.Method:
   """CL4FedRec (§4.1, Eq. 10); with `use_regularizer`, rCL4FedRec (§4.2.3).
 
@@ -127,12 +126,13 @@ def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
     num_hot, num_sparse, reg_steps, reg_lr, reg_optimizer: Eq. 13's hot-item count,
       `|V_sp|` (capped at the non-hot items), and its optimizer.
     reg_tau: temperature of Eq. 13 (None: `tau`).
-    num_negatives: negatives per positive in the client data (see `positive_rows`).
+    max_positive_share: bound on a client's share of positive rows; below 1 it makes
+      `L_ic` cheaper (see `positive_rows`).
     name: the method's name.
   """
   _check(lambda1 >= 0, f"lambda1 must be >= 0, got {lambda1}")
   _check(lambda2 >= 0, f"lambda2 must be >= 0, got {lambda2}")
-  _check_common(tau, eta, num_negatives)
+  _check_common(tau, eta, max_positive_share)
   _check(synthetic_sampling in ("popularity", "uniform"),
          f"synthetic_sampling must be 'popularity' or 'uniform', got {synthetic_sampling!r}")
   _check(item_view in ("gradient", "simgcl"),
@@ -167,7 +167,7 @@ def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
     if user_cl:
       total = total + lambda1 * losses.user_contrastive_loss(u, u1, u2, ctx, tau)
     if item_cl:
-      pos_idx, pos_mask = positive_rows(data, num_negatives)
+      pos_idx, pos_mask = positive_rows(data, max_positive_share)
       if item_view == "gradient":
         v1, v2 = gradient_item_views(grad_rows, u1, u2, rows, mlp, data, step_a)
         v1, v2 = v1[pos_idx], v2[pos_idx]
@@ -220,16 +220,16 @@ def rcl4fedrec(config: ncf.NCFConfig, **kwargs) -> methods.Method:
 
 
 def simgcl(config: ncf.NCFConfig, *, lambda2: float = 0.5, tau: float = 0.2,
-           eta: float = 0.1, num_negatives: int = 4) -> methods.Method:
+           eta: float = 0.1, max_positive_share: float = 1.0) -> methods.Method:
   """SimGCL baseline: `L_rec + λ2 L_ic` with item views `v + ε` (Eq. 5 per row)."""
   _check(lambda2 >= 0, f"lambda2 must be >= 0, got {lambda2}")
-  _check_common(tau, eta, num_negatives)
+  _check_common(tau, eta, max_positive_share)
   rec = _rec(config)
 
   def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
     del ctx
     key_iview1, key_iview2 = jax.random.split(key)
-    pos_idx, pos_mask = positive_rows(data, num_negatives)
+    pos_idx, pos_mask = positive_rows(data, max_positive_share)
     v = rows[pos_idx]
     v1 = v + losses.sign_aligned_noise(key_iview1, v, eta)
     v2 = v + losses.sign_aligned_noise(key_iview2, v, eta)
@@ -239,44 +239,42 @@ def simgcl(config: ncf.NCFConfig, *, lambda2: float = 0.5, tau: float = 0.2,
   return _no_aux("simgcl", loss_fn)
 
 
-def union_term(rows: Array, data: LocalData, key: Array, num_union_negatives: int,
-               num_negatives: int) -> Array:
+def union_term(rows: Array, data: LocalData, key: Array, num_union_negatives: int) -> Array:
   """UNION's client term (SPEC §5) for one client.
 
   For each positive row: one other positive of the client, uniformly, as the
-  positive, and `num_union_negatives` draws (with replacement) from the client's
-  real label-0 samples as negatives. Positives of a client with a single positive,
-  or with no negatives, do not count.
+  positive, and `num_union_negatives` draws with replacement from the client's
+  sampled negatives (a row of weight w is w samples) as negatives. Positives of a
+  client with a single positive, or with no negatives, do not count.
   """
   key_pos, key_neg = jax.random.split(key)
-  pos_idx, pos_mask = positive_rows(data, num_negatives)
-  capacity = pos_idx.shape[0]
-  num_pos = jnp.sum(pos_mask)
-  k = jnp.arange(capacity)
-  r = jax.random.randint(key_pos, (capacity,), 0, jnp.maximum(num_pos - 1, 1))
-  other = jnp.minimum(jnp.where(r >= k, r + 1, r), capacity - 1)  # uniform, != k
-  is_neg = data.sample_mask & (data.sample_label <= 0.5)
-  num_neg = jnp.sum(is_neg)
-  neg_samples = jnp.argsort(jnp.logical_not(is_neg), stable=True)
-  j = jax.random.randint(key_neg, (capacity, num_union_negatives), 0,
-                         jnp.maximum(num_neg, 1))
-  neg_rows = data.sample_row[neg_samples[j]]
-  valid = pos_mask & (num_pos >= 2) & (num_neg >= 1)
-  return losses.union_loss(rows[pos_idx], rows[pos_idx[other]], rows[neg_rows], valid)
+  length = data.mask.shape[0]
+  is_pos = data.positive
+  num_pos = jnp.sum(is_pos)
+  pos_order = jnp.argsort(jnp.logical_not(is_pos), stable=True)  # positives first
+  rank = jnp.cumsum(is_pos) - 1  # row k is the rank[k]-th positive
+  r = jax.random.randint(key_pos, (length,), 0, jnp.maximum(num_pos - 1, 1))
+  other = pos_order[jnp.minimum(jnp.where(r >= rank, r + 1, r), length - 1)]  # != k
+  # Inverse CDF over the negatives' sample weights.
+  neg_w = jnp.where(data.mask & (data.label <= 0.5), data.weight, 0.0)
+  cdf = jnp.cumsum(neg_w)
+  draw = jax.random.uniform(key_neg, (length, num_union_negatives)) * cdf[-1]
+  neg = jnp.minimum(jnp.searchsorted(cdf, draw, side="right"), length - 1)
+  valid = is_pos & (num_pos >= 2) & (cdf[-1] > 0)
+  return losses.union_loss(rows, rows[other], rows[neg], valid)
 
 
-def union(config: ncf.NCFConfig, *, union_weight: float = 1.0, union_negatives: int = 15,
-          num_negatives: int = 4) -> methods.Method:
+def union(config: ncf.NCFConfig, *, union_weight: float = 1.0,
+          union_negatives: int = 15) -> methods.Method:
   """UNION baseline: `L_rec + union_weight · union_term`."""
   _check(union_weight >= 0, f"union_weight must be >= 0, got {union_weight}")
   _check(union_negatives >= 1, f"union_negatives must be >= 1, got {union_negatives}")
-  _check(num_negatives >= 0, f"num_negatives must be >= 0, got {num_negatives}")
   rec = _rec(config)
 
   def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
     del ctx
-    term = union_term(rows, data, key, union_negatives, num_negatives)
-    return rec(u, rows, mlp, data) + union_weight * term
+    return rec(u, rows, mlp, data) + union_weight * union_term(rows, data, key,
+                                                               union_negatives)
 
   return _no_aux("union", loss_fn)
 
@@ -290,7 +288,7 @@ def poc(config: ncf.NCFConfig, *, alpha: float = 0.0) -> methods.Method:
     del ctx, key
     loss = rec(u, rows, mlp, data)
     if alpha:  # static: α = 0 is exactly Original
-      loss = loss + alpha * losses.masked_l_uni(rows, data.touched_mask)
+      loss = loss + alpha * losses.masked_l_uni(rows, data.mask)
     return loss
 
   return _no_aux("poc", loss_fn)

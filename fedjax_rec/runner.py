@@ -48,13 +48,25 @@ def config_dict(config: SimConfig, dataset_name: str, eval_config: EvalConfig) -
 
 def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | None = None,
         eval_config: EvalConfig = EvalConfig(), checkpoint_every: int = 1,
-        log: Callable[[str], None] = print, progress: bool = True) -> dict:
+        log: Callable[[str], None] = print, progress: bool = True,
+        simulator_factory: Callable = Simulator) -> dict:
   """Trains `config.epochs` global epochs; returns the summary dict.
 
   With a `workdir`, results are written atomically after every epoch and a rerun
   with the same configuration resumes from the last checkpoint.
+
+  Args:
+    config: the run's configuration (its `epochs`, `targets`, `seed` are read).
+    dataset: the split dataset.
+    workdir: results directory, or None.
+    eval_config: evaluation settings.
+    checkpoint_every: epochs between checkpoints.
+    log: where progress lines go.
+    progress: log a line before the first (compiling) epoch.
+    simulator_factory: `(config, dataset) -> simulator` with `init`, `run_epoch`,
+      `evaluate` and `plan` (e.g. the sequential simulator).
   """
-  sim = Simulator(config, dataset)
+  sim = simulator_factory(config, dataset)
   state = sim.init()
   rows: list[dict] = []
   wd = Path(workdir) if workdir is not None else None
@@ -69,7 +81,7 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
   mostpop = metrics_lib.mostpop_metrics(dataset, ks=eval_config.ks)
   log(f"{dataset.summary()}")
   log(f"plan: {len(sim.plan.lengths)} length buckets, {sim.plan.num_slots} slots/round; "
-      f"MostPop " + _fmt(mostpop))
+      "MostPop " + _fmt(mostpop))
   start = int(state.epoch)
   for epoch in range(start, config.epochs):
     if progress and epoch == start:

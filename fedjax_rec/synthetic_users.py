@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedjax_rec.losses import bce_with_logits
 from fedjax_rec.models import ncf
 from fedjax_rec.types import Array, PublicParams
 
@@ -124,8 +123,7 @@ def rec_loss(config: ncf.NCFConfig, emb: Array, params: PublicParams,
   labels = jnp.concatenate([jnp.ones(pos_items.shape), jnp.zeros(neg_items.shape)], axis=-1)
   v = params.item_emb[items]  # [S, M, d]
   logits = ncf.logits(config, params.mlp, jnp.broadcast_to(emb[:, None, :], v.shape), v)
-  per_user = jax.vmap(bce_with_logits)(logits, labels, jnp.ones(labels.shape, bool))
-  return jnp.sum(per_user)
+  return jnp.sum(jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels), axis=-1))
 
 
 def fit(config: ncf.NCFConfig, users: SyntheticUsers, params: PublicParams, steps: int,

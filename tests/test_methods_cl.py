@@ -21,17 +21,19 @@ FAST_CL = dict(popularity=POPULARITY, num_synthetic_users=5, synthetic_items=4,
 
 
 def client(pos, neg, length):
-  """One client's LocalData: positives then negatives, padded to `length` samples."""
-  items = list(pos) + list(neg)
-  touched = sorted(set(items))
-  n, t = len(items), len(touched)
+  """One client's LocalData: its distinct items (sorted) as rows, padded to `length`.
+
+  Positives have label 1 and weight 1; a negative drawn w times is one row of weight w.
+  """
+  items = sorted(set(pos) | set(neg))
+  n = len(items)
   pad = lambda x, fill: np.asarray(list(x) + [fill] * (length - len(x)))
   return LocalData(
-      sample_row=jnp.asarray(pad([touched.index(i) for i in items], 0), jnp.int32),
-      sample_label=jnp.asarray(pad([1.0] * len(pos) + [0.0] * len(neg), 0.0), jnp.float32),
-      sample_mask=jnp.asarray(np.arange(length) < n),
-      touched_item=jnp.asarray(pad(touched, 0), jnp.int32),
-      touched_mask=jnp.asarray(np.arange(length) < t))
+      item=jnp.asarray(pad(items, 0), jnp.int32),
+      label=jnp.asarray(pad([float(i in pos) for i in items], 0.0), jnp.float32),
+      weight=jnp.asarray(pad([1.0 if i in pos else float(neg.count(i)) for i in items], 0.0),
+                         jnp.float32),
+      mask=jnp.asarray(np.arange(length) < n))
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +50,9 @@ def cl(public):
 
 
 def rows_of(params, data, garbage=None):
-  rows = params.item_emb[data.touched_item] * 30.0  # larger than init, for visible terms
+  rows = params.item_emb[data.item] * 30.0  # larger than init, for visible terms
   if garbage is not None:
-    rows = jnp.where(data.touched_mask[:, None], rows, garbage)
+    rows = jnp.where(data.mask[:, None], rows, garbage)
   return rows
 
 
@@ -110,17 +112,18 @@ def test_masked_l_uni_matches_geometry_and_ignores_padding():
 # ---- item views and positive rows -----------------------------------------------------------
 
 def test_gradient_item_views_match_reference(public):
-  data = client([1, 2], [5, 6, 7, 8, 9, 10, 11, 12], 10)
-  rows = rows_of(public, data)[:10]
+  data = client([1, 2], [5, 5, 6, 7, 8, 9, 10, 11], 9)  # 9 rows, none padded
+  rows = rows_of(public, data)
   u1 = jax.random.normal(jax.random.key(5), (8,))
   u2 = jax.random.normal(jax.random.key(6), (8,))
   rec = lambda u, r, m, d: methods.rec_loss(CONFIG)(u, r, m, d, (), None)
   v1, v2 = methods_cl.gradient_item_views(jax.grad(rec, argnums=1), u1, u2, rows,
                                           public.mlp, data, 0.5)
 
-  def reference_rec(u, r):  # unmasked: every sample is real here
-    logits = ncf.logits(CONFIG, public.mlp, jnp.tile(u, (10, 1)), r[data.sample_row])
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, data.sample_label))
+  def reference_rec(u, r):  # unmasked: every row is real; item 5 counts twice
+    bce = optax.sigmoid_binary_cross_entropy(
+        ncf.logits(CONFIG, public.mlp, jnp.tile(u, (9, 1)), r), data.label)
+    return jnp.sum(data.weight * bce) / jnp.sum(data.weight)
 
   for u, v in ((u1, v1), (u2, v2)):
     np.testing.assert_allclose(v, rows - 0.5 * jax.grad(reference_rec, 1)(u, rows),
@@ -128,11 +131,21 @@ def test_gradient_item_views_match_reference(public):
 
 
 def test_positive_rows():
-  data = client([4, 2], [9, 9, 3, 3, 7, 7, 8, 8], 12)  # touched: 2 3 4 7 8 9
-  idx, mask = methods_cl.positive_rows(data, num_negatives=4)
-  assert idx.shape == (3,)
-  assert sorted(np.asarray(idx)[np.asarray(mask)].tolist()) == [0, 2]
-  assert int(mask.sum()) == 2
+  data = client([4, 2], [9, 9, 3, 3, 7, 7, 8, 8], 12)  # rows: items 2 3 4 7 8 9
+  idx, mask = methods_cl.positive_rows(data)
+  np.testing.assert_array_equal(idx, np.arange(12))
+  np.testing.assert_array_equal(np.flatnonzero(mask), [0, 2])
+  idx, mask = methods_cl.positive_rows(data, max_positive_share=0.25)  # 3 slots
+  np.testing.assert_array_equal(idx[:2], [0, 2])
+  np.testing.assert_array_equal(mask, [True, True, False])
+
+
+def test_positive_share_bound_is_exact_when_positives_fit(public, cl):
+  m, ctx, vg = cl
+  half = methods.make_method("cl4fedrec", CONFIG, max_positive_share=0.5, **FAST_CL)
+  data = client([2, 3], [8, 9, 10, 11, 12, 13, 14, 15], 15)
+  args = (jnp.full((8,), 0.3), rows_of(public, data), public.mlp, data, ctx, jax.random.key(3))
+  np.testing.assert_allclose(jax.jit(half.loss_fn)(*args), vg(*args)[0], rtol=1e-6)
 
 
 def test_cl4fedrec_loss_is_eq10(public, cl):
@@ -147,7 +160,7 @@ def test_cl4fedrec_loss_is_eq10(public, cl):
   u2 = u + losses.sign_aligned_noise(k2, u, 0.1)
   v1, v2 = methods_cl.gradient_item_views(jax.grad(rec, argnums=1), u1, u2, rows,
                                           public.mlp, data, 0.5)
-  pos = jnp.asarray([0, 1])  # items 2, 3 are the first touched rows
+  pos = jnp.asarray([0, 1])  # items 2, 3 are the first rows
   want = (rec(u, rows, public.mlp, data)
           + 0.5 * losses.user_contrastive_loss(u, u1, u2, ctx, 0.2)
           + 0.5 * losses.item_contrastive_loss(v1[pos], v2[pos], jnp.ones(2, bool), 0.2))
@@ -171,16 +184,15 @@ def test_cl4fedrec_padding_invariant(public, cl):
 def test_union_term_hand_case(public):
   # Two positives a, b: each is the other's positive; every negative sample is item n,
   # so all 15 negatives are n: loss_k = log(1 + 15 exp(a·n − a·b)), averaged over a, b.
-  data = client([1, 2], [7] * 8, 10)  # touched rows: 1, 2, 7
+  data = client([1, 2], [7] * 8, 10)  # rows: items 1, 2, 7 (weight 8)
   rows = rows_of(public, data, garbage=jnp.nan)
   a, b, n = rows[0], rows[1], rows[2]
   want = 0.5 * (math.log1p(15 * math.exp(a @ n - a @ b))
                 + math.log1p(15 * math.exp(b @ n - b @ a)))
-  got = jax.jit(methods_cl.union_term, static_argnums=(3, 4))(rows, data, jax.random.key(10),
-                                                              15, 4)
+  got = jax.jit(methods_cl.union_term, static_argnums=3)(rows, data, jax.random.key(10), 15)
   np.testing.assert_allclose(got, want, rtol=1e-5)
   one = client([1], [7, 8, 9, 10], 10)  # a single positive: nothing to contrast
-  assert float(methods_cl.union_term(rows_of(public, one), one, jax.random.key(0), 15, 4)) == 0
+  assert float(methods_cl.union_term(rows_of(public, one), one, jax.random.key(0), 15)) == 0
 
 
 def test_union_loss_finite_with_padding(public):
@@ -276,6 +288,7 @@ def test_rcl4fedrec_epoch_end(public):
     ("simgcl", dict(eta=-0.1), "eta"),
     ("union", dict(union_weight=-1.0), "union_weight"),
     ("poc", dict(alpha=-1.0), "alpha"),
+    ("simgcl", dict(max_positive_share=0.0), "max_positive_share"),
 ])
 def test_validation(name, kwargs, param):
   base = dict(FAST_CL) if "cl4fedrec" in name else {}
@@ -295,7 +308,7 @@ def test_user_cl_off_needs_no_synthetic_users(public):
 @pytest.mark.parametrize("name,kwargs", [
     ("cl4fedrec", None),
     ("rcl4fedrec", dict(FAST_CL, item_view="simgcl", synthetic_sampling="uniform")),
-    ("simgcl", {}),
+    ("simgcl", dict(max_positive_share=0.5)),
     ("union", {}),
     ("poc", dict(alpha=0.5)),
 ])
