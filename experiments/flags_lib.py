@@ -46,6 +46,18 @@ flags.DEFINE_enum("round_assignment", None, ["stratified", "uniform"],
                   "How clients are dealt into rounds (README: Layout).")
 flags.DEFINE_integer("max_buckets", None, "Most length buckets per round.")
 flags.DEFINE_enum("aggregator", "fedavg", list(AGGREGATORS), "Server aggregation rule.")
+flags.DEFINE_enum("attack", "none", ["none", "a_hum", "a_ra", "psmu"], "Poisoning attack.")
+flags.DEFINE_float("malicious_share", 0.001, "Attackers as a share of benign users "
+                   "(count = int(share * N), the public A-hum code's rule).")
+flags.DEFINE_integer("num_malicious", None, "Attacker count (overrides --malicious_share).")
+flags.DEFINE_string("target", "least_popular", "Target items: least_popular, least_popular:K, "
+                    "items:3,17,42 or band:LO:HI:K (popularity over train+valid+test).")
+flags.DEFINE_integer("num_byzantine", None, "Defense: assumed attackers per row `f` "
+                     "(Krum, Trimmed Mean).")
+flags.DEFINE_float("clip_norm", None, "Defense: NormBound row clip.")
+flags.DEFINE_float("client_clip", None, "Defense: HiCS per-client clip.")
+flags.DEFINE_float("row_clip", None, "Defense: HiCS per-row clip.")
+flags.DEFINE_integer("min_uploaders", None, "Defense: HiCS rows need this many uploaders.")
 flags.DEFINE_float("valid_frac", 0.1, "Validation share of each user's train items.")
 flags.DEFINE_integer("eval_every", 1, "Evaluate every N global epochs.")
 flags.DEFINE_list("topk", ["20"], "Cut-offs K of Recall/NDCG/Precision.")
@@ -60,11 +72,6 @@ _SERVER_FIELDS = {"server_optimizer": "optimizer", "server_lr": "lr"}
 
 class UsageError(ValueError):
   """A flag value the library rejects; printed as one line."""
-
-
-def _given(name: str) -> bool:
-  return FLAGS[name].present or FLAGS[name].value is not None and name in FLAGS and \
-      FLAGS[name].value != FLAGS[name].default
 
 
 def _overrides(mapping, config_obj):
@@ -91,9 +98,49 @@ def sim_config_from_flags(**extra) -> SimConfig:
     server = _overrides(_SERVER_FIELDS, base.server)
     top = {f: FLAGS[f].value for f in _SIM_FIELDS if FLAGS[f].value is not None}
     return dataclasses.replace(base, model=model, local=local, server=server,
-                               aggregator=FLAGS.aggregator, seed=FLAGS.seed, **top, **extra)
+                               aggregator=FLAGS.aggregator,
+                               aggregator_kwargs=aggregator_kwargs_from_flags(),
+                               seed=FLAGS.seed, **top, **extra)
   except ValueError as e:
     raise UsageError(str(e)) from None
+
+
+def aggregator_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
+  """The defense flags the chosen aggregator takes."""
+  name = FLAGS.aggregator
+  taken = {"krum": {"num_byzantine": "num_byzantine"},
+           "trimmed_mean": {"num_byzantine": "num_trim"},
+           "norm_bound": {"clip_norm": "clip_norm"},
+           "hics": {"client_clip": "client_clip", "row_clip": "row_clip",
+                    "min_uploaders": "min_uploaders"}}.get(name, {})
+  out = {}
+  for flag in ("num_byzantine", "clip_norm", "client_clip", "row_clip", "min_uploaders"):
+    value = FLAGS[flag].value
+    if value is None:
+      continue
+    if flag not in taken:
+      raise UsageError(f"--{flag} does not apply to --aggregator={name}")
+    out[taken[flag]] = value
+  return tuple(sorted(out.items()))
+
+
+def attack_fields_from_flags(dataset) -> dict:
+  """`attack`, `num_malicious` and `targets` for SimConfig, from the attack flags."""
+  from fedjax_rec.attacks import select_targets  # pylint: disable=import-outside-toplevel
+  from fedjax_rec.data.loaders import popularity_all  # pylint: disable=import-outside-toplevel
+  from fedjax_rec.simulation import default_num_malicious  # pylint: disable=import-outside-toplevel
+  try:
+    targets = select_targets(popularity_all(dataset), FLAGS.target, seed=FLAGS.seed)
+    if FLAGS.num_malicious is not None:
+      if FLAGS.num_malicious < 0:
+        raise ValueError(f"--num_malicious must be >= 0, got {FLAGS.num_malicious}")
+      num_malicious = FLAGS.num_malicious
+    else:
+      num_malicious = default_num_malicious(dataset.num_users, FLAGS.malicious_share)
+  except ValueError as e:
+    raise UsageError(f"--target/--malicious_share: {e}") from None
+  return dict(attack=FLAGS.attack, num_malicious=num_malicious if FLAGS.attack != "none" else 0,
+              targets=tuple(int(t) for t in targets))
 
 
 def eval_config_from_flags() -> EvalConfig:

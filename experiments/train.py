@@ -22,10 +22,10 @@ def main(argv):
   if len(argv) > 1:
     flags_lib.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
-    config = flags_lib.sim_config_from_flags()
     eval_config = flags_lib.eval_config_from_flags()
     dataset = load_dataset(FLAGS.dataset, FLAGS.data_dir, seed=FLAGS.seed,
                            valid_frac=FLAGS.valid_frac)
+    config = flags_lib.sim_config_from_flags(**flags_lib.attack_fields_from_flags(dataset))
     run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config)
   except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError) as e:
     flags_lib.fail(str(e))
