@@ -54,7 +54,7 @@ def user_optimizer(config: LocalConfig) -> optax.GradientTransformation:
 
 
 class LocalData(NamedTuple):
-  """One client's padded local rows (a `ClientBatch` row).
+  """One client's padded local rows (one slot of a length class).
 
   Row `i` is item `item[i]` with BCE label `label[i]`, standing for `weight[i]`
   samples; the client's local copy of `V[item]` is aligned with it.

@@ -65,6 +65,15 @@ def sign_aligned_noise(key: Array, x: Array, eta: float) -> Array:
   return jax.lax.stop_gradient(eta * normalize(eps_bar * jnp.sign(x)))
 
 
+def two_views(key: Array, x: Array, eta: float) -> tuple[Array, Array]:
+  """Eq. 5: two views `x + ε'`, `x + ε''` with independent `sign_aligned_noise`.
+
+  One draw of shape `[2, ..., d]` (cheaper to compile than two).
+  """
+  eps = sign_aligned_noise(key, jnp.broadcast_to(x, (2,) + x.shape), eta)
+  return x + eps[0], x + eps[1]
+
+
 def info_nce(pos_logit: Array, neg_logits: Array, neg_mask: Array | None = None) -> Array:
   """`−log(exp(p) / (exp(p) + Σ_j exp(n_j)))` for logits already divided by τ.
 

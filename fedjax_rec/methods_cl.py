@@ -160,10 +160,9 @@ def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
   grad_rows = jax.grad(rec, argnums=1)
 
   def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
-    key_uview1, key_uview2, key_iview1, key_iview2 = jax.random.split(key, 4)
+    key_uview, key_iview = jax.random.split(key)
     total = rec(u, rows, mlp, data)
-    u1 = u + losses.sign_aligned_noise(key_uview1, u, eta)  # Eq. 5
-    u2 = u + losses.sign_aligned_noise(key_uview2, u, eta)
+    u1, u2 = losses.two_views(key_uview, u, eta)  # Eq. 5
     if user_cl:
       total = total + lambda1 * losses.user_contrastive_loss(u, u1, u2, ctx, tau)
     if item_cl:
@@ -172,9 +171,7 @@ def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
         v1, v2 = gradient_item_views(grad_rows, u1, u2, rows, mlp, data, step_a)
         v1, v2 = v1[pos_idx], v2[pos_idx]
       else:
-        v = rows[pos_idx]
-        v1 = v + losses.sign_aligned_noise(key_iview1, v, eta)
-        v2 = v + losses.sign_aligned_noise(key_iview2, v, eta)
+        v1, v2 = losses.two_views(key_iview, rows[pos_idx], eta)
       total = total + lambda2 * losses.item_contrastive_loss(v1, v2, pos_mask, tau)
     return total
 
@@ -228,11 +225,8 @@ def simgcl(config: ncf.NCFConfig, *, lambda2: float = 0.5, tau: float = 0.2,
 
   def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
     del ctx
-    key_iview1, key_iview2 = jax.random.split(key)
     pos_idx, pos_mask = positive_rows(data, max_positive_share)
-    v = rows[pos_idx]
-    v1 = v + losses.sign_aligned_noise(key_iview1, v, eta)
-    v2 = v + losses.sign_aligned_noise(key_iview2, v, eta)
+    v1, v2 = losses.two_views(key, rows[pos_idx], eta)  # key_iview
     return rec(u, rows, mlp, data) + lambda2 * losses.item_contrastive_loss(
         v1, v2, pos_mask, tau)
 
@@ -247,19 +241,20 @@ def union_term(rows: Array, data: LocalData, key: Array, num_union_negatives: in
   sampled negatives (a row of weight w is w samples) as negatives. Positives of a
   client with a single positive, or with no negatives, do not count.
   """
-  key_pos, key_neg = jax.random.split(key)
   length = data.mask.shape[0]
   is_pos = data.positive
   num_pos = jnp.sum(is_pos)
   pos_order = jnp.argsort(jnp.logical_not(is_pos), stable=True)  # positives first
   rank = jnp.cumsum(is_pos) - 1  # row k is the rank[k]-th positive
-  r = jax.random.randint(key_pos, (length,), 0, jnp.maximum(num_pos - 1, 1))
+  # One uniform draw: column 0 picks the other positive, the rest the negatives.
+  draw = jax.random.uniform(key, (length, 1 + num_union_negatives))
+  r = jnp.floor(draw[:, 0] * jnp.maximum(num_pos - 1, 1)).astype(jnp.int32)
+  r = jnp.minimum(r, jnp.maximum(num_pos - 2, 0))  # float rounding may reach n − 1
   other = pos_order[jnp.minimum(jnp.where(r >= rank, r + 1, r), length - 1)]  # != k
-  # Inverse CDF over the negatives' sample weights.
-  neg_w = jnp.where(data.mask & (data.label <= 0.5), data.weight, 0.0)
-  cdf = jnp.cumsum(neg_w)
-  draw = jax.random.uniform(key_neg, (length, num_union_negatives)) * cdf[-1]
-  neg = jnp.minimum(jnp.searchsorted(cdf, draw, side="right"), length - 1)
+  # Inverse CDF over the negatives' (integer) sample weights: sample j of the total.
+  cdf = jnp.cumsum(jnp.where(data.mask & (data.label <= 0.5), data.weight, 0.0))
+  j = jnp.minimum(jnp.floor(draw[:, 1:] * cdf[-1]), cdf[-1] - 1)
+  neg = jnp.minimum(jnp.searchsorted(cdf, j, side="right"), length - 1)
   valid = is_pos & (num_pos >= 2) & (cdf[-1] > 0)
   return losses.union_loss(rows, rows[other], rows[neg], valid)
 

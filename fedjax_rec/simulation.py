@@ -118,43 +118,27 @@ class SimState(NamedTuple):
   epoch: Array
 
 
-def _split_clients(batch: clients_lib.ClientBatch, num_users: int):
-  slot = jnp.asarray(batch.slot_user)
-  real = slot >= 0
-  gather_idx = jnp.where(real, slot, 0)
-  scatter_idx = jnp.where(real, slot, num_users)  # out of range: dropped
-  data = LocalData(batch.item, batch.label, batch.weight, batch.mask)
-  return real, gather_idx, scatter_idx, data
-
-
-def _attack_phase(attack: Attack, public, ctx, attackers: PyTree, slots: Array, key: Array):
-  """Runs the round's attacker slots (`slots [A]`, -1 empty) vmapped."""
-  real = slots >= 0
-  num_attackers = jax.tree.leaves(attackers)[0].shape[0]
-  state = jax.tree.map(lambda x: x[jnp.where(real, slots, 0)], attackers)
-  keys = jax.random.split(key, slots.shape[0])
-  new_state, up = jax.vmap(attack.update, in_axes=(None, None, 0, 0))(public, ctx, state, keys)
-  scatter_idx = jnp.where(real, slots, num_attackers)
-  attackers = jax.tree.map(lambda s, x: s.at[scatter_idx].set(x, mode="drop"),
-                           attackers, new_state)
-  return attackers, up, real
-
-
 def make_client_phase(config: SimConfig, method: Method, num_users: int):
-  """Builds `client_phase(public, ctx, clients, batches, key) -> (clients, parts)`.
+  """Builds `client_phase(public, ctx, clients, data, slots, lengths, key)`.
 
-  Every length bucket runs the one-user update vmapped over its slots; `parts`
-  holds each bucket's sparse upload fields (see `uploads_from_parts`).
+  `slots` holds each length class's `[capacity]` user ids (-1: empty slot) and
+  `lengths` (static) their padded lengths. Every class gathers its users' rows
+  from the device-resident `data`, then runs the one-user update vmapped over
+  its slots. Returns `(clients, parts)`, `parts` being each class's sparse
+  upload fields (see `uploads_from_parts`).
   """
   client_update = make_client_update(method.loss_fn, config.local)
   vmapped = jax.vmap(client_update, in_axes=(None, None, 0, 0, 0, 0))
 
-  def client_phase(public, ctx, clients: ClientStates, batches, key):
+  def client_phase(public, ctx, clients: ClientStates, client_data, slots, lengths, key):
     parts = []
     slot_offset = 0
-    for j, batch in enumerate(batches):
-      real, gather_idx, scatter_idx, data = _split_clients(batch, num_users)
-      cap, length = data.item.shape
+    for j, (slot_user, length) in enumerate(zip(slots, lengths)):
+      real, item, label, weight, mask = clients_lib.gather_local(client_data, slot_user, length)
+      data = LocalData(item, label, weight, mask)
+      gather_idx = jnp.where(real, slot_user, 0)
+      scatter_idx = jnp.where(real, slot_user, num_users)  # out of range: dropped
+      cap = slot_user.shape[0]
       u = clients.user_emb[gather_idx]
       opt = jax.tree.map(lambda x: x[gather_idx], clients.opt_state)
       keys = jax.random.split(jax.random.fold_in(key, j), cap)
@@ -213,18 +197,20 @@ def make_round_step(config: SimConfig, method: Method, aggregator, num_users: in
   """Builds the pure round function.
 
   Returns:
-    `round_step(server, clients, attackers, batches, attack_slots, key) ->
-    (server, clients, attackers, metrics)`; `attack_slots` is `[A]` attacker
-    ids (-1 for empty slots), or None without an attack.
+    `round_step(server, clients, attackers, client_data, slots, attack_slots, key,
+    lengths) -> (server, clients, attackers, metrics)`; `slots`/`lengths` as in
+    `make_client_phase` (`lengths` static); `attack_slots` is `[A]` attacker ids
+    (-1 for empty slots), or None without an attack.
   """
   client_phase = make_client_phase(config, method, num_users)
   server_phase = make_server_phase(config, aggregator)
 
-  def round_step(server: ServerState, clients: ClientStates, attackers: PyTree, batches,
-                 attack_slots, key):
+  def round_step(server: ServerState, clients: ClientStates, attackers: PyTree, client_data,
+                 slots, attack_slots, key, lengths):
     ctx = method.context(server.aux)
     key_clients, key_attack = jax.random.split(key)
-    clients, parts = client_phase(server.params, ctx, clients, batches, key_clients)
+    clients, parts = client_phase(server.params, ctx, clients, client_data, slots, lengths,
+                                  key_clients)
     if attack is not None and attack_slots is not None:
       attackers, up, real = _attack_phase(attack, server.params, ctx, attackers,
                                           attack_slots, key_attack)
@@ -253,6 +239,9 @@ class Simulator:
     self._seen = dataset.seen()
     self._negatives_rng_seed = config.seed
     self.client_data = self._build_client_data(epoch=0)
+    # Rows never outnumber samples: a fixed capacity keeps shapes when negatives change.
+    self._row_capacity = int(self.dataset.train.nnz * (1 + config.num_negatives))
+    self.device_data = clients_lib.to_device(self.client_data, self._row_capacity)
     lengths = self.client_data.num_rows
     if config.round_assignment == "stratified":
       self.plan = clients_lib.stratified_plan(lengths, config.clients_per_round,
@@ -262,7 +251,7 @@ class Simulator:
     self._grid = clients_lib.length_grid(int(max(lengths.max(initial=1), 1)))
     self.round_step = jax.jit(
         make_round_step(config, self.method, self.aggregator, dataset.num_users, self.attack),
-        donate_argnums=(1, 2))
+        donate_argnums=(1, 2), static_argnames=("lengths",))
     self._eval_cache: dict[str, Any] = {}
 
   # ---- set-up -------------------------------------------------------------
@@ -318,30 +307,42 @@ class Simulator:
     slots[:len(attackers)] = attackers
     return slots
 
-  def round_batches(self, users: np.ndarray):
+  def round_slots(self, users: np.ndarray):
+    """`(slots, plan)` of a round: the plan, or an exact one if the users overflow it."""
     plan = self.plan
     lengths = np.sort(self.client_data.num_rows[users])[::-1]
     if not plan.fits(lengths):
       plan = clients_lib.exact_plan(lengths, plan.num_slots, self._grid)
-    return clients_lib.assemble(self.client_data, users, plan), plan
+    return clients_lib.fill_slots(self.client_data.num_rows, users, plan), plan
+
+  def apply_round(self, server, clients, attackers, users, attackers_in_round=(), key=None,
+                  plan=None):
+    """Runs one round for `users` (and attacker ids); the jitted `round_step`."""
+    if plan is None:
+      slots, plan = self.round_slots(users)
+    else:
+      slots = clients_lib.fill_slots(self.client_data.num_rows, users, plan)
+    key = jax.random.key(0) if key is None else key
+    return self.round_step(server, clients, attackers, self.device_data, slots,
+                           self.attack_slots(np.asarray(attackers_in_round, np.int64)), key,
+                           lengths=plan.lengths), plan
 
   def run_epoch(self, state: SimState) -> tuple[SimState, dict[str, float]]:
     """One global epoch: every client once, then the method's server steps."""
     epoch = int(state.epoch)
     if self.config.resample_negatives and epoch > 0:
       self.client_data = self._build_client_data(epoch)
+      self.device_data = clients_lib.to_device(self.client_data, self._row_capacity)
     key_epoch = jax.random.fold_in(jax.random.key(self.config.seed), epoch)
     server, clients, attackers = state.server, state.clients, state.attackers
     t0 = time.perf_counter()
     round_metrics = []
     padded = real = 0
     for r, (users, bad) in enumerate(self.epoch_rounds(epoch)):
-      batches, plan = self.round_batches(users)
+      (server, clients, attackers, out), plan = self.apply_round(
+          server, clients, attackers, users, bad, jax.random.fold_in(key_epoch, r))
       padded += plan.padded_samples
       real += int(self.client_data.num_rows[users].sum())
-      server, clients, attackers, out = self.round_step(
-          server, clients, attackers, batches, self.attack_slots(bad),
-          jax.random.fold_in(key_epoch, r))
       round_metrics.append(out)
     params, aux, end_metrics = jax.jit(self.method.epoch_end)(
         server.params, server.aux, jax.random.fold_in(key_epoch, 1 << 20))

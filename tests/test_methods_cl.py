@@ -160,9 +160,7 @@ def test_cl4fedrec_loss_is_eq10(public, cl):
 
   @jax.jit
   def reference(u, rows, data, ctx, key):
-    k1, k2, _, _ = jax.random.split(key, 4)
-    u1 = u + losses.sign_aligned_noise(k1, u, 0.1)
-    u2 = u + losses.sign_aligned_noise(k2, u, 0.1)
+    u1, u2 = losses.two_views(jax.random.split(key)[0], u, 0.1)
     g1, g2 = jax.grad(rec, 1)(u1, rows, data), jax.grad(rec, 1)(u2, rows, data)
     pos = jnp.asarray([0, 1])  # items 2, 3 are the first rows
     return (rec(u, rows, data) + 0.5 * losses.user_contrastive_loss(u, u1, u2, ctx, 0.2)

@@ -71,12 +71,14 @@ def test_round_equals_reference_loop(dataset, local_epochs):
   sim = Simulator(cfg, dataset)
   state = sim.init()
   users, _ = sim.epoch_rounds(0)[0]
-  batches, plan = sim.round_batches(users)
+  slots, plan = sim.round_slots(users)
   assert len(plan.lengths) > 1  # several buckets are exercised
-  phase = jax.jit(make_client_phase(cfg, sim.method, dataset.num_users))
-  clients, parts = phase(state.server.params, (), state.clients, batches, jax.random.key(0))
+  phase = jax.jit(make_client_phase(cfg, sim.method, dataset.num_users),
+                  static_argnames=("lengths",))
+  clients, parts = phase(state.server.params, (), state.clients, sim.device_data, slots,
+                         lengths=plan.lengths, key=jax.random.key(0))
   uploads = uploads_from_parts(parts)
-  slot_users = np.concatenate([b.slot_user for b in batches])
+  slot_users = np.concatenate(slots)
   ref_u, ref_rows, ref_mlp = _reference_round(sim, state, users, local_epochs)
 
   got = _uploads_by_client(uploads, slot_users)
@@ -93,8 +95,7 @@ def test_round_equals_reference_loop(dataset, local_epochs):
                  got_mlp, m)
 
   # The whole round: FedAvg-sum then server SGD equals the reference update.
-  server, clients2, _, _ = sim.round_step(state.server, sim.init().clients, (), batches,
-                                          None, jax.random.key(0))
+  (server, _, _, _), _ = sim.apply_round(state.server, sim.init().clients, (), users)
   grad, touched, mlp = reference.fedavg_sum_reference(ref_rows, ref_mlp, dataset.num_items,
                                                       cfg.model.embed_dim)
   lr = cfg.server.lr
@@ -109,23 +110,22 @@ def test_round_equals_reference_loop(dataset, local_epochs):
                                 np.asarray(state.server.params.item_emb)[untouched])
 
 
-def _one_round(sim, state, batches):
-  server, clients, _, _ = sim.round_step(state.server, state.clients, state.attackers,
-                                         batches, None, jax.random.key(1))
+def _one_round(sim, state, users, plan=None):
+  (server, clients, _, _), _ = sim.apply_round(state.server, state.clients, state.attackers,
+                                               users, plan=plan)
   return server.params, clients.user_emb
 
 
 def test_invariant_to_padding_and_client_order(dataset):
   sim = Simulator(small_config(), dataset)
   users, _ = sim.epoch_rounds(0)[0]
-  base_p, base_u = _one_round(sim, sim.init(), sim.round_batches(users)[0])
+  base_p, base_u = _one_round(sim, sim.init(), users)
   # Extra padding: one bucket, twice the longest client, with 4 spare slots.
   longest = int(sim.client_data.num_rows[users].max())
   wide = clients_lib.BucketPlan((2 * longest,), (len(users) + 4,))
-  wide_p, wide_u = _one_round(sim, sim.init(), clients_lib.assemble(sim.client_data, users,
-                                                                     wide))
+  wide_p, wide_u = _one_round(sim, sim.init(), users, plan=wide)
   # Another order of the same clients.
-  rev_p, rev_u = _one_round(sim, sim.init(), sim.round_batches(users[::-1].copy())[0])
+  rev_p, rev_u = _one_round(sim, sim.init(), users[::-1].copy())
   for p, u in ((wide_p, wide_u), (rev_p, rev_u)):
     np.testing.assert_allclose(p.item_emb, base_p.item_emb, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rec.data.dataset import UserItems
@@ -73,22 +75,44 @@ def build_client_data(positives: UserItems, negatives: UserItems, num_items: int
                     counts.astype(np.float32))
 
 
-class ClientBatch(NamedTuple):
-  """One length class of a round: `C` client slots padded to `L` rows.
+class DeviceClientData(NamedTuple):
+  """`ClientData` as device arrays, rows padded to a fixed capacity.
 
-  Attributes:
-    slot_user: [C] user id of each slot, -1 for an empty slot.
-    item: [C, L] item id of each row (0 where padded).
-    label: [C, L] BCE label.
-    weight: [C, L] samples each row stands for (0 where padded).
-    mask: [C, L] real rows.
+  The capacity is every user's sample count (an upper bound on its distinct
+  rows), so fresh negatives never change the shapes.
   """
 
-  slot_user: np.ndarray
-  item: np.ndarray
-  label: np.ndarray
-  weight: np.ndarray
-  mask: np.ndarray
+  indptr: jax.Array  # [num_users + 1]
+  num_rows: jax.Array  # [num_users]
+  item: jax.Array  # [capacity]
+  label: jax.Array  # [capacity]
+  weight: jax.Array  # [capacity]
+
+
+def to_device(data: ClientData, capacity: int | None = None) -> DeviceClientData:
+  n = len(data.item)
+  capacity = max(n, capacity or 0, 1)
+  pad = lambda a, dtype: jnp.asarray(np.concatenate([a, np.zeros(capacity - n, a.dtype)]),
+                                     dtype)
+  return DeviceClientData(jnp.asarray(data.indptr, jnp.int32),
+                          jnp.asarray(data.num_rows, jnp.int32),
+                          pad(data.item, jnp.int32), pad(data.label, jnp.float32),
+                          pad(data.weight, jnp.float32))
+
+
+def gather_local(data: DeviceClientData, slot_user: jax.Array, length: int):
+  """Pads the rows of the slots' users to `length` (on device, inside the jit).
+
+  Returns:
+    `(real [C], item [C, L], label [C, L], weight [C, L], mask [C, L])`.
+  """
+  real = slot_user >= 0
+  u = jnp.where(real, slot_user, 0)
+  pos = jnp.arange(length)[None, :]
+  mask = pos < jnp.where(real, data.num_rows[u], 0)[:, None]
+  idx = jnp.where(mask, data.indptr[u][:, None] + pos, 0)
+  return (real, jnp.where(mask, data.item[idx], 0), jnp.where(mask, data.label[idx], 0.0),
+          jnp.where(mask, data.weight[idx], 0.0), mask)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,35 +273,17 @@ def stratified_plan(lengths: np.ndarray, clients_per_round: int, *,
                     tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:])))
 
 
-def assemble(data: ClientData, users: np.ndarray, plan: BucketPlan) -> tuple[ClientBatch, ...]:
-  """Fills a plan's slots with `users` (longest first) and gathers their rows."""
+def fill_slots(num_rows: np.ndarray, users: np.ndarray, plan: BucketPlan) -> tuple[np.ndarray, ...]:
+  """Each class's `[capacity]` user ids (longest users first; -1 for empty slots)."""
   users = np.asarray(users, np.int64)
-  order = np.argsort(-data.num_rows[users], kind="stable")
-  users = users[order]
-  out = []
-  start = 0
-  for length, cap in zip(plan.lengths, plan.capacities):
-    slot_user = np.full(cap, -1, np.int64)
+  users = users[np.argsort(-num_rows[users], kind="stable")]
+  out, start = [], 0
+  for cap in plan.capacities:
+    slot_user = np.full(cap, -1, np.int32)
     chosen = users[start:start + cap]
     slot_user[:len(chosen)] = chosen
     start += cap
-    out.append(_gather(data, slot_user, length))
+    out.append(slot_user)
+  if start < len(users):
+    raise ValueError(f"{len(users)} clients do not fit a plan of {plan.num_slots} slots")
   return tuple(out)
-
-
-def _gather(data: ClientData, slot_user: np.ndarray, length: int) -> ClientBatch:
-  real = slot_user >= 0
-  u = np.where(real, slot_user, 0)
-  pos = np.arange(length)[None, :]
-  n = np.where(real, data.num_rows[u], 0)
-  mask = pos < n[:, None]
-  idx = np.where(mask, data.indptr[u][:, None] + pos, 0)
-  if len(data.item) == 0:
-    idx = np.zeros_like(idx)
-    mask = np.zeros_like(mask)
-  take = lambda a, fill: np.where(mask, a[idx] if len(a) else fill, fill)
-  return ClientBatch(slot_user=slot_user.astype(np.int32),
-                     item=take(data.item, 0).astype(np.int32),
-                     label=take(data.label, 0.0).astype(np.float32),
-                     weight=take(data.weight, 0.0).astype(np.float32),
-                     mask=mask)
