@@ -89,6 +89,10 @@ def test_view_noise_norm_and_sign():
       jax.random.key(2), u, 0.1))
   np.testing.assert_allclose(np.linalg.norm(eps, axis=-1), 0.1, rtol=1e-5)
   np.testing.assert_array_equal(np.sign(eps), np.sign(u))
+  v1, v2 = jax.jit(losses.two_views, static_argnums=2)(jax.random.key(3), u, 0.1)
+  for v in (v1, v2):
+    np.testing.assert_allclose(np.linalg.norm(v - u, axis=-1), 0.1, rtol=1e-4)
+  assert np.all(np.abs(v1 - v2).max(axis=-1) > 1e-3)  # independent draws
 
 
 def test_item_contrastive_ignores_padding():
