@@ -59,14 +59,15 @@ def positive_rows(data: LocalData, max_positive_share: float = 1.0) -> tuple[Arr
   negatives per positive and no duplicate negatives, `1 / (1 + k)`).
 
   Returns:
-    `(row_idx [P], mask [P])`: indices into `rows`; `mask` marks real positives.
+    `(take, mask [P])`: `take(x)` picks the slots' rows of `x [L, ...]` (the identity
+    at share 1); `mask` marks real positives.
   """
   length = data.mask.shape[0]
   if max_positive_share >= 1:
-    return jnp.arange(length), data.positive
+    return (lambda x: x), data.positive
   capacity = max(1, int(np.ceil(max_positive_share * length)))
   order = jnp.argsort(jnp.logical_not(data.positive), stable=True)[:capacity]
-  return order, jnp.arange(capacity) < jnp.sum(data.positive)
+  return (lambda x: x[order]), jnp.arange(capacity) < jnp.sum(data.positive)
 
 
 def gradient_item_views(grad_rows, u1: Array, u2: Array, rows: Array, mlp: PyTree,
@@ -166,12 +167,12 @@ def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
     if user_cl:
       total = total + lambda1 * losses.user_contrastive_loss(u, u1, u2, ctx, tau)
     if item_cl:
-      pos_idx, pos_mask = positive_rows(data, max_positive_share)
+      take, pos_mask = positive_rows(data, max_positive_share)
       if item_view == "gradient":
         v1, v2 = gradient_item_views(grad_rows, u1, u2, rows, mlp, data, step_a)
-        v1, v2 = v1[pos_idx], v2[pos_idx]
+        v1, v2 = take(v1), take(v2)
       else:
-        v1, v2 = losses.two_views(key_iview, rows[pos_idx], eta)
+        v1, v2 = losses.two_views(key_iview, take(rows), eta)
       total = total + lambda2 * losses.item_contrastive_loss(v1, v2, pos_mask, tau)
     return total
 
@@ -225,8 +226,8 @@ def simgcl(config: ncf.NCFConfig, *, lambda2: float = 0.5, tau: float = 0.2,
 
   def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
     del ctx
-    pos_idx, pos_mask = positive_rows(data, max_positive_share)
-    v1, v2 = losses.two_views(key, rows[pos_idx], eta)  # key_iview
+    take, pos_mask = positive_rows(data, max_positive_share)
+    v1, v2 = losses.two_views(key, take(rows), eta)  # key_iview
     return rec(u, rows, mlp, data) + lambda2 * losses.item_contrastive_loss(
         v1, v2, pos_mask, tau)
 

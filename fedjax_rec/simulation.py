@@ -1,14 +1,13 @@
-"""The federated simulation: state, the jitted round, and the epoch loop.
+"""The federated simulation: state, the epoch loop and evaluation.
 
-A round is one jit: every client slot of the round's length buckets runs the
-vmapped local update, the uploads are validated and aggregated by the
-configured aggregator, and the server applies its optimizer step. The only
-host-side work per round is gathering the round's padded client tensors.
+A round is one jit (`rounds.make_round_step`): every client slot of the round's
+length buckets runs the vmapped local update, the uploads are validated and
+aggregated by the configured aggregator, and the server applies its optimizer
+step. The host only picks each round's client ids.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any, NamedTuple
 
@@ -19,87 +18,22 @@ import numpy as np
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec import server as server_lib
 from fedjax_rec.aggregators import make_aggregator
-from fedjax_rec.attacks import Attack, make_attack
-from fedjax_rec.client import LocalConfig, LocalData, make_client_update, user_optimizer
+from fedjax_rec.attacks import make_attack
+from fedjax_rec.client import user_optimizer
+from fedjax_rec.config import SimConfig, default_num_malicious
 from fedjax_rec.data import clients as clients_lib
 from fedjax_rec.data.dataset import ImplicitDataset
 from fedjax_rec.data.split import sample_negatives
-from fedjax_rec.methods import Method, make_method
+from fedjax_rec.methods import make_method
 from fedjax_rec.models import ncf
-from fedjax_rec.server import ServerConfig, ServerState
-from fedjax_rec.types import Array, ClientStates, PyTree, Uploads
+from fedjax_rec.rounds import (_attack_phase, _part, make_client_phase, make_round_step,
+                               make_server_phase, uploads_from_parts)
+from fedjax_rec.server import ServerState
+from fedjax_rec.types import Array, ClientStates, PyTree
 
-
-@dataclasses.dataclass(frozen=True)
-class SimConfig:
-  """Everything that defines a run. Presets live in `fedjax_rec.presets`.
-
-  Attributes:
-    model: NCF shape.
-    local: client-side training.
-    server: server optimizer.
-    method: training method name (see `methods.METHODS`).
-    method_kwargs: method hyper-parameters, as sorted `(name, value)` pairs.
-    aggregator: aggregator name (see `aggregators.make_aggregator`).
-    aggregator_kwargs: its hyper-parameters, as sorted `(name, value)` pairs.
-    convention: FedAvg convention: "sum", "mean" or "weighted".
-    clients_per_round: `B`.
-    epochs: global epochs `T`.
-    num_negatives: negatives per positive.
-    resample_negatives: draw fresh negatives every epoch.
-    round_assignment: "stratified" (balanced length profile per round, the
-      default) or "uniform" (Algorithm 1's plain shuffle-and-cut).
-    max_buckets: most length classes per round.
-    attack: attack name, or "none".
-    attack_kwargs: its hyper-parameters, as sorted `(name, value)` pairs.
-    num_malicious: attacker clients (see `default_num_malicious`).
-    targets: target item ids of the attack (and of ER@K).
-    seed: root seed of the run.
-  """
-
-  model: ncf.NCFConfig = ncf.NCFConfig()
-  local: LocalConfig = LocalConfig()
-  server: ServerConfig = ServerConfig()
-  method: str = "original"
-  method_kwargs: tuple[tuple[str, Any], ...] = ()
-  aggregator: str = "fedavg"
-  aggregator_kwargs: tuple[tuple[str, Any], ...] = ()
-  convention: str = "sum"
-  clients_per_round: int = 256
-  epochs: int = 20
-  num_negatives: int = 4
-  resample_negatives: bool = False
-  round_assignment: str = "stratified"
-  max_buckets: int = 12
-  attack: str = "none"
-  attack_kwargs: tuple[tuple[str, Any], ...] = ()
-  num_malicious: int = 0
-  targets: tuple[int, ...] = ()
-  seed: int = 0
-
-  def __post_init__(self):
-    if self.clients_per_round < 1:
-      raise ValueError(f"clients_per_round must be >= 1, got {self.clients_per_round}")
-    if self.epochs < 0:
-      raise ValueError(f"epochs must be >= 0, got {self.epochs}")
-    if self.num_negatives < 0:
-      raise ValueError(f"num_negatives must be >= 0, got {self.num_negatives}")
-    if self.round_assignment not in ("stratified", "uniform"):
-      raise ValueError("round_assignment must be 'stratified' or 'uniform', got "
-                       f"{self.round_assignment!r}")
-    if self.convention not in ("sum", "mean", "weighted"):
-      raise ValueError(f"convention must be sum, mean or weighted, got {self.convention!r}")
-    if self.num_malicious < 0:
-      raise ValueError(f"num_malicious must be >= 0, got {self.num_malicious}")
-    if self.attack != "none" and not self.targets:
-      raise ValueError(f"attack {self.attack!r} needs at least one target item")
-
-
-def default_num_malicious(num_benign: int, malicious_share: float) -> int:
-  """`int(share · N_benign)`, as the public A-hum code (0.1% of 6040 users: 6)."""
-  if not 0 <= malicious_share < 1:
-    raise ValueError(f"malicious_share must be in [0, 1), got {malicious_share}")
-  return int(malicious_share * num_benign)
+__all__ = ["SimConfig", "SimState", "Simulator", "default_num_malicious", "_attack_phase",
+           "_part", "make_client_phase", "make_round_step", "make_server_phase",
+           "uploads_from_parts"]
 
 
 class SimState(NamedTuple):
@@ -116,111 +50,6 @@ class SimState(NamedTuple):
   clients: ClientStates
   attackers: PyTree
   epoch: Array
-
-
-def make_client_phase(config: SimConfig, method: Method, num_users: int):
-  """Builds `client_phase(public, ctx, clients, data, slots, lengths, key)`.
-
-  `slots` holds each length class's `[capacity]` user ids (-1: empty slot) and
-  `lengths` (static) their padded lengths. Every class gathers its users' rows
-  from the device-resident `data`, then runs the one-user update vmapped over
-  its slots. Returns `(clients, parts)`, `parts` being each class's sparse
-  upload fields (see `uploads_from_parts`).
-  """
-  client_update = make_client_update(method.loss_fn, config.local)
-  vmapped = jax.vmap(client_update, in_axes=(None, None, 0, 0, 0, 0))
-
-  def client_phase(public, ctx, clients: ClientStates, client_data, slots, lengths, key):
-    parts = []
-    slot_offset = 0
-    for j, (slot_user, length) in enumerate(zip(slots, lengths)):
-      real, item, label, weight, mask = clients_lib.gather_local(client_data, slot_user, length)
-      data = LocalData(item, label, weight, mask)
-      gather_idx = jnp.where(real, slot_user, 0)
-      scatter_idx = jnp.where(real, slot_user, num_users)  # out of range: dropped
-      cap = slot_user.shape[0]
-      u = clients.user_emb[gather_idx]
-      opt = jax.tree.map(lambda x: x[gather_idx], clients.opt_state)
-      keys = jax.random.split(jax.random.fold_in(key, j), cap)
-      new_u, new_opt, up = vmapped(public, ctx, u, opt, data, keys)
-      clients = ClientStates(
-          clients.user_emb.at[scatter_idx].set(new_u, mode="drop"),
-          jax.tree.map(lambda s, x: s.at[scatter_idx].set(x, mode="drop"),
-                       clients.opt_state, new_opt))
-      parts.append(_part(slot_offset, data.item, up.row_grad, data.mask,
-                         up.mlp, up.weight, real, malicious=False))
-      slot_offset += cap
-    return clients, parts
-
-  return client_phase
-
-
-def _part(slot_offset, row_item, row_grad, row_mask, mlp, weight, real, malicious):
-  cap, rows = row_item.shape
-  return dict(
-      row_client=jnp.repeat(jnp.arange(cap, dtype=jnp.int32) + slot_offset, rows),
-      row_item=row_item.reshape(-1),
-      row_grad=row_grad.reshape(cap * rows, -1),
-      row_mask=(row_mask & real[:, None]).reshape(-1),
-      mlp=mlp,
-      client_weight=jnp.where(real, weight, 0.0),
-      client_mask=real,
-      client_malicious=real if malicious else jnp.zeros_like(real))
-
-
-def uploads_from_parts(parts: list[dict]) -> Uploads:
-  """Concatenates the buckets' (and attackers') upload fields into one `Uploads`."""
-  cat = lambda *xs: jnp.concatenate(xs, axis=0)
-  return Uploads(**{k: jax.tree.map(cat, *[p[k] for p in parts]) for k in parts[0]})
-
-
-def make_server_phase(config: SimConfig, aggregator):
-  """Builds `server_phase(server, uploads) -> (server, metrics)`.
-
-  Aggregation and the server step: it sees uploads, never client states.
-  """
-
-  def server_phase(server: ServerState, uploads: Uploads):
-    agg, agg_state, agg_metrics = aggregator.apply(uploads, server.agg_state)
-    new = server_lib.apply_aggregate(server._replace(agg_state=agg_state), agg, config.server)
-    out = dict(agg_metrics)
-    out.update(server_lib.update_norms(server.params, new.params))
-    out["num_clients"] = jnp.sum(uploads.client_mask)
-    out["num_malicious"] = jnp.sum(uploads.client_malicious)
-    return new, out
-
-  return server_phase
-
-
-def make_round_step(config: SimConfig, method: Method, aggregator, num_users: int,
-                    attack: Attack | None = None):
-  """Builds the pure round function.
-
-  Returns:
-    `round_step(server, clients, attackers, client_data, slots, attack_slots, key,
-    lengths) -> (server, clients, attackers, metrics)`; `slots`/`lengths` as in
-    `make_client_phase` (`lengths` static); `attack_slots` is `[A]` attacker ids
-    (-1 for empty slots), or None without an attack.
-  """
-  client_phase = make_client_phase(config, method, num_users)
-  server_phase = make_server_phase(config, aggregator)
-
-  def round_step(server: ServerState, clients: ClientStates, attackers: PyTree, client_data,
-                 slots, attack_slots, key, lengths):
-    ctx = method.context(server.aux)
-    key_clients, key_attack = jax.random.split(key)
-    clients, parts = client_phase(server.params, ctx, clients, client_data, slots, lengths,
-                                  key_clients)
-    if attack is not None and attack_slots is not None:
-      attackers, up, real = _attack_phase(attack, server.params, ctx, attackers,
-                                          attack_slots, key_attack)
-      offset = sum(int(p["client_mask"].shape[0]) for p in parts)
-      parts.append(_part(offset, up.row_item, up.row_grad, up.row_mask, up.mlp, up.weight,
-                         real, malicious=True))
-    server, out = server_phase(server, uploads_from_parts(parts))
-    return server, clients, attackers, out
-
-  return round_step
 
 
 class Simulator:

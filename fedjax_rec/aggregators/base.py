@@ -107,6 +107,23 @@ def client_index(uploads: Uploads) -> Array:
   return jnp.clip(jnp.where(uploads.row_mask, uploads.row_client, 0), 0, num_clients - 1)
 
 
+def flatten_clients(mlp: PyTree) -> tuple[Array, Callable[[Array], PyTree]]:
+  """[C, P] concatenation of each client's MLP leaves, and the inverse for one [P] row."""
+  leaves, treedef = jax.tree.flatten(mlp)
+  shapes = [x.shape[1:] for x in leaves]
+  sizes = [x[0].size for x in leaves]
+  flat = jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=-1)
+
+  def unflatten(row):
+    parts, offset = [], 0
+    for shape, size, leaf in zip(shapes, sizes, leaves):
+      parts.append(row[offset:offset + size].reshape(shape).astype(leaf.dtype))
+      offset += size
+    return jax.tree.unflatten(treedef, parts)
+
+  return flat, unflatten
+
+
 def leaf_client_mask(mask: Array, leaf: Array) -> Array:
   """Broadcasts a [C] mask against a leaf of shape [C, ...]."""
   return mask.reshape(mask.shape + (1,) * (leaf.ndim - 1))

@@ -26,20 +26,18 @@ choice is mean-like and rescaled to the convention (see `base.py`).
 
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from fedjax_rec.aggregators.base import (
-    Aggregator, base_metrics, check_convention, check_non_negative_int, client_index,
-    finish_rows, item_keys, rescale_mlp, rescale_rows, stateless, uploader_counts)
+    Aggregator, base_metrics, check_convention, check_non_negative_int, finish_rows,
+    flatten_clients, rescale_mlp, rescale_rows, stateless)
+from fedjax_rec.aggregators.item_blocks import (
+    default_block_items, group_rows, map_item_blocks)
 from fedjax_rec.aggregators.validate import validate
-from fedjax_rec.types import Aggregate, Array, PyTree, Uploads
+from fedjax_rec.types import Aggregate, Array, Uploads
 
-# Target size (in floats) of one block's [block, C, C] distance tensor.
-_BLOCK_FLOATS = 1 << 20
 # Scores within this relative distance of the minimum count as tied (float32 summation
 # order differs between rows, so exact equality is too fragile a tie test).
 _TIE_RTOL = 1e-5
@@ -81,12 +79,6 @@ def krum_select(x: Array, present: Array, num_byzantine: int) -> tuple[Array, Ar
   return jnp.where(ok, x[chosen], mean), jnp.where(ok, chosen, -1)
 
 
-def _block_size(num_items: int, num_clients: int, block_items: int | None) -> int:
-  if block_items is None:
-    block_items = max(1, _BLOCK_FLOATS // (num_clients * num_clients))
-  return max(1, min(int(block_items), num_items))
-
-
 def row_krum(uploads: Uploads, num_items: int, num_byzantine: int,
              block_items: int | None = None) -> tuple[Array, Array, Array]:
   """Per-item Krum of validated uploads.
@@ -94,62 +86,19 @@ def row_krum(uploads: Uploads, num_items: int, num_byzantine: int,
   Returns:
     `(mean_like [num_items, d], counts [num_items], fallback [num_items] bool)`.
   """
-  num_clients = uploads.client_mask.shape[0]
-  num_rows, dim = uploads.row_grad.shape
-  block = _block_size(num_items, num_clients, block_items)
-  num_blocks = -(-num_items // block)
-  span = max(1, min(block * num_clients, num_rows))
+  groups = group_rows(uploads, num_items)
+  dim = uploads.row_grad.shape[1]
 
-  keys = item_keys(uploads, num_items)
-  order = jnp.argsort(keys, stable=True)
-  pad = lambda a, v: jnp.concatenate([a, jnp.full((span,) + a.shape[1:], v, a.dtype)])
-  s_item = pad(keys[order], num_items)
-  s_client = pad(client_index(uploads)[order], 0)
-  s_grad = pad(uploads.row_grad[order], 0.0)
-  counts = uploader_counts(uploads, num_items)
-  start = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(counts).astype(jnp.int32)])
-  # Blocks past the last item start where the padding starts.
-  start = jnp.concatenate(
-      [start, jnp.full((num_blocks * block - num_items,), start[-1], jnp.int32)])
+  def items_per_block(width):
+    return block_items or default_block_items(width, max(width, dim))
 
-  def block_fn(b):
-    first = b * block
-    lo = start[first]
-    item = lax.dynamic_slice_in_dim(s_item, lo, span)
-    client = lax.dynamic_slice_in_dim(s_client, lo, span)
-    grad = lax.dynamic_slice_in_dim(s_grad, lo, span)
-    local = item - first
-    valid = (item < num_items) & (local >= 0) & (local < block)
-    local = jnp.where(valid, local, block)  # out of range: dropped by the scatter
-    buf = jnp.zeros((block, num_clients, dim), grad.dtype).at[local, client].set(
-        grad, mode="drop")
-    present = jnp.zeros((block, num_clients), bool).at[local, client].set(True, mode="drop")
-    mean_like, chosen = jax.vmap(krum_select, in_axes=(0, 0, None))(
-        buf, present, num_byzantine)
-    return mean_like, chosen
+  def block_fn(x, present, n):
+    del n
+    return jax.vmap(krum_select, in_axes=(0, 0, None))(x, present, num_byzantine)
 
-  mean_like, chosen = lax.map(block_fn, jnp.arange(num_blocks))
-  mean_like = mean_like.reshape(num_blocks * block, dim)[:num_items]
-  chosen = chosen.reshape(-1)[:num_items]
-  fallback = (counts > 0) & (chosen < 0)
-  return mean_like, counts, fallback
-
-
-def flatten_clients(mlp: PyTree) -> tuple[Array, Callable[[Array], PyTree]]:
-  """[C, P] concatenation of each client's MLP leaves, and the inverse for one [P] row."""
-  leaves, treedef = jax.tree.flatten(mlp)
-  shapes = [x.shape[1:] for x in leaves]
-  sizes = [x[0].size for x in leaves]
-  flat = jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=-1)
-
-  def unflatten(row):
-    parts, offset = [], 0
-    for shape, size, leaf in zip(shapes, sizes, leaves):
-      parts.append(row[offset:offset + size].reshape(shape).astype(leaf.dtype))
-      offset += size
-    return jax.tree.unflatten(treedef, parts)
-
-  return flat, unflatten
+  mean_like, chosen = map_item_blocks(block_fn, groups, uploads.row_grad, items_per_block)
+  fallback = (groups.counts > 0) & (chosen < 0)
+  return mean_like, groups.counts, fallback
 
 
 def krum(num_items: int, num_byzantine: int = 1, convention: str = "sum",

@@ -4,91 +4,110 @@ SPEC §7. Reference: Yin et al., "Byzantine-Robust Distributed Learning: Towards
 Statistical Rates" (ICML 2018). An even number of values gives the mean of the two middle
 ones. The median is mean-like and is rescaled to the convention (see `base.py`).
 
-Sparse layout: one multi-key sort of `(item, value)` per coordinate (the `d` coordinates
-are sorted together as a [d, M] array along axis 1) puts each item's values in a contiguous,
-ascending segment; padding rows carry item key `num_items` and sort to the end. Segment
-offsets come from `segment_sum` counts, so an order statistic of rank `r` of item `i` sits
-at position `start[i] + r`. This module's helpers are shared with `trimmed_mean.py`.
+Layout: rows are grouped by item into dense blocks (`item_blocks.py`). Order statistics
+are found without sorting (XLA:CPU sorts are slow): values map to order-preserving uint32
+keys, and the key of rank `r` is built bit by bit from the top, 32 passes that each count,
+per item and coordinate, the uploads below a candidate key (fused compares and sums).
+`rank_range_mean`, the mean of the sorted values of ranks `r_lo..r_hi`, is shared with
+`trimmed_mean.py`: the median is ranks `(n - 1) // 2 .. n // 2`.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from fedjax_rec.aggregators.base import (
-    Aggregator, base_metrics, check_convention, finish_rows, item_keys, leaf_client_mask,
-    rescale_mlp, rescale_rows, stateless, uploader_counts)
+    Aggregator, base_metrics, check_convention, finish_rows, flatten_clients, rescale_mlp,
+    rescale_rows, stateless)
+from fedjax_rec.aggregators.item_blocks import (
+    ItemGroups, default_block_items, group_rows, map_item_blocks, reduce_slots)
 from fedjax_rec.aggregators.validate import validate
-from fedjax_rec.types import Aggregate, Array, PyTree, Uploads
+from fedjax_rec.types import Aggregate, Array, PyTree
+
+# Above the key of every non-NaN float32: absent slots never count as below a candidate.
+_ABSENT = np.uint32(0xFFFFFFFF)
+_SIGN = np.uint32(0x80000000)
 
 
-class SortedRows(NamedTuple):
-  """Uploaded rows sorted by (item, value) independently per coordinate.
+def float_keys(x: Array) -> Array:
+  """uint32 keys ordered like the float32 values (negatives: bits flipped)."""
+  bits = lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+  return jnp.where(bits >= _SIGN, ~bits, bits | _SIGN)
 
-  Attributes:
-    values: [d, M] sorted values; item `i` occupies positions `start[i] .. start[i]+n[i]-1`.
-    keys: [M] sorted item keys (`num_items` for padding, at the end).
-    start: [num_items + 1] first position of each item (the last entry: padding).
-    counts: [num_items] accepted uploaders of each item.
+
+def key_floats(keys: Array) -> Array:
+  """Inverse of `float_keys`."""
+  bits = jnp.where(keys >= _SIGN, keys & ~_SIGN, ~keys)
+  return lax.bitcast_convert_type(bits, jnp.float32)
+
+
+def kth_keys(keys: Array, ranks: tuple[Array, ...]) -> tuple[Array, ...]:
+  """Keys of the given ranks among each item's slots, per coordinate.
+
+  Args:
+    keys: [B, w, P] uint32 keys, `_ABSENT` in absent slots.
+    ranks: [B] int32 ranks (0 = smallest); a rank outside `0..n-1` gives garbage.
+
+  Returns:
+    One [B, P] key array per rank: the largest key `k` with at most `rank` keys below.
   """
 
-  values: Array
-  keys: Array
-  start: Array
-  counts: Array
+  def body(i, found):
+    bit = jnp.uint32(1) << (31 - i).astype(jnp.uint32)
+    out = []
+    for key, rank in zip(found, ranks):
+      cand = key | bit
+      below = reduce_slots(keys < cand[:, None, :], "sum")
+      out.append(jnp.where(below <= rank[:, None], cand, key))
+    return tuple(out)
+
+  start = jnp.zeros((keys.shape[0], keys.shape[2]), jnp.uint32)
+  return lax.fori_loop(0, 32, body, (start,) * len(ranks))
 
 
-def sort_rows(uploads: Uploads, num_items: int) -> SortedRows:
-  """Sorts validated rows by (item, value) per coordinate."""
-  keys = item_keys(uploads, num_items)
-  values = uploads.row_grad.T
-  _, sorted_values = lax.sort(
-      (jnp.broadcast_to(keys, values.shape), values), dimension=1, num_keys=2)
-  counts = uploader_counts(uploads, num_items)
-  start = jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(counts).astype(jnp.int32)])
-  return SortedRows(values=sorted_values, keys=jnp.sort(keys), start=start, counts=counts)
+def rank_range_mean(x: Array, present: Array, r_lo: Array, r_hi: Array) -> Array:
+  """[B, P] mean of the sorted values of ranks `r_lo..r_hi` per item and coordinate.
 
-
-def order_stat(rows: SortedRows, rank: Array) -> Array:
-  """[num_items, d] value of rank `rank` [num_items] within each item's segment.
-
-  Out-of-segment ranks (empty rows) return an arbitrary in-bounds value; callers mask.
+  Args:
+    x: [B, w, P] values; present: [B, w] bool.
+    r_lo, r_hi: [B] int32 with `0 <= r_lo <= r_hi < n`; items with `r_lo < 0` give 0.
   """
-  num_rows = rows.values.shape[1]
-  pos = jnp.clip(rows.start[:-1] + rank, 0, num_rows - 1)
-  return rows.values[:, pos].T
+  keys = jnp.where(present[:, :, None], float_keys(x), _ABSENT)
+  lo, hi = kth_keys(keys, (r_lo, r_hi))
+  v_lo, v_hi = key_floats(lo), key_floats(hi)
+  size = (r_hi - r_lo + 1)[:, None]
+  # Values strictly between the two ends, plus the copies of each end inside the range.
+  k_lo, k_hi = lo[:, None, :], hi[:, None, :]
+  inner = reduce_slots(jnp.where((keys > k_lo) & (keys < k_hi), x, 0.0), "sum")
+  num_lo = reduce_slots(keys <= k_lo, "sum") - r_lo[:, None]
+  num_hi = r_hi[:, None] + 1 - reduce_slots(keys < k_hi, "sum")
+  total = jnp.where(lo == hi, size * v_lo, inner + num_lo * v_lo + num_hi * v_hi)
+  return jnp.where((r_lo >= 0)[:, None], total / size, 0.0).astype(x.dtype)
 
 
-def row_median(rows: SortedRows) -> Array:
-  """[num_items, d] coordinate-wise median of each row's uploads (0 for empty rows)."""
-  n = rows.counts
-  lo = order_stat(rows, (n - 1) // 2)
-  hi = order_stat(rows, n // 2)
-  return jnp.where((n > 0)[:, None], 0.5 * (lo + hi), 0.0)
+def median_ranks(n: Array) -> tuple[Array, Array]:
+  return (n - 1) // 2, n // 2
 
 
-def sort_clients(leaf: Array, client_mask: Array) -> Array:
-  """[C, ...] leaf sorted along clients per coordinate, masked clients (as +inf) last."""
-  masked = jnp.where(leaf_client_mask(client_mask, leaf), leaf, jnp.inf)
-  return jnp.sort(masked, axis=0)
+def block_median(x: Array, present: Array, n: Array) -> Array:
+  """Per-block median (see `map_item_blocks`); 0 for items without uploads."""
+  return rank_range_mean(x, present, *median_ranks(n))
 
 
-def mlp_median(mlp: PyTree, client_mask: Array) -> PyTree:
-  """Coordinate-wise median of the MLP gradient over accepted clients (0 if none)."""
-  n = jnp.sum(client_mask).astype(jnp.int32)
-  num_clients = client_mask.shape[0]
-  lo = jnp.clip((n - 1) // 2, 0, num_clients - 1)
-  hi = jnp.clip(n // 2, 0, num_clients - 1)
+def map_rows(fn, uploads, groups: ItemGroups) -> Array:
+  """`fn` over dense blocks of the validated `row_grad` (median-like statistics)."""
+  dim = uploads.row_grad.shape[1]
+  return map_item_blocks(fn, groups, uploads.row_grad,
+                         lambda width: default_block_items(width, dim))
 
-  def leaf_fn(x):
-    s = sort_clients(x, client_mask)
-    return jnp.where(n > 0, 0.5 * (s[lo] + s[hi]), 0.0)
 
-  return jax.tree.map(leaf_fn, mlp)
+def map_clients(fn, mlp: PyTree, client_mask: Array) -> PyTree:
+  """`fn` over the accepted clients' MLP uploads, as one block of one "item"."""
+  flat, unflatten = flatten_clients(mlp)
+  n = jnp.sum(client_mask).astype(jnp.int32)[None]
+  return unflatten(fn(flat[None], client_mask[None], n)[0])
 
 
 def median(num_items: int, convention: str = "sum",
@@ -108,10 +127,11 @@ def median(num_items: int, convention: str = "sum",
 
   def apply(uploads):
     uploads, num_rejected = validate(uploads, max_abs)
-    rows = sort_rows(uploads, num_items)
-    item_grad = rescale_rows(row_median(rows), rows.counts, convention)
-    item_grad, touched = finish_rows(item_grad, rows.counts)
-    mlp = rescale_mlp(mlp_median(uploads.mlp, uploads.client_mask),
+    groups = group_rows(uploads, num_items)
+    item_grad = rescale_rows(map_rows(block_median, uploads, groups), groups.counts,
+                             convention)
+    item_grad, touched = finish_rows(item_grad, groups.counts)
+    mlp = rescale_mlp(map_clients(block_median, uploads.mlp, uploads.client_mask),
                       jnp.sum(uploads.client_mask), convention)
     aggregate = Aggregate(item_grad=item_grad, item_touched=touched, mlp=mlp)
     return aggregate, base_metrics(num_rejected, touched)

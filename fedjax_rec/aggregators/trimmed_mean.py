@@ -17,40 +17,26 @@ import jax.numpy as jnp
 from fedjax_rec.aggregators.base import (
     Aggregator, base_metrics, check_convention, check_non_negative_int, finish_rows,
     rescale_mlp, rescale_rows, stateless)
-from fedjax_rec.aggregators.median import (
-    SortedRows, mlp_median, row_median, sort_clients, sort_rows)
+from fedjax_rec.aggregators.item_blocks import group_rows
+from fedjax_rec.aggregators.median import map_clients, map_rows, median_ranks, rank_range_mean
 from fedjax_rec.aggregators.validate import validate
-from fedjax_rec.types import Array, Aggregate, PyTree
+from fedjax_rec.types import Aggregate, Array
 
 
-def row_trimmed_mean(rows: SortedRows, num_trim: int) -> tuple[Array, Array]:
-  """[num_items, d] trimmed mean of each row and [num_items] bool fallback flags."""
-  num_items = rows.counts.shape[0]
-  counts_ext = jnp.concatenate([rows.counts, jnp.zeros((1,), rows.counts.dtype)])
-  rank = jnp.arange(rows.keys.shape[0]) - rows.start[rows.keys]
-  keep = (rank >= num_trim) & (rank < counts_ext[rows.keys] - num_trim)
-  kept = jnp.where(keep[None, :], rows.values, 0.0).T
-  total = jax.ops.segment_sum(kept, rows.keys, num_segments=num_items + 1)[:num_items]
-  remaining = rows.counts - 2 * num_trim
-  trimmed = total / jnp.maximum(remaining, 1)[:, None].astype(total.dtype)
-  fallback = (rows.counts > 0) & (remaining <= 0)
-  return jnp.where(fallback[:, None], row_median(rows), trimmed), fallback
+def trimmed_ranks(n: Array, num_trim: int) -> tuple[Array, Array]:
+  """Ranks `f..n-f-1` kept by the trimmed mean; the median's ranks where `n <= 2f`."""
+  fallback = n <= 2 * num_trim
+  lo, hi = median_ranks(n)
+  return jnp.where(fallback, lo, num_trim), jnp.where(fallback, hi, n - 1 - num_trim)
 
 
-def mlp_trimmed_mean(mlp: PyTree, client_mask: Array, num_trim: int) -> PyTree:
-  """Coordinate-wise trimmed mean of the MLP over accepted clients (median if n <= 2f)."""
-  n = jnp.sum(client_mask).astype(jnp.int32)
-  remaining = n - 2 * num_trim
-  medians = mlp_median(mlp, client_mask)
+def block_trimmed_mean(num_trim: int):
+  """The per-block statistic (see `map_item_blocks`); 0 for items without uploads."""
 
-  def leaf_fn(x, med):
-    s = sort_clients(x, client_mask)
-    rank = jnp.arange(x.shape[0]).reshape((-1,) + (1,) * (x.ndim - 1))
-    keep = (rank >= num_trim) & (rank < remaining + num_trim)
-    trimmed = jnp.sum(jnp.where(keep, s, 0.0), axis=0) / jnp.maximum(remaining, 1)
-    return jnp.where(remaining > 0, trimmed, med)
+  def fn(x: Array, present: Array, n: Array) -> Array:
+    return rank_range_mean(x, present, *trimmed_ranks(n, num_trim))
 
-  return jax.tree.map(leaf_fn, mlp, medians)
+  return fn
 
 
 def trimmed_mean(num_items: int, num_trim: int = 1, convention: str = "sum",
@@ -72,14 +58,16 @@ def trimmed_mean(num_items: int, num_trim: int = 1, convention: str = "sum",
 
   def apply(uploads):
     uploads, num_rejected = validate(uploads, max_abs)
-    rows = sort_rows(uploads, num_items)
-    mean_like, fallback = row_trimmed_mean(rows, num_trim)
-    item_grad, touched = finish_rows(rescale_rows(mean_like, rows.counts, convention),
-                                     rows.counts)
+    groups = group_rows(uploads, num_items)
+    stat = block_trimmed_mean(num_trim)
+    mean_like = map_rows(stat, uploads, groups)
+    item_grad, touched = finish_rows(rescale_rows(mean_like, groups.counts, convention),
+                                     groups.counts)
     num_clients = jnp.sum(uploads.client_mask)
-    mlp = rescale_mlp(mlp_trimmed_mean(uploads.mlp, uploads.client_mask, num_trim),
-                      num_clients, convention)
+    mlp = rescale_mlp(map_clients(stat, uploads.mlp, uploads.client_mask), num_clients,
+                      convention)
     metrics = base_metrics(num_rejected, touched)
+    fallback = touched & (groups.counts <= 2 * num_trim)
     metrics["fallback_rows"] = jnp.sum(fallback).astype(jnp.int32)
     metrics["mlp_fallback"] = ((num_clients > 0) & (num_clients <= 2 * num_trim)).astype(
         jnp.int32)

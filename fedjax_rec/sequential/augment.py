@@ -83,11 +83,17 @@ def augment(key: Array, ids: Array, mask: Array, *, mask_id: int, crop_ratio: fl
   return jax.lax.switch(op, branches, key_apply)
 
 
-def split_adjacent(ids: Array, mask: Array) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
-  """The older `floor(n / 2)` and the newer `n - floor(n / 2)` items, each left-padded."""
-  length = ids.shape[0]
+def split_adjacent(mask: Array) -> tuple[Array, Array]:
+  """Cuts a sequence into its older `floor(n / 2)` and newer `n - floor(n / 2)` items.
+
+  The halves stay where they sit in the window, so a causal encoder's output at the
+  older half's last position IS the older half's encoding.
+
+  Returns:
+    `(older_end, newer_mask)`: the position of the older half's last item ([] int32;
+    meaningful when n >= 2) and the [L] mask of the newer half.
+  """
+  length = mask.shape[0]
   n = _count(mask)
-  m = n // 2
-  older = _right_aligned(ids, length - n, m)
-  newer_mask = mask & (jnp.arange(length) >= length - n + m)
-  return older, (jnp.where(newer_mask, ids, 0), newer_mask)
+  first_newer = length - n + n // 2
+  return first_newer - 1, mask & (jnp.arange(length) >= first_newer)

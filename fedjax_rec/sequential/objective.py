@@ -13,7 +13,9 @@
   perturbed as in the user view (encoder held fixed), `V' = V + Δ'`, `V'' = V + Δ''`
   (constants); Eq. 9 over the sequence's items.
 * `L_temp`: `‖ẑ_old − ẑ_new‖²` between the normalised encodings of the older and
-  newer halves of the local sequence (two adjacent subsequences).
+  newer halves of the input sequence (two adjacent subsequences), each encoded where
+  it sits in the window: by causality the older half's encoding is the main
+  forward's state at its last item, so the term costs one extra encoder pass.
 
 Negatives of the three InfoNCE terms: the client's own sampled non-interacted items
 (stop-gradient), so no other user's data is needed (our reading; the paper keeps
@@ -151,7 +153,6 @@ def make_objective(config: ObjectiveConfig, encoder: Encoder):
     terms = {"rec": rec_loss(c.loss, h, rows, inputs)}
     negatives = jax.lax.stop_gradient(rows[inputs.neg_idx]).reshape(-1, rows.shape[-1])
     neg_mask = inputs.neg_mask.reshape(-1)
-    n = jnp.sum(inputs.seq_mask)
 
     views = []  # (idx [L], mask [L]) sequences to encode in one batched call
     if c.seq_weight > 0:
@@ -161,7 +162,8 @@ def make_objective(config: ObjectiveConfig, encoder: Encoder):
       views += [aug.augment(k1, inputs.seq_idx, inputs.seq_mask, **kw),
                 aug.augment(k2, inputs.seq_idx, inputs.seq_mask, **kw)]
     if c.temporal_weight > 0:
-      views += list(aug.split_adjacent(inputs.seq_idx, inputs.seq_mask))
+      older_end, newer_mask = aug.split_adjacent(inputs.pos_mask)
+      views.append((inputs.in_idx, newer_mask))
     if views:
       idx = jnp.stack([v[0] for v in views])
       vmask = jnp.stack([v[1] for v in views])
@@ -171,9 +173,9 @@ def make_objective(config: ObjectiveConfig, encoder: Encoder):
       terms["seq_cl"] = 0.5 * (_nce(z[0], z[1], negatives, neg_mask, c.tau)
                                + _nce(z[1], z[0], negatives, neg_mask, c.tau))
     if c.temporal_weight > 0:
-      z_old, z_new = z[-2], z[-1]
-      gap = jnp.sum((normalize(z_old) - normalize(z_new)) ** 2)
-      terms["temporal"] = jnp.where(n >= 2, gap, 0.0)
+      z_old = h[jnp.clip(older_end, 0, h.shape[0] - 1)]
+      gap = jnp.sum((normalize(z_old) - normalize(z[-1])) ** 2)
+      terms["temporal"] = jnp.where(jnp.sum(inputs.pos_mask) >= 2, gap, 0.0)
     if c.user_weight > 0:
       k1, k2 = jax.random.split(key_user)
       u1 = u + relative_noise(k1, u, c.user_noise)

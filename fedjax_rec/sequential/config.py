@@ -1,0 +1,94 @@
+"""`SeqConfig` (one frozen dataclass per run) and the method presets.
+
+Methods (`--method`): `fedseq` (plain federated SASRec/GRU4Rec), `cl` (sequence,
+user and item views), `cl_temporal` (plus the temporal regularizer) and `fortress`
+(plus the server-side defense). A preset only switches terms on; every weight stays
+a field, so an ablation is a preset with one field replaced.
+
+Budget defaults (our choice, see the README of the sequential task): d = 32, server
+Adam lr 0.003 on the weighted FedAvg gradient, 256 clients per round, 40 global
+epochs. ML-100K has 943 users, so an epoch is only 4 rounds (server steps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fedjax_rec.models.encoders import EncoderConfig
+from fedjax_rec.sequential.objective import ObjectiveConfig
+from fedjax_rec.sequential.regularizers import DefenseConfig
+from fedjax_rec.server import ServerConfig
+
+METHODS = ("fedseq", "cl", "cl_temporal", "fortress")
+
+
+@dataclasses.dataclass(frozen=True)
+class SeqConfig:
+  """Everything that defines a sequential run.
+
+  Attributes:
+    encoder: model shape (`--encoder`).
+    objective: client objective and its term weights.
+    defense: FORTRESS server defense.
+    server: server optimizer on the aggregated gradient.
+    method: the preset the config came from (a label for logs and tables).
+    aggregator: aggregator name (`fedjax_rec.aggregators`).
+    aggregator_kwargs: its hyper-parameters, sorted `(name, value)` pairs.
+    convention: FedAvg convention; "weighted" = by `n_u` (the paper).
+    clients_per_round: `B`.
+    epochs: global epochs.
+    attack: "none", "a_hum" or "psmu".
+    attack_kwargs: its hyper-parameters, sorted `(name, value)` pairs.
+    num_malicious: attacker clients.
+    targets: target item ids (attack and ER@K).
+    seed: root seed.
+  """
+
+  encoder: EncoderConfig = EncoderConfig(embed_dim=32)
+  objective: ObjectiveConfig = ObjectiveConfig()
+  defense: DefenseConfig = DefenseConfig()
+  server: ServerConfig = ServerConfig(optimizer="adam", lr=0.003)
+  method: str = "fedseq"
+  aggregator: str = "fedavg"
+  aggregator_kwargs: tuple[tuple[str, Any], ...] = ()
+  convention: str = "weighted"
+  clients_per_round: int = 256
+  epochs: int = 40
+  attack: str = "none"
+  attack_kwargs: tuple[tuple[str, Any], ...] = ()
+  num_malicious: int = 0
+  targets: tuple[int, ...] = ()
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.clients_per_round < 1 or self.epochs < 0 or self.num_malicious < 0:
+      raise ValueError("clients_per_round must be >= 1, epochs and num_malicious >= 0")
+    if self.attack != "none" and not self.targets:
+      raise ValueError(f"attack {self.attack!r} needs at least one target item")
+
+
+# Term weights of the presets (each a flag of its own in experiments/train.py).
+CL_WEIGHTS = dict(seq_weight=0.1, user_weight=0.1, item_weight=0.1)
+TEMPORAL_WEIGHT = 0.1
+
+
+def method_config(method: str, base: SeqConfig = SeqConfig(), **overrides) -> SeqConfig:
+  """`base` with the terms of `method` switched on, then `overrides` applied.
+
+  Args:
+    method: one of `METHODS`.
+    base: the starting configuration (its term weights are replaced).
+    **overrides: top-level `SeqConfig` fields.
+  """
+  if method not in METHODS:
+    raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+  weights = dict(seq_weight=0.0, user_weight=0.0, item_weight=0.0, temporal_weight=0.0)
+  if method != "fedseq":
+    weights.update(CL_WEIGHTS)
+  if method in ("cl_temporal", "fortress"):
+    weights["temporal_weight"] = TEMPORAL_WEIGHT
+  objective = dataclasses.replace(base.objective, **weights)
+  defense = dataclasses.replace(base.defense, enabled=method == "fortress")
+  return dataclasses.replace(base, objective=objective, defense=defense, method=method,
+                             **overrides)
