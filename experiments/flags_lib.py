@@ -59,6 +59,13 @@ flags.DEFINE_float("client_clip", None, "Defense: HiCS per-client clip.")
 flags.DEFINE_float("row_clip", None, "Defense: HiCS per-row clip.")
 flags.DEFINE_integer("min_uploaders", None, "Defense: HiCS rows need this many uploaders.")
 flags.DEFINE_float("valid_frac", 0.1, "Validation share of each user's train items.")
+flags.DEFINE_integer("mesh_shape", 0, "Devices to split each round's clients over "
+                     "(0: all devices; 1: no sharding).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for a multi-host "
+                    "run (jax.distributed); needs --num_processes and --process_id.")
+flags.DEFINE_integer("num_processes", 1, "Processes of a multi-host run.")
+flags.DEFINE_integer("process_id", 0, "This process's index in a multi-host run.")
+flags.DEFINE_integer("distributed_timeout", 60, "Seconds to wait for the other processes.")
 flags.DEFINE_integer("eval_every", 1, "Evaluate every N global epochs.")
 flags.DEFINE_list("topk", ["20"], "Cut-offs K of Recall/NDCG/Precision.")
 
@@ -151,6 +158,20 @@ def eval_config_from_flags() -> EvalConfig:
   if any(k <= 0 for k in ks) or FLAGS.eval_every <= 0:
     raise UsageError("--topk values and --eval_every must be positive")
   return EvalConfig(every=FLAGS.eval_every, ks=ks)
+
+
+def setup_devices():
+  """Joins a multi-host run if asked, then builds the client mesh (or None)."""
+  from fedjax_rec import sharding  # pylint: disable=import-outside-toplevel
+  try:
+    if FLAGS.coordinator_address:
+      sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                      FLAGS.process_id, FLAGS.distributed_timeout)
+    elif FLAGS.num_processes != 1:
+      raise ValueError("--num_processes > 1 needs --coordinator_address")
+    return sharding.make_mesh(FLAGS.mesh_shape)
+  except (ValueError, RuntimeError) as e:
+    raise UsageError(str(e)) from None
 
 
 def fail(message: str, code: int = 2):

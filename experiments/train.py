@@ -10,10 +10,13 @@ from __future__ import annotations
 from absl import app
 from absl import flags
 
+import jax
+
 from experiments import flags_lib
 from fedjax_rec.data.loaders import load_dataset
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.runner import WorkdirError, run
+from fedjax_rec.simulation import Simulator
 
 FLAGS = flags.FLAGS
 
@@ -22,11 +25,15 @@ def main(argv):
   if len(argv) > 1:
     flags_lib.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
+    mesh = flags_lib.setup_devices()
     eval_config = flags_lib.eval_config_from_flags()
     dataset = load_dataset(FLAGS.dataset, FLAGS.data_dir, seed=FLAGS.seed,
                            valid_frac=FLAGS.valid_frac)
     config = flags_lib.sim_config_from_flags(**flags_lib.attack_fields_from_flags(dataset))
-    run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config)
+    lead = jax.process_index() == 0
+    run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config, write=lead,
+        log=print if lead else (lambda line: None),
+        simulator_factory=lambda c, d: Simulator(c, d, mesh=mesh))
   except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError) as e:
     flags_lib.fail(str(e))
 

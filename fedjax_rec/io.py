@@ -16,6 +16,8 @@ import flax.serialization
 import jax
 import numpy as np
 
+from fedjax_rec.sharding import fetch
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
   path = Path(path)
@@ -71,7 +73,7 @@ def _json_default(x):
 
 def save_checkpoint(path: str | os.PathLike, state: Any) -> None:
   """Writes the whole state pytree (msgpack via `flax.serialization`)."""
-  host = jax.device_get(state)
+  host = fetch(state)
   atomic_write_bytes(path, flax.serialization.msgpack_serialize(
       flax.serialization.to_state_dict(host)))
 

@@ -67,7 +67,7 @@ def positive_rows(data: LocalData, max_positive_share: float = 1.0) -> tuple[Arr
     return (lambda x: x), data.positive
   capacity = max(1, int(np.ceil(max_positive_share * length)))
   order = jnp.argsort(jnp.logical_not(data.positive), stable=True)[:capacity]
-  return (lambda x: x[order]), jnp.arange(capacity) < jnp.sum(data.positive)
+  return (lambda x: jnp.asarray(x)[order]), jnp.arange(capacity) < jnp.sum(data.positive)
 
 
 def gradient_item_views(grad_rows, u1: Array, u2: Array, rows: Array, mlp: PyTree,

@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from fedjax_rec import io
 from fedjax_rec.grid import GRID_KEYS
@@ -44,6 +45,13 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
   fig.savefig(buf, format="png", dpi=dpi)
   io.atomic_write_bytes(path, buf.getvalue())
   return Path(path)
+
+
+def epoch_axis(ax: Axes) -> None:
+  """Integer ticks and a label for a global-epoch x axis."""
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+  ax.set_xlabel("global epoch")
+  ax.grid(alpha=0.3)
 
 
 def config_labels(frame: pd.DataFrame) -> pd.Series:
@@ -67,8 +75,8 @@ def plot_metric_per_epoch(frame: pd.DataFrame, metric: str) -> Figure:
       ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=label)
       ax.fill_between(stats.index, stats["mean"] - stats["std"],
                       stats["mean"] + stats["std"], alpha=0.2)
-    ax.set(title=name, xlabel="global epoch", ylabel=metric.removeprefix("test/"))
-    ax.grid(alpha=0.3)
+    ax.set(title=name, ylabel=metric.removeprefix("test/"))
+    epoch_axis(ax)
     ax.legend(fontsize="small")
   return fig
 
@@ -121,13 +129,16 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 
 
 def plot_item_embeddings(ax: Axes, item_emb: np.ndarray, hot_ids: np.ndarray,
-                         title: str = "") -> None:
-  """Scatter of all items in 2-D, hot items in red on top (CL4FedRec Fig. 3)."""
+                         title: str = "", target_ids: Sequence[int] = ()) -> None:
+  """Scatter of all items in 2-D, hot items in red, targets as black stars (Fig. 3)."""
   xy = pca_2d(item_emb)
   hot = np.zeros(len(xy), bool)
   hot[np.asarray(hot_ids)] = True
   ax.scatter(xy[~hot, 0], xy[~hot, 1], s=6, c="tab:blue", alpha=0.5, label="other items")
   ax.scatter(xy[hot, 0], xy[hot, 1], s=12, c="tab:red", label="hot items")
+  if len(target_ids):
+    t = np.asarray(target_ids)
+    ax.scatter(xy[t, 0], xy[t, 1], s=90, c="black", marker="*", label="target")
   ax.set(title=title, xlabel="PC 1", ylabel="PC 2")
   ax.legend(fontsize="small", loc="best")
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_rec import server as server_lib
+from fedjax_rec import sharding
 from fedjax_rec.attacks import Attack
 from fedjax_rec.client import LocalData, make_client_update
 from fedjax_rec.config import SimConfig
@@ -19,12 +20,17 @@ from fedjax_rec.server import ServerState
 from fedjax_rec.types import Array, ClientStates, PyTree, Uploads
 
 
+def _per_client_keys(key: Array, ids: Array) -> Array:
+  """One key per client, from its id: independent of slots, order and padding."""
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.maximum(ids, 0))
+
+
 def _attack_phase(attack: Attack, public, ctx, attackers: PyTree, slots: Array, key: Array):
   """Runs the round's attacker slots (`slots [A]`, -1 empty) vmapped."""
   real = slots >= 0
   num_attackers = jax.tree.leaves(attackers)[0].shape[0]
   state = jax.tree.map(lambda x: x[jnp.where(real, slots, 0)], attackers)
-  keys = jax.random.split(key, slots.shape[0])
+  keys = _per_client_keys(key, slots)
   new_state, up = jax.vmap(attack.update, in_axes=(None, None, 0, 0))(public, ctx, state, keys)
   scatter_idx = jnp.where(real, slots, num_attackers)
   attackers = jax.tree.map(lambda s, x: s.at[scatter_idx].set(x, mode="drop"),
@@ -32,7 +38,7 @@ def _attack_phase(attack: Attack, public, ctx, attackers: PyTree, slots: Array, 
   return attackers, up, real
 
 
-def make_client_phase(config: SimConfig, method: Method, num_users: int):
+def make_client_phase(config: SimConfig, method: Method, num_users: int, mesh=None):
   """Builds `client_phase(public, ctx, clients, data, slots, lengths, key)`.
 
   `slots` holds each length class's `[capacity]` user ids (-1: empty slot) and
@@ -47,15 +53,16 @@ def make_client_phase(config: SimConfig, method: Method, num_users: int):
   def client_phase(public, ctx, clients: ClientStates, client_data, slots, lengths, key):
     parts = []
     slot_offset = 0
-    for j, (slot_user, length) in enumerate(zip(slots, lengths)):
-      real, item, label, weight, mask = clients_lib.gather_local(client_data, slot_user, length)
+    for slot_user, length in zip(slots, lengths):
+      real, item, label, weight, mask = sharding.constrain_clients(
+          clients_lib.gather_local(client_data, slot_user, length), mesh)
       data = LocalData(item, label, weight, mask)
       gather_idx = jnp.where(real, slot_user, 0)
       scatter_idx = jnp.where(real, slot_user, num_users)  # out of range: dropped
       cap = slot_user.shape[0]
       u = clients.user_emb[gather_idx]
       opt = jax.tree.map(lambda x: x[gather_idx], clients.opt_state)
-      keys = jax.random.split(jax.random.fold_in(key, j), cap)
+      keys = _per_client_keys(key, slot_user)
       new_u, new_opt, up = vmapped(public, ctx, u, opt, data, keys)
       clients = ClientStates(
           clients.user_emb.at[scatter_idx].set(new_u, mode="drop"),
@@ -107,22 +114,23 @@ def make_server_phase(config: SimConfig, aggregator):
 
 
 def make_round_step(config: SimConfig, method: Method, aggregator, num_users: int,
-                    attack: Attack | None = None):
+                    attack: Attack | None = None, mesh=None):
   """Builds the pure round function.
 
   Returns:
-    `round_step(server, clients, attackers, client_data, slots, attack_slots, key,
-    lengths) -> (server, clients, attackers, metrics)`; `slots`/`lengths` as in
-    `make_client_phase` (`lengths` static); `attack_slots` is `[A]` attacker ids
-    (-1 for empty slots), or None without an attack.
+    `round_step(server, clients, attackers, client_data, slots, attack_slots,
+    key_data, lengths) -> (server, clients, attackers, metrics)`. `slots` and
+    `lengths` (static) are as in `make_client_phase`; `attack_slots` is `[A]`
+    attacker ids (-1 for empty slots), or None without an attack; `key_data` is
+    the raw `uint32` data of the round's key (plain arrays cross hosts).
   """
-  client_phase = make_client_phase(config, method, num_users)
+  client_phase = make_client_phase(config, method, num_users, mesh)
   server_phase = make_server_phase(config, aggregator)
 
   def round_step(server: ServerState, clients: ClientStates, attackers: PyTree, client_data,
-                 slots, attack_slots, key, lengths):
+                 slots, attack_slots, key_data, lengths):
     ctx = method.context(server.aux)
-    key_clients, key_attack = jax.random.split(key)
+    key_clients, key_attack = jax.random.split(jax.random.wrap_key_data(key_data))
     clients, parts = client_phase(server.params, ctx, clients, client_data, slots, lengths,
                                   key_clients)
     if attack is not None and attack_slots is not None:

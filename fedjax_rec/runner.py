@@ -49,7 +49,7 @@ def config_dict(config: SimConfig, dataset_name: str, eval_config: EvalConfig) -
 def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | None = None,
         eval_config: EvalConfig = EvalConfig(), checkpoint_every: int = 1,
         log: Callable[[str], None] = print, progress: bool = True,
-        simulator_factory: Callable = Simulator) -> dict:
+        simulator_factory: Callable = Simulator, write: bool = True) -> dict:
   """Trains `config.epochs` global epochs; returns the summary dict.
 
   With a `workdir`, results are written atomically after every epoch and a rerun
@@ -64,7 +64,9 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
     log: where progress lines go.
     progress: log a line before the first (compiling) epoch.
     simulator_factory: `(config, dataset) -> simulator` with `init`, `run_epoch`,
-      `evaluate` and `plan` (e.g. the sequential simulator).
+      `evaluate`, `place` and `plan` (e.g. the sequential simulator).
+    write: whether this process writes the workdir (multi-host: process 0 only;
+      every process reads it to resume from the same checkpoint).
   """
   sim = simulator_factory(config, dataset)
   state = sim.init()
@@ -76,7 +78,8 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
     if (wd / "summary.json").exists() and int(state.epoch) >= config.epochs:
       log(f"{wd}: already finished ({config.epochs} epochs); nothing to do")
       return json.loads((wd / "summary.json").read_text())
-    io.atomic_write_json(wd / "config.json", cfg)
+    if write:
+      io.atomic_write_json(wd / "config.json", cfg)
   targets = np.asarray(config.targets, np.int64)
   mostpop = metrics_lib.mostpop_metrics(dataset, ks=eval_config.ks)
   log(f"{dataset.summary()}")
@@ -96,7 +99,7 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
       row["eval_seconds"] = time.perf_counter() - t0
     rows.append(row)
     log(_epoch_line(row))
-    if wd is not None:
+    if wd is not None and write:
       io.write_jsonl(wd / "metrics.jsonl", rows)
       if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs:
         io.save_checkpoint(wd / "checkpoint.msgpack", state)
@@ -105,7 +108,7 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
              "mostpop": mostpop,
              "best_recall": max((r.get(f"test/recall@{eval_config.ks[0]}", float("nan"))
                                  for r in rows), default=float("nan"))}
-  if wd is not None:
+  if wd is not None and write:
     io.atomic_write_json(wd / "summary.json", summary)
   return summary
 
@@ -124,7 +127,7 @@ def _resume(wd: Path, cfg: dict, sim: Simulator, state, log):
                          "choose another --workdir or delete that one")
     ckpt = wd / "checkpoint.msgpack"
     if ckpt.exists():
-      state = io.load_checkpoint(ckpt, state)
+      state = sim.place(io.load_checkpoint(ckpt, state))
       done = int(state.epoch)
       if (wd / "metrics.jsonl").exists():
         rows = [r for r in io.read_jsonl(wd / "metrics.jsonl") if r.get("epoch", 0) <= done]

@@ -35,7 +35,8 @@ def make_mesh(num_devices: int | None = None) -> Mesh | None:
                      f"{total} available devices")
   if n == 1:
     return None
-  return jax.make_mesh((n,), (CLIENTS,), devices=jax.devices()[:n])
+  return jax.make_mesh((n,), (CLIENTS,), devices=jax.devices()[:n],
+                       axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def pad_plan(plan: BucketPlan, multiple: int) -> BucketPlan:

@@ -17,6 +17,7 @@ import numpy as np
 
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec import server as server_lib
+from fedjax_rec import sharding
 from fedjax_rec.aggregators import make_aggregator
 from fedjax_rec.attacks import make_attack
 from fedjax_rec.client import user_optimizer
@@ -55,8 +56,15 @@ class SimState(NamedTuple):
 class Simulator:
   """Host-side driver: data layout, jitted round, epoch loop and evaluation."""
 
-  def __init__(self, config: SimConfig, dataset: ImplicitDataset):
+  def __init__(self, config: SimConfig, dataset: ImplicitDataset, mesh=None):
+    """Args:
+      config: the run.
+      dataset: the split dataset.
+      mesh: a `sharding.make_mesh` mesh to split each round's clients over, or
+        None for one device.
+    """
     self.config = config
+    self.mesh = mesh
     self.dataset = dataset
     self.method = make_method(config.method, config.model, **dict(config.method_kwargs))
     self.aggregator = make_aggregator(config.aggregator, dataset.num_items, config.convention,
@@ -70,20 +78,33 @@ class Simulator:
     self.client_data = self._build_client_data(epoch=0)
     # Rows never outnumber samples: a fixed capacity keeps shapes when negatives change.
     self._row_capacity = int(self.dataset.train.nnz * (1 + config.num_negatives))
-    self.device_data = clients_lib.to_device(self.client_data, self._row_capacity)
+    self.device_data = self._place_data(self.client_data)
     lengths = self.client_data.num_rows
     if config.round_assignment == "stratified":
       self.plan = clients_lib.stratified_plan(lengths, config.clients_per_round,
                                               max_buckets=config.max_buckets)
     else:
       self.plan = clients_lib.plan_buckets(lengths, config.clients_per_round, seed=config.seed)
+    if mesh is not None:
+      self.plan = sharding.pad_plan(self.plan, mesh.size)
     self._grid = clients_lib.length_grid(int(max(lengths.max(initial=1), 1)))
     self.round_step = jax.jit(
-        make_round_step(config, self.method, self.aggregator, dataset.num_users, self.attack),
+        make_round_step(config, self.method, self.aggregator, dataset.num_users, self.attack,
+                        mesh),
         donate_argnums=(1, 2), static_argnames=("lengths",))
     self._eval_cache: dict[str, Any] = {}
+    self._epoch_end = jax.jit(
+        lambda params, aux, key_data: self.method.epoch_end(
+            params, aux, jax.random.wrap_key_data(key_data)))
 
   # ---- set-up -------------------------------------------------------------
+  def _place_data(self, data: clients_lib.ClientData):
+    return sharding.replicate(clients_lib.to_device(data, self._row_capacity), self.mesh)
+
+  def place(self, state: "SimState") -> "SimState":
+    """Puts a (host or restored) state where the jitted round expects it."""
+    return sharding.replicate(state, self.mesh)
+
   def _build_client_data(self, epoch: int) -> clients_lib.ClientData:
     rng = np.random.default_rng([self.config.seed, 7919, epoch])
     self.negatives = sample_negatives(self._seen, self.dataset.num_items,
@@ -104,8 +125,8 @@ class Simulator:
         lambda x: jnp.broadcast_to(x, (self.dataset.num_users,) + x.shape).copy(), opt_state)
     attackers = (self.attack.init(key_attack, self.config.num_malicious, params)
                  if self.attack is not None else ())
-    return SimState(server, ClientStates(user_emb, opt_state), attackers,
-                    jnp.asarray(0, jnp.int32))
+    return self.place(SimState(server, ClientStates(user_emb, opt_state), attackers,
+                               jnp.asarray(0, jnp.int32)))
 
   # ---- training -----------------------------------------------------------
   def epoch_rounds(self, epoch: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -151,17 +172,18 @@ class Simulator:
       slots, plan = self.round_slots(users)
     else:
       slots = clients_lib.fill_slots(self.client_data.num_rows, users, plan)
-    key = jax.random.key(0) if key is None else key
+    slots = tuple(sharding.shard_clients(s, self.mesh) for s in slots)
+    key_data = np.asarray(jax.random.key_data(jax.random.key(0) if key is None else key))
     return self.round_step(server, clients, attackers, self.device_data, slots,
-                           self.attack_slots(np.asarray(attackers_in_round, np.int64)), key,
-                           lengths=plan.lengths), plan
+                           self.attack_slots(np.asarray(attackers_in_round, np.int64)),
+                           key_data, lengths=plan.lengths), plan
 
   def run_epoch(self, state: SimState) -> tuple[SimState, dict[str, float]]:
     """One global epoch: every client once, then the method's server steps."""
     epoch = int(state.epoch)
     if self.config.resample_negatives and epoch > 0:
       self.client_data = self._build_client_data(epoch)
-      self.device_data = clients_lib.to_device(self.client_data, self._row_capacity)
+      self.device_data = self._place_data(self.client_data)
     key_epoch = jax.random.fold_in(jax.random.key(self.config.seed), epoch)
     server, clients, attackers = state.server, state.clients, state.attackers
     t0 = time.perf_counter()
@@ -173,14 +195,15 @@ class Simulator:
       padded += plan.padded_samples
       real += int(self.client_data.num_rows[users].sum())
       round_metrics.append(out)
-    params, aux, end_metrics = jax.jit(self.method.epoch_end)(
-        server.params, server.aux, jax.random.fold_in(key_epoch, 1 << 20))
+    params, aux, end_metrics = self._epoch_end(
+        server.params, server.aux,
+        np.asarray(jax.random.key_data(jax.random.fold_in(key_epoch, 1 << 20))))
     server = server._replace(params=params, aux=aux)
     jax.block_until_ready(server.params)
     seconds = time.perf_counter() - t0
-    host = jax.device_get(round_metrics)
+    host = sharding.fetch(round_metrics)
     summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]} if host else {}
-    summary.update({k: float(v) for k, v in jax.device_get(end_metrics).items()})
+    summary.update({k: float(v) for k, v in sharding.fetch(end_metrics).items()})
     summary.update(epoch=epoch + 1, seconds=seconds, rounds=len(host),
                    padding_efficiency=real / max(padded, 1))
     return SimState(server, clients, attackers, jnp.asarray(epoch + 1, jnp.int32)), summary
@@ -201,7 +224,8 @@ class Simulator:
   def evaluate(self, state: SimState, ks=(20,), targets=None, er_ks=(5, 10, 20),
                batch_size: int = 256) -> dict[str, float]:
     """Test-set Recall/NDCG/Precision@K (and ER@K for `targets`) over benign users."""
-    params = (state.server.params, state.clients.user_emb)
+    # Evaluation is an oracle outside the protocol; it runs on a host copy.
+    params = sharding.fetch((state.server.params, state.clients.user_emb))
     out = metrics_lib.ranking_metrics(self.score_fn(), params, self._seen, self.dataset.test,
                                       ks=ks, batch_size=batch_size)
     if targets is not None and len(targets):

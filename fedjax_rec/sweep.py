@@ -124,6 +124,15 @@ def check_workdir(workdir: str | Path, resume: bool) -> ResultsStore:
   return store
 
 
+def load_point_dataset(name: str, seed: int,
+                       settings: SweepSettings = SweepSettings()) -> ImplicitDataset:
+  """The dataset `name` split with `seed` (as `experiments.train` does)."""
+  data_dir = None
+  if settings.data_root is not None and name != "synthetic":
+    data_dir = Path(settings.data_root) / default_data_dir(name).name
+  return load_dataset(name, data_dir, seed=seed, synthetic=settings.synthetic)
+
+
 class _DatasetCache:
   """The last loaded dataset (points are ordered so that seeds change fastest)."""
 
@@ -134,10 +143,7 @@ class _DatasetCache:
 
   def get(self, name: str, seed: int) -> ImplicitDataset:
     if self.key != (name, seed):
-      data_dir = None
-      if self.settings.data_root is not None and name != "synthetic":
-        data_dir = Path(self.settings.data_root) / default_data_dir(name).name
-      self.value = load_dataset(name, data_dir, seed=seed, synthetic=self.settings.synthetic)
+      self.value = load_point_dataset(name, seed, self.settings)
       self.key = (name, seed)
     return self.value
 
@@ -204,11 +210,19 @@ def summarize(frame: pd.DataFrame, ids: list[str] | None = None) -> pd.DataFrame
     frame = frame[frame["point_id"].isin(ids)]
   last = frame.loc[frame.groupby("point_id", sort=False)["epoch"].idxmax()]
   keys = [k for k in GRID_KEYS if k != "seed"]
-  metrics = [c for c in last.columns if c.startswith("test/") and last[c].notna().any()]
+  metrics = sorted((c for c in last.columns if c.startswith("test/") and last[c].notna().any()),
+                   key=_metric_order)
   grouped = last.groupby(keys, sort=False, dropna=False)
   out = grouped[metrics].agg(["mean", "std"]).astype(np.float64)
   out[("seeds", "n")] = grouped["seed"].count()
   return out
+
+
+def _metric_order(name: str) -> tuple:
+  """recall, ndcg, precision, then the rest (ER last); cut-offs in numeric order."""
+  family, _, k = name.removeprefix("test/").partition("@")
+  rank = {"recall": 0, "ndcg": 1, "precision": 2, "hr": 3, "er": 5}.get(family, 4)
+  return (rank, family, int(k) if k.isdigit() else 0, name)
 
 
 def format_summary(summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:

@@ -40,7 +40,7 @@ class ItemGroups(NamedTuple):
   Attributes:
     counts: [num_items] int32 accepted uploaders of each item.
     rows: [num_items, C] int32; `rows[i, r]` is the row of item `i`'s `r`-th uploader in
-      client-slot order, for `r < counts[i]` (0 beyond).
+      client-slot order, for `r < counts[i]` (`M` beyond).
     order: [num_items] int32 items by decreasing count.
   """
 
@@ -57,16 +57,15 @@ def group_rows(uploads: Uploads, num_items: int) -> ItemGroups:
   """
   num_rows = uploads.row_mask.shape[0]
   num_clients = uploads.client_mask.shape[0]
-  # Padding rows land in the spare item row `num_items`, dropped below.
-  table = jnp.full((num_items + 1, num_clients), -1, jnp.int32).at[
-      item_keys(uploads, num_items), client_index(uploads)].set(
-          jnp.arange(num_rows, dtype=jnp.int32))[:num_items]
-  present = table >= 0
-  rank = jnp.cumsum(present, axis=1, dtype=jnp.int32) - 1
-  counts = rank[:, -1] + 1
-  rows = jnp.zeros((num_items, num_clients), jnp.int32).at[
-      jnp.arange(num_items)[:, None], jnp.where(present, rank, num_clients)].set(
-          table, mode="drop")
+  # Flat (item, client) cells; padding rows land in the spare item `num_items`.
+  cell = item_keys(uploads, num_items) * num_clients + client_index(uploads)
+  present = jnp.zeros(((num_items + 1) * num_clients,), jnp.int32).at[cell].set(1)
+  # (jnp.cumsum lowers to an O(C^2) reduce_window on CPU; the scan is O(C log C).)
+  rank = lax.associative_scan(jnp.add, present.reshape(num_items + 1, num_clients), axis=1)
+  counts = rank[:num_items, -1]
+  slot = cell - cell % num_clients + rank.reshape(-1)[cell] - 1  # (item, rank) cell
+  rows = jnp.full((num_items * num_clients,), num_rows, jnp.int32).at[slot].set(
+      jnp.arange(num_rows, dtype=jnp.int32), mode="drop").reshape(num_items, num_clients)
   order = jnp.argsort(-counts, stable=True).astype(jnp.int32)
   return ItemGroups(counts=counts, rows=rows, order=order)
 
@@ -88,16 +87,19 @@ def default_block_items(width: int, floats_per_slot: int) -> int:
 
 
 def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGroups,
-                    values: Array, block_items: Callable[[int], int]) -> PyTree:
+                    values: Array, block_items: Callable[[int], int],
+                    fill: Array | None = None) -> PyTree:
   """Applies a per-item statistic to dense blocks of each item's uploads.
 
   Args:
     fn: `(x [B, w, d], present [B, w] bool, n [B] int32) -> pytree of [B, ...]`; slot `r`
       of an item holds its `r`-th uploader (client-slot order), present iff `r < n`.
-      Absent slots hold arbitrary finite values. Must be traceable for every tier width.
+      Must be traceable for every tier width.
     groups: from `group_rows`.
     values: [M, d] the row values to gather (e.g. the validated `row_grad`).
     block_items: items per block for a tier width.
+    fill: [d] value of absent slots; `None`: arbitrary values of `values`' rows (cheaper:
+      no padded copy of `values`).
 
   Returns:
     `fn`'s outputs per item, every leaf [num_items, ...]; zero for items without uploads.
@@ -108,7 +110,11 @@ def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGro
   pad = lambda a: jnp.concatenate([a, jnp.full((spare,) + a.shape[1:], num_items, a.dtype)])
   order = pad(groups.order)
   counts = jnp.concatenate([groups.counts, jnp.zeros((1,), jnp.int32)])
-  rows = jnp.pad(groups.rows, ((0, 1), (0, widths[-1] - num_clients)))
+  num_rows = values.shape[0]
+  rows = jnp.pad(groups.rows, ((0, 1), (0, widths[-1] - num_clients)),
+                 constant_values=num_rows)
+  if fill is not None:
+    values = jnp.concatenate([values, fill.astype(values.dtype)[None]])
   sorted_counts = groups.counts[groups.order]
 
   dim = values.shape[1]
@@ -129,7 +135,10 @@ def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGro
       items = lax.dynamic_slice_in_dim(order, start, num)
       n = counts[items]
       present = jnp.arange(width) < n[:, None]
-      x = values[jnp.where(present, rows[items, :width], 0)]
+      index = rows[items, :width]
+      if fill is None:
+        index = jnp.minimum(index, num_rows - 1)
+      x = values.at[index].get(mode="promise_in_bounds")
       result = fn(x, present, n)
       return jax.tree.map(lambda o, r: lax.dynamic_update_slice_in_dim(o, r, start, 0),
                           out, result)

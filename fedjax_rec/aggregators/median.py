@@ -5,11 +5,12 @@ Statistical Rates" (ICML 2018). An even number of values gives the mean of the t
 ones. The median is mean-like and is rescaled to the convention (see `base.py`).
 
 Layout: rows are grouped by item into dense blocks (`item_blocks.py`). Order statistics
-are found without sorting (XLA:CPU sorts are slow): values map to order-preserving uint32
-keys, and the key of rank `r` is built bit by bit from the top, 32 passes that each count,
-per item and coordinate, the uploads below a candidate key (fused compares and sums).
-`rank_range_mean`, the mean of the sorted values of ranks `r_lo..r_hi`, is shared with
-`trimmed_mean.py`: the median is ranks `(n - 1) // 2 .. n // 2`.
+are found without sorting (XLA:CPU sorts cost tens of ns a comparison): values map to
+order-preserving uint32 keys, and the key of rank `(n - 1) // 2` is built bit by bit from
+the top, 32 passes that each count, per item and coordinate, the uploads below a candidate
+key (fused compares and sums); one more pass gives rank `n // 2`. The rows' keys are
+computed once and gathered into the blocks, absent slots holding a key above all others.
+The key helpers, `map_keys` and `map_client_keys` are shared with `trimmed_mean.py`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from fedjax_rec.aggregators.base import (
 from fedjax_rec.aggregators.item_blocks import (
     ItemGroups, default_block_items, group_rows, map_item_blocks, reduce_slots)
 from fedjax_rec.aggregators.validate import validate
-from fedjax_rec.types import Aggregate, Array, PyTree
+from fedjax_rec.types import Aggregate, Array, PyTree, Uploads
 
 # Above the key of every non-NaN float32: absent slots never count as below a candidate.
-_ABSENT = np.uint32(0xFFFFFFFF)
+ABSENT = np.uint32(0xFFFFFFFF)
 _SIGN = np.uint32(0x80000000)
 
 
@@ -43,71 +44,58 @@ def key_floats(keys: Array) -> Array:
   return lax.bitcast_convert_type(bits, jnp.float32)
 
 
-def kth_keys(keys: Array, ranks: tuple[Array, ...]) -> tuple[Array, ...]:
-  """Keys of the given ranks among each item's slots, per coordinate.
+def kth_key(keys: Array, rank: Array) -> Array:
+  """[B, P] key of rank `rank` [B] (0 = smallest) among each item's slots, per coordinate.
 
-  Args:
-    keys: [B, w, P] uint32 keys, `_ABSENT` in absent slots.
-    ranks: [B] int32 ranks (0 = smallest); a rank outside `0..n-1` gives garbage.
-
-  Returns:
-    One [B, P] key array per rank: the largest key `k` with at most `rank` keys below.
+  `keys` is [B, w, P] with `ABSENT` in absent slots. The result is the largest key with at
+  most `rank` keys below it, built bit by bit from the top; a rank outside `0..n-1` gives
+  garbage.
   """
 
-  def body(i, found):
-    bit = jnp.uint32(1) << (31 - i).astype(jnp.uint32)
-    out = []
-    for key, rank in zip(found, ranks):
-      cand = key | bit
-      below = reduce_slots(keys < cand[:, None, :], "sum")
-      out.append(jnp.where(below <= rank[:, None], cand, key))
-    return tuple(out)
+  def body(i, key):
+    cand = key | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
+    below = reduce_slots(keys < cand[:, None, :], "sum")
+    return jnp.where(below <= rank[:, None], cand, key)
 
-  start = jnp.zeros((keys.shape[0], keys.shape[2]), jnp.uint32)
-  return lax.fori_loop(0, 32, body, (start,) * len(ranks))
-
-
-def rank_range_mean(x: Array, present: Array, r_lo: Array, r_hi: Array) -> Array:
-  """[B, P] mean of the sorted values of ranks `r_lo..r_hi` per item and coordinate.
-
-  Args:
-    x: [B, w, P] values; present: [B, w] bool.
-    r_lo, r_hi: [B] int32 with `0 <= r_lo <= r_hi < n`; items with `r_lo < 0` give 0.
-  """
-  keys = jnp.where(present[:, :, None], float_keys(x), _ABSENT)
-  lo, hi = kth_keys(keys, (r_lo, r_hi))
-  v_lo, v_hi = key_floats(lo), key_floats(hi)
-  size = (r_hi - r_lo + 1)[:, None]
-  # Values strictly between the two ends, plus the copies of each end inside the range.
-  k_lo, k_hi = lo[:, None, :], hi[:, None, :]
-  inner = reduce_slots(jnp.where((keys > k_lo) & (keys < k_hi), x, 0.0), "sum")
-  num_lo = reduce_slots(keys <= k_lo, "sum") - r_lo[:, None]
-  num_hi = r_hi[:, None] + 1 - reduce_slots(keys < k_hi, "sum")
-  total = jnp.where(lo == hi, size * v_lo, inner + num_lo * v_lo + num_hi * v_hi)
-  return jnp.where((r_lo >= 0)[:, None], total / size, 0.0).astype(x.dtype)
+  return lax.fori_loop(0, 32, body, jnp.zeros((keys.shape[0], keys.shape[2]), jnp.uint32))
 
 
 def median_ranks(n: Array) -> tuple[Array, Array]:
   return (n - 1) // 2, n // 2
 
 
-def block_median(x: Array, present: Array, n: Array) -> Array:
-  """Per-block median (see `map_item_blocks`); 0 for items without uploads."""
-  return rank_range_mean(x, present, *median_ranks(n))
+def block_median(keys: Array, present: Array, n: Array) -> Array:
+  """Per-block median of keys (see `map_keys`); 0 for items without uploads.
+
+  One search finds rank `(n - 1) // 2`; rank `n // 2` is the same key if enough keys are
+  equal to it, else the next larger key.
+  """
+  del present  # absent slots hold ABSENT
+  r_lo, r_hi = median_ranks(n)
+  lo = kth_key(keys, r_lo)
+  k_lo = lo[:, None, :]
+  num_le = reduce_slots(keys <= k_lo, "sum")
+  above = reduce_slots(jnp.where(keys > k_lo, keys, ABSENT), "min")
+  hi = jnp.where(num_le > r_hi[:, None], lo, above)
+  value = 0.5 * (key_floats(lo) + key_floats(hi))
+  return jnp.where((n > 0)[:, None], value, 0.0)
 
 
-def map_rows(fn, uploads, groups: ItemGroups) -> Array:
-  """`fn` over dense blocks of the validated `row_grad` (median-like statistics)."""
+def map_keys(fn, uploads: Uploads, groups: ItemGroups) -> Array:
+  """`fn(keys [B, w, d], present [B, w], n [B])` over dense blocks of the keys of the
+  validated `row_grad` (`ABSENT` in absent slots); see `map_item_blocks`."""
   dim = uploads.row_grad.shape[1]
-  return map_item_blocks(fn, groups, uploads.row_grad,
-                         lambda width: default_block_items(width, dim))
+  return map_item_blocks(fn, groups, float_keys(uploads.row_grad),
+                         lambda width: default_block_items(width, dim),
+                         fill=jnp.full((dim,), ABSENT))
 
 
-def map_clients(fn, mlp: PyTree, client_mask: Array) -> PyTree:
-  """`fn` over the accepted clients' MLP uploads, as one block of one "item"."""
+def map_client_keys(fn, mlp: PyTree, client_mask: Array) -> PyTree:
+  """`fn` over the keys of the accepted clients' MLP uploads, as one block of one item."""
   flat, unflatten = flatten_clients(mlp)
+  keys = jnp.where(client_mask[:, None], float_keys(flat), ABSENT)
   n = jnp.sum(client_mask).astype(jnp.int32)[None]
-  return unflatten(fn(flat[None], client_mask[None], n)[0])
+  return unflatten(fn(keys[None], client_mask[None], n)[0])
 
 
 def median(num_items: int, convention: str = "sum",
@@ -128,10 +116,10 @@ def median(num_items: int, convention: str = "sum",
   def apply(uploads):
     uploads, num_rejected = validate(uploads, max_abs)
     groups = group_rows(uploads, num_items)
-    item_grad = rescale_rows(map_rows(block_median, uploads, groups), groups.counts,
+    item_grad = rescale_rows(map_keys(block_median, uploads, groups), groups.counts,
                              convention)
     item_grad, touched = finish_rows(item_grad, groups.counts)
-    mlp = rescale_mlp(map_clients(block_median, uploads.mlp, uploads.client_mask),
+    mlp = rescale_mlp(map_client_keys(block_median, uploads.mlp, uploads.client_mask),
                       jnp.sum(uploads.client_mask), convention)
     aggregate = Aggregate(item_grad=item_grad, item_touched=touched, mlp=mlp)
     return aggregate, base_metrics(num_rejected, touched)

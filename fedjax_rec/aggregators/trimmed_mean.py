@@ -7,34 +7,72 @@ would remain: such rows fall back to the coordinate-wise median (the limit of th
 mean as the trimmed share goes to 1/2) and are counted in the metric `fallback_rows`; the
 MLP likewise falls back to the median when the round has `<= 2f` accepted clients. The
 result is mean-like and rescaled to the convention (see `base.py`).
+
+Layout as in `median.py` (dense item blocks, order-preserving uint32 keys, no sort). The
+kept ranks are `f..n-f-1` (the median's two middle ranks on fallback), and both ends are
+at most `f` steps from the bottom or the top: `edge_key` walks the distinct keys from the
+bottom (or, on flipped keys, the top), `f + 1` steps of two fused passes each. The sum
+then adds the values strictly between the two end keys and the copies of each end that
+fall inside the range, so dropped (possibly huge) values never enter it: no cancellation.
+The cost grows with `f`, which is small in practice (the default is 1).
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from fedjax_rec.aggregators.base import (
     Aggregator, base_metrics, check_convention, check_non_negative_int, finish_rows,
     rescale_mlp, rescale_rows, stateless)
-from fedjax_rec.aggregators.item_blocks import group_rows
-from fedjax_rec.aggregators.median import map_clients, map_rows, median_ranks, rank_range_mean
+from fedjax_rec.aggregators.item_blocks import group_rows, reduce_slots
+from fedjax_rec.aggregators.median import (
+    ABSENT, key_floats, map_client_keys, map_keys, median_ranks)
 from fedjax_rec.aggregators.validate import validate
 from fedjax_rec.types import Aggregate, Array
 
 
 def trimmed_ranks(n: Array, num_trim: int) -> tuple[Array, Array]:
-  """Ranks `f..n-f-1` kept by the trimmed mean; the median's ranks where `n <= 2f`."""
+  """[B] ranks `f` and `n-f-1` kept by the trimmed mean; the median's where `n <= 2f`."""
   fallback = n <= 2 * num_trim
   lo, hi = median_ranks(n)
   return jnp.where(fallback, lo, num_trim), jnp.where(fallback, hi, n - 1 - num_trim)
 
 
-def block_trimmed_mean(num_trim: int):
-  """The per-block statistic (see `map_item_blocks`); 0 for items without uploads."""
+def edge_key(keys: Array, rank: Array, max_rank: int) -> Array:
+  """[B, P] key of rank `rank` [B] (`0 <= rank <= max_rank`, static bound) per coordinate.
 
-  def fn(x: Array, present: Array, n: Array) -> Array:
-    return rank_range_mean(x, present, *trimmed_ranks(n, num_trim))
+  Walks the distinct keys upwards from the smallest, tracking how many keys are at most
+  the current one; the rank's key is the first whose count exceeds the rank.
+  """
+  found = current = None
+  num_before = jnp.zeros(keys.shape[::2], jnp.int32)
+  for _ in range(max_rank + 1):
+    above = keys if current is None else jnp.where(keys > current[:, None], keys, ABSENT)
+    current = reduce_slots(above, "min")
+    num_upto = reduce_slots(keys <= current[:, None], "sum")
+    hit = (num_before <= rank[:, None]) & (num_upto > rank[:, None])
+    found = current if found is None else jnp.where(hit, current, found)
+    num_before = num_upto
+  return found
+
+
+def block_trimmed_mean(num_trim: int):
+  """The per-block statistic of keys (see `map_keys`); 0 for items without uploads."""
+
+  def fn(keys: Array, present: Array, n: Array) -> Array:
+    r_lo, r_hi = trimmed_ranks(n, num_trim)
+    lo = edge_key(keys, r_lo, num_trim)
+    flipped = jnp.where(present[:, :, None], ~keys, ABSENT)  # the largest first
+    hi = ~edge_key(flipped, n - 1 - r_hi, num_trim)
+    v_lo, v_hi = key_floats(lo), key_floats(hi)
+    k_lo, k_hi = lo[:, None, :], hi[:, None, :]
+    inner = reduce_slots(jnp.where((keys > k_lo) & (keys < k_hi), key_floats(keys), 0.0),
+                         "sum")
+    num_lo = reduce_slots(keys <= k_lo, "sum") - r_lo[:, None]  # copies of lo kept
+    num_hi = r_hi[:, None] + 1 - reduce_slots(keys < k_hi, "sum")  # copies of hi kept
+    size = (r_hi - r_lo + 1)[:, None]
+    total = jnp.where(lo == hi, size * v_lo, inner + num_lo * v_lo + num_hi * v_hi)
+    return jnp.where((n > 0)[:, None], total / size, 0.0)
 
   return fn
 
@@ -55,17 +93,17 @@ def trimmed_mean(num_items: int, num_trim: int = 1, convention: str = "sum",
   """
   check_convention(convention)
   num_trim = check_non_negative_int("num_trim", num_trim)
+  stat = block_trimmed_mean(num_trim)
 
   def apply(uploads):
     uploads, num_rejected = validate(uploads, max_abs)
     groups = group_rows(uploads, num_items)
-    stat = block_trimmed_mean(num_trim)
-    mean_like = map_rows(stat, uploads, groups)
+    mean_like = map_keys(stat, uploads, groups)
     item_grad, touched = finish_rows(rescale_rows(mean_like, groups.counts, convention),
                                      groups.counts)
     num_clients = jnp.sum(uploads.client_mask)
-    mlp = rescale_mlp(map_clients(stat, uploads.mlp, uploads.client_mask), num_clients,
-                      convention)
+    mlp = rescale_mlp(map_client_keys(stat, uploads.mlp, uploads.client_mask),
+                      num_clients, convention)
     metrics = base_metrics(num_rejected, touched)
     fallback = touched & (groups.counts <= 2 * num_trim)
     metrics["fallback_rows"] = jnp.sum(fallback).astype(jnp.int32)

@@ -108,7 +108,14 @@ def make_round_step(config: SeqConfig, aggregator, num_users: int, attack=None,
 class SeqSimulator:
   """Host-side driver with the API of `simulation.Simulator`."""
 
-  def __init__(self, config: SeqConfig, dataset: seq_data.SeqDataset):
+  def __init__(self, config: SeqConfig, dataset: seq_data.SeqDataset, *,
+               compiler_options: dict[str, Any] | None = None):
+    """Args:
+      config: the run's configuration.
+      dataset: a sequentially split dataset with `max_len == config.encoder.max_len`.
+      compiler_options: XLA options of the round's jit (e.g. tests lower
+        `xla_backend_optimization_level` to compile faster); None for the defaults.
+    """
     if dataset.max_len != config.encoder.max_len:
       raise ValueError(f"dataset max_len {dataset.max_len} != encoder max_len "
                        f"{config.encoder.max_len}")
@@ -132,7 +139,7 @@ class SeqSimulator:
     targets = np.asarray(config.targets, np.int32)
     self.round_step = jax.jit(
         make_round_step(config, self.aggregator, dataset.num_users, self.attack, targets),
-        donate_argnums=(1, 2))
+        donate_argnums=(1, 2), compiler_options=compiler_options)
     self._eval_cache: dict[str, Any] = {}
 
   @property

@@ -1,0 +1,57 @@
+"""Runs a few rounds on one device and on an 8-device CPU mesh; prints max diffs.
+
+Run in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import jax
+import numpy as np
+
+from fedjax_rec import sharding
+from fedjax_rec.client import LocalConfig
+from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
+from fedjax_rec.methods import METHODS
+from fedjax_rec.models.ncf import NCFConfig
+from fedjax_rec.server import ServerConfig
+from fedjax_rec.simulation import SimConfig, Simulator
+
+
+def main():
+  assert jax.device_count() == 8, jax.devices()
+  ds = load_synthetic(SyntheticConfig(num_users=150, num_items=60, num_clusters=3,
+                                      mean_activity=10, min_activity=3, max_activity=30))
+  base = SimConfig(model=NCFConfig(embed_dim=8, hidden=(8, 4)),
+                   local=LocalConfig(user_optimizer="sgd", user_lr=0.05),
+                   server=ServerConfig(optimizer="adam", lr=0.01), clients_per_round=40,
+                   epochs=2, max_buckets=3)
+  cases = {"fedavg": base, "median": dataclasses.replace(base, aggregator="median")}
+  if "cl4fedrec" in METHODS:
+    pop = ds.item_popularity()
+    cases["cl4fedrec"] = dataclasses.replace(
+        base, method="cl4fedrec",
+        method_kwargs=(("num_synthetic_users", 5), ("popularity", tuple(int(p) for p in pop)),
+                       ("synthetic_items", 5)))
+  out = {}
+  for name, cfg in cases.items():
+    results = []
+    for mesh in (None, sharding.make_mesh(8)):
+      try:
+        sim = Simulator(cfg, ds, mesh=mesh)
+      except TypeError:
+        raise
+      state = sim.init()
+      for _ in range(cfg.epochs):
+        state, _ = sim.run_epoch(state)
+      results.append(sharding.fetch((state.server.params, state.clients.user_emb)))
+    diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), *results)
+    out[name] = max(jax.tree.leaves(diffs))
+  json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+  main()
