@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 
+import pandas as pd
 from absl import app
 from absl import flags
 
@@ -92,7 +93,6 @@ def main(argv):
 
 
 def _wide_pandas():
-  import pandas as pd
   return pd.option_context("display.width", 200, "display.max_columns", None,
                            "display.max_colwidth", 60)
 

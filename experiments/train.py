@@ -3,6 +3,8 @@ r"""Trains a federated recommender and evaluates it every global epoch.
   python -m experiments.train                       # synthetic data, `paper` preset
   python -m experiments.train --dataset=ml-1m --workdir=runs/ml1m
   python -m experiments.train --dataset=ml-1m-presplit --preset=ahum-reference
+  python -m experiments.train --task=sequential --dataset=ml-100k --method=fortress \
+      --encoder=sasrec --attack=a_hum --workdir=runs/ml100k_fortress
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from absl import flags
 import jax
 
 from experiments import flags_lib
+from experiments import seq_flags
 from fedjax_rec.data.loaders import load_dataset
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.runner import WorkdirError, run
@@ -21,9 +24,32 @@ from fedjax_rec.simulation import Simulator
 FLAGS = flags.FLAGS
 
 
+def main_sequential():
+  """`--task=sequential`: FORTRESS and its baselines on time-ordered sequences."""
+  from fedjax_rec.sequential.data import SEQ_DATASETS, load_seq_dataset  # pylint: disable=import-outside-toplevel
+  from fedjax_rec.sequential.simulation import SeqSimulator  # pylint: disable=import-outside-toplevel
+  if FLAGS.dataset not in SEQ_DATASETS:
+    raise flags_lib.UsageError(f"--task=sequential needs --dataset in {', '.join(SEQ_DATASETS)}, "
+                               f"got {FLAGS.dataset}")
+  if FLAGS.mesh_shape not in (0, 1) or FLAGS.coordinator_address:
+    raise flags_lib.UsageError("--task=sequential runs on one device (no --mesh_shape)")
+  eval_config = seq_flags.seq_eval_config_from_flags()
+  dataset = load_seq_dataset(FLAGS.dataset, FLAGS.data_dir, max_len=FLAGS.max_len,
+                             seed=FLAGS.seed)
+  config = seq_flags.seq_config_from_flags(dataset)
+  run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config,
+      simulator_factory=SeqSimulator)
+
+
 def main(argv):
   if len(argv) > 1:
     flags_lib.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.task == "sequential":
+    try:
+      main_sequential()
+    except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError) as e:
+      flags_lib.fail(str(e))
+    return
   try:
     mesh = flags_lib.setup_devices()
     eval_config = flags_lib.eval_config_from_flags()

@@ -64,12 +64,15 @@ class LocalData(NamedTuple):
     label: [L] BCE labels (1 positive, 0 negative).
     weight: [L] samples per row (0 where padded).
     mask: [L] real rows.
+    pos_mask: [P] real positives among the first `P` rows, when the layout puts
+      a client's positives first (`P` is a per-bucket bound); None otherwise.
   """
 
   item: Array
   label: Array
   weight: Array
   mask: Array
+  pos_mask: Array | None = None
 
   @property
   def positive(self) -> Array:
@@ -111,6 +114,9 @@ def make_client_update(loss_fn: LossFn, config: LocalConfig):
       u, opt, rows, mlp, acc_rows, acc_mlp = carry
       batch_mask, key_step = xs
       step_data = data._replace(mask=batch_mask, weight=jnp.where(batch_mask, data.weight, 0.0))
+      if data.pos_mask is not None:
+        step_data = step_data._replace(
+            pos_mask=data.pos_mask & batch_mask[:data.pos_mask.shape[0]])
       g_u, g_rows, g_mlp = grad_fn(u, rows, mlp, step_data, ctx, key_step)
       active = jnp.any(batch_mask)
       upd, new_opt = tx.update(g_u, opt, u)

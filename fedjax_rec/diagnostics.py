@@ -35,18 +35,32 @@ def train_pairs(train: UserItems, max_pairs: int, seed: int = 0) -> tuple[np.nda
   return users, items
 
 
-def embedding_geometry(item_emb: jax.Array, user_emb: jax.Array, pairs: tuple[np.ndarray,
-                       np.ndarray], hot_ids: np.ndarray) -> dict[str, float]:
-  """Alignment, uniformity, L_uni and hot-item dispersion of one model (see module doc)."""
-  users, items = pairs
-  out = {
+@jax.jit
+def _geometry(item_emb: jax.Array, user_emb: jax.Array, users: jax.Array, items: jax.Array,
+              hot_ids: jax.Array) -> dict[str, jax.Array]:
+  return {
       "alignment": geometry.alignment(user_emb[users], item_emb[items]),
       "uniformity_items": geometry.uniformity(item_emb),
       "uniformity_users": geometry.uniformity(user_emb),
       "l_uni": geometry.l_uni(item_emb),
       "hot_cosine_distance": geometry.hot_item_dispersion(
-          item_emb, jnp.asarray(hot_ids))["mean_cosine_distance"],
+          item_emb, hot_ids)["mean_cosine_distance"],
   }
+
+
+def embedding_geometry(item_emb: jax.Array, user_emb: jax.Array, pairs: tuple[np.ndarray,
+                       np.ndarray], hot_ids: np.ndarray) -> dict[str, float]:
+  """Alignment, uniformity, L_uni and hot-item dispersion of one model (see module doc).
+
+  Args:
+    item_emb: [num_items, d] item table.
+    user_emb: [num_users, d] user table.
+    pairs: `(users [P], items [P])` positive pairs for alignment.
+    hot_ids: [h] hot item ids, h >= 2.
+  """
+  users, items = pairs
+  out = _geometry(item_emb, user_emb, jnp.asarray(users), jnp.asarray(items),
+                  jnp.asarray(hot_ids))
   return {k: float(v) for k, v in jax.device_get(out).items()}
 
 

@@ -62,6 +62,10 @@ def positive_rows(data: LocalData, max_positive_share: float = 1.0) -> tuple[Arr
     `(take, mask [P])`: `take(x)` picks the slots' rows of `x [L, ...]` (the identity
     at share 1); `mask` marks real positives.
   """
+  if data.pos_mask is not None:
+    # The simulator's layout: positives lead the rows, at most `P` of them.
+    prefix = data.pos_mask.shape[0]
+    return (lambda x: jnp.asarray(x)[:prefix]), data.pos_mask
   length = data.mask.shape[0]
   if max_positive_share >= 1:
     return (lambda x: x), data.positive

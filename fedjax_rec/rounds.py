@@ -50,13 +50,15 @@ def make_client_phase(config: SimConfig, method: Method, num_users: int, mesh=No
   client_update = make_client_update(method.loss_fn, config.local)
   vmapped = jax.vmap(client_update, in_axes=(None, None, 0, 0, 0, 0))
 
-  def client_phase(public, ctx, clients: ClientStates, client_data, slots, lengths, key):
+  def client_phase(public, ctx, clients: ClientStates, client_data, slots, lengths, key,
+                   pos_lengths=None):
+    pos_lengths = lengths if pos_lengths is None else pos_lengths
     parts = []
     slot_offset = 0
-    for slot_user, length in zip(slots, lengths):
-      real, item, label, weight, mask = sharding.constrain_clients(
-          clients_lib.gather_local(client_data, slot_user, length), mesh)
-      data = LocalData(item, label, weight, mask)
+    for slot_user, length, pos_length in zip(slots, lengths, pos_lengths):
+      real, item, label, weight, mask, pos_mask = sharding.constrain_clients(
+          clients_lib.gather_local(client_data, slot_user, length, pos_length), mesh)
+      data = LocalData(item, label, weight, mask, pos_mask)
       gather_idx = jnp.where(real, slot_user, 0)
       scatter_idx = jnp.where(real, slot_user, num_users)  # out of range: dropped
       cap = slot_user.shape[0]
@@ -119,8 +121,9 @@ def make_round_step(config: SimConfig, method: Method, aggregator, num_users: in
 
   Returns:
     `round_step(server, clients, attackers, client_data, slots, attack_slots,
-    key_data, lengths) -> (server, clients, attackers, metrics)`. `slots` and
-    `lengths` (static) are as in `make_client_phase`; `attack_slots` is `[A]`
+    key_data, lengths, pos_lengths) -> (server, clients, attackers, metrics)`.
+    `slots` and `lengths` (static) are as in `make_client_phase`; `pos_lengths`
+    (static) bound each class's positives (they lead each client's rows); `attack_slots` is `[A]`
     attacker ids (-1 for empty slots), or None without an attack; `key_data` is
     the raw `uint32` data of the round's key (plain arrays cross hosts).
   """
@@ -128,11 +131,11 @@ def make_round_step(config: SimConfig, method: Method, aggregator, num_users: in
   server_phase = make_server_phase(config, aggregator)
 
   def round_step(server: ServerState, clients: ClientStates, attackers: PyTree, client_data,
-                 slots, attack_slots, key_data, lengths):
+                 slots, attack_slots, key_data, lengths, pos_lengths):
     ctx = method.context(server.aux)
     key_clients, key_attack = jax.random.split(jax.random.wrap_key_data(key_data))
     clients, parts = client_phase(server.params, ctx, clients, client_data, slots, lengths,
-                                  key_clients)
+                                  key_clients, pos_lengths)
     if attack is not None and attack_slots is not None:
       attackers, up, real = _attack_phase(attack, server.params, ctx, attackers,
                                           attack_slots, key_attack)

@@ -8,6 +8,7 @@ step. The host only picks each round's client ids.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any, NamedTuple
 
@@ -25,7 +26,7 @@ from fedjax_rec.config import SimConfig, default_num_malicious
 from fedjax_rec.data import clients as clients_lib
 from fedjax_rec.data.dataset import ImplicitDataset
 from fedjax_rec.data.split import sample_negatives
-from fedjax_rec.methods import make_method
+from fedjax_rec.methods import METHODS, make_method
 from fedjax_rec.models import ncf
 from fedjax_rec.rounds import (_attack_phase, _part, make_client_phase, make_round_step,
                                make_server_phase, uploads_from_parts)
@@ -66,7 +67,7 @@ class Simulator:
     self.config = config
     self.mesh = mesh
     self.dataset = dataset
-    self.method = make_method(config.method, config.model, **dict(config.method_kwargs))
+    self.method = make_method(config.method, config.model, **self._method_kwargs())
     self.aggregator = make_aggregator(config.aggregator, dataset.num_items, config.convention,
                                       **dict(config.aggregator_kwargs))
     self.attack = None
@@ -91,13 +92,31 @@ class Simulator:
     self.round_step = jax.jit(
         make_round_step(config, self.method, self.aggregator, dataset.num_users, self.attack,
                         mesh),
-        donate_argnums=(1, 2), static_argnames=("lengths",))
+        donate_argnums=(1, 2), static_argnames=("lengths", "pos_lengths"))
     self._eval_cache: dict[str, Any] = {}
     self._epoch_end = jax.jit(
         lambda params, aux, key_data: self.method.epoch_end(
             params, aux, jax.random.wrap_key_data(key_data)))
 
   # ---- set-up -------------------------------------------------------------
+  def _method_kwargs(self) -> dict:
+    """The config's method kwargs, plus what a builder needs from the data.
+
+    Training popularity (never test) and the local learning rate are supplied
+    to builders that take them, unless the config sets them.
+    """
+    kwargs = dict(self.config.method_kwargs)
+    params = inspect.signature(METHODS[self.config.method]).parameters \
+        if self.config.method in METHODS else {}
+    takes = lambda name: name in params or any(
+        p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if takes("popularity") and "popularity" not in kwargs:
+      kwargs["popularity"] = np.bincount(self.dataset.train.items,
+                                         minlength=self.dataset.num_items)
+    if takes("local_lr") and "local_lr" not in kwargs:
+      kwargs["local_lr"] = self.config.local.lr
+    return kwargs
+
   def _place_data(self, data: clients_lib.ClientData):
     return sharding.replicate(clients_lib.to_device(data, self._row_capacity), self.mesh)
 
@@ -176,7 +195,9 @@ class Simulator:
     key_data = np.asarray(jax.random.key_data(jax.random.key(0) if key is None else key))
     return self.round_step(server, clients, attackers, self.device_data, slots,
                            self.attack_slots(np.asarray(attackers_in_round, np.int64)),
-                           key_data, lengths=plan.lengths), plan
+                           key_data, lengths=plan.lengths,
+                           pos_lengths=tuple(self.client_data.positive_capacity(l)
+                                             for l in plan.lengths)), plan
 
   def run_epoch(self, state: SimState) -> tuple[SimState, dict[str, float]]:
     """One global epoch: every client once, then the method's server steps."""

@@ -4,21 +4,23 @@ Robust row statistics (median, trimmed mean, Krum) need each item's uploads side
 XLA:CPU comparison sorts are slow (tens of ns a comparison), so neither the rows nor the
 values are sorted here:
 
-* `group_rows` is a counting sort: a [num_items, C] table of row ids by (item, client
-  slot), whose cumulative sum along the slots gives each uploader its rank `r` among the
-  item's uploaders in slot order, and a compact table `rows[i, r]` of row ids.
+* `group_rows` is a counting sort: a [num_items, C] presence table by (item, client slot),
+  whose cumulative sum along the slots gives each uploader its rank `r` among the item's
+  uploaders in slot order, and a compact table `rows[i, r]` of row ids.
 * `map_item_blocks` walks the items by decreasing uploader count `n` in width tiers
-  (8, 16, 32, 64, ... up to C): the tier of width `w` takes the items with `w/2 < n <= w`
-  (the narrowest one every `n >= 1` below it), in blocks of `B` items gathered into a dense
-  `[B, w, d]` buffer with a presence mask, and calls the statistic on each block. Its cost
-  is thus about twice the real rows, not `num_items * C`.
+  (8, 16, 32, 48, 64, 96, ... up to C, `tier_widths`): a tier takes the items whose `n`
+  fits its width but not the next narrower one, in blocks of `B` items gathered into a
+  dense `[B, w, d]` buffer with a presence mask, and calls the statistic on each block.
+  Its cost is thus within a small factor of the real rows, not `num_items * C`.
 
-`reduce_slots` reduces the slot axis in chunks of 32: XLA:CPU rewrites longer reductions
-into a materialized `reduce_window` tree, several times slower than the fused reduction.
+`reduce_slots` reduces the slot axis in chunks of at most 32: XLA:CPU rewrites longer
+reductions into a materialized `reduce_window` tree, several times slower than the fused
+reduction.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -71,13 +73,19 @@ def group_rows(uploads: Uploads, num_items: int) -> ItemGroups:
 
 
 def tier_widths(num_clients: int) -> tuple[int, ...]:
-  """Slot widths of the tiers, narrowest first: 8, 16, 32, ... and the last one >= C."""
+  """Slot widths of the tiers, narrowest first: 8, 16, 32, 48, 64, 96, ... and one >= C.
+
+  Past 32 the steps alternate x1.5 and x4/3, so a tier's width exceeds its items' uploader
+  counts by less than half (pairwise statistics like Krum pay its square).
+  """
   widths = []
   w = _MIN_WIDTH
   while w < num_clients:
     widths.append(w)
-    w *= 2
+    w = 2 * w if w < _CHUNK else (w * 3 // 2 if w & (w - 1) == 0 else w * 4 // 3)
   last = num_clients if num_clients <= _CHUNK else -(-num_clients // _CHUNK) * _CHUNK
+  if widths and 3 * last < 4 * widths[-1]:  # barely wider: not worth its own tier
+    widths.pop()
   return tuple(widths) + (last,)
 
 
@@ -88,7 +96,7 @@ def default_block_items(width: int, floats_per_slot: int) -> int:
 
 def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGroups,
                     values: Array, block_items: Callable[[int], int],
-                    fill: Array | None = None) -> PyTree:
+                    fill: float | None = None) -> PyTree:
   """Applies a per-item statistic to dense blocks of each item's uploads.
 
   Args:
@@ -96,10 +104,12 @@ def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGro
       of an item holds its `r`-th uploader (client-slot order), present iff `r < n`.
       Must be traceable for every tier width.
     groups: from `group_rows`.
-    values: [M, d] the row values to gather (e.g. the validated `row_grad`).
+    values: [M, d] the row values to gather. Only the rows of accepted uploaders are
+      read, which validation leaves as they are, so the unvalidated `row_grad` serves
+      (and spares materializing a cleaned [M, d] copy).
     block_items: items per block for a tier width.
-    fill: [d] value of absent slots; `None`: arbitrary values of `values`' rows (cheaper:
-      no padded copy of `values`).
+    fill: scalar value of absent slots; `None`: arbitrary rows of `values` (possibly
+      non-finite: mask them with `jnp.where`).
 
   Returns:
     `fn`'s outputs per item, every leaf [num_items, ...]; zero for items without uploads.
@@ -113,8 +123,6 @@ def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGro
   num_rows = values.shape[0]
   rows = jnp.pad(groups.rows, ((0, 1), (0, widths[-1] - num_clients)),
                  constant_values=num_rows)
-  if fill is not None:
-    values = jnp.concatenate([values, fill.astype(values.dtype)[None]])
   sorted_counts = groups.counts[groups.order]
 
   dim = values.shape[1]
@@ -137,8 +145,9 @@ def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGro
       present = jnp.arange(width) < n[:, None]
       index = rows[items, :width]
       if fill is None:
-        index = jnp.minimum(index, num_rows - 1)
-      x = values.at[index].get(mode="promise_in_bounds")
+        x = values.at[jnp.minimum(index, num_rows - 1)].get(mode="promise_in_bounds")
+      else:
+        x = values.at[index].get(mode="fill", fill_value=fill)
       result = fn(x, present, n)
       return jax.tree.map(lambda o, r: lax.dynamic_update_slice_in_dim(o, r, start, 0),
                           out, result)
@@ -147,27 +156,27 @@ def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGro
 
   position = jnp.zeros((num_items,), jnp.int32).at[groups.order].set(
       jnp.arange(num_items, dtype=jnp.int32))
-  return jax.tree.map(lambda o: o[position], out)
+  uploaded = groups.counts > 0
+  return jax.tree.map(
+      lambda o: jnp.where(uploaded.reshape((-1,) + (1,) * (o.ndim - 1)), o[position], 0), out)
 
 
-_REDUCERS = {"sum": (jnp.sum, jnp.add), "min": (jnp.min, jnp.minimum),
-             "max": (jnp.max, jnp.maximum)}
+_REDUCERS = {"sum": (jnp.sum, jnp.add), "min": (jnp.min, jnp.minimum)}
 
 
 def reduce_slots(x: Array, kind: str, axis: int = 1) -> Array:
-  """Sum, min or max (`kind`) over `axis`, reduced in chunks of 32 slots."""
+  """Sum or min (`kind`) over `axis`, reduced in chunks of at most 32 slots."""
   reduce, combine = _REDUCERS[kind]
   size = x.shape[axis]
   if size <= _CHUNK:
     return reduce(x, axis=axis)
-  num_chunks = size // _CHUNK
-  full = lax.slice_in_dim(x, 0, num_chunks * _CHUNK, axis=axis)
-  partial = reduce(full.reshape(x.shape[:axis] + (num_chunks, _CHUNK) + x.shape[axis + 1:]),
+  # Equal chunks where the size allows (a ragged last chunk is much slower on CPU).
+  chunk = _CHUNK // 2 if size % _CHUNK and not size % (_CHUNK // 2) else _CHUNK
+  num_chunks = size // chunk
+  full = lax.slice_in_dim(x, 0, num_chunks * chunk, axis=axis)
+  partial = reduce(full.reshape(x.shape[:axis] + (num_chunks, chunk) + x.shape[axis + 1:]),
                    axis=axis + 1)
   parts = [lax.index_in_dim(partial, c, axis, keepdims=False) for c in range(num_chunks)]
-  if size % _CHUNK:
-    parts.append(reduce(lax.slice_in_dim(x, num_chunks * _CHUNK, size, axis=axis), axis=axis))
-  total = parts[0]
-  for part in parts[1:]:
-    total = combine(total, part)
-  return total
+  if size % chunk:
+    parts.append(reduce(lax.slice_in_dim(x, num_chunks * chunk, size, axis=axis), axis=axis))
+  return functools.reduce(combine, parts)

@@ -14,89 +14,122 @@ choice is mean-like and rescaled to the convention (see `base.py`).
   exactly when k = 1 (each scores their distance): for such rows the output depends on the
   slot labels. Otherwise (no scores within the tolerance) the output is invariant to
   relabelling client slots.
-* Score: the `n - f - 2` nearest of the `n - 1` others are all but the `f + 1` farthest,
-  found by a static `top_k` (a per-row sort of [num_items, C, C] costs ~40x more on CPU)
-  and masked out of the row sum. Distances use the Gram identity `|a|^2 + |b|^2 - 2 a.b`
-  on uploads centred at their mean (clamped at 0); keep `max_abs` set so they stay finite.
-* Memory: a dense [num_items, C, C] distance tensor is never built. Rows are sorted by item
-  once; `lax.map` walks blocks of `block_items` items, slices that block's rows (at most
-  `block_items * C`, since (item, client) is a unique key), scatters them into a dense
-  [block, C, d] buffer with a presence mask and runs Krum there.
+* Score: the `n - f - 2` nearest of the `n - 1` others are all but the `f + 1` farthest.
+  The distance of the (f + 1)-th farthest comes from `edge_key` (`order_stats.py`, no
+  sort or `top_k`); the score sums the nearer ones plus the kept copies of that distance,
+  so the dropped (possibly huge) ones never enter it. Item rows get distances from direct
+  differences; the wide MLP from the Gram identity `|a|^2 + |b|^2 - 2 a.b` (a matmul) on
+  uploads centred at their mean (clamped at 0). Keep `max_abs` set so they stay finite.
+* Memory and work: rows are grouped by item into dense blocks of items with similar
+  uploader counts (`item_blocks.py`), so a block's [B, w, w] distances cover about
+  `n^2` pairs per item, never [num_items, C, C].
 """
 
 from __future__ import annotations
 
-import jax
+import functools
+
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from fedjax_rec.aggregators.base import (
     Aggregator, base_metrics, check_convention, check_non_negative_int, finish_rows,
     flatten_clients, rescale_mlp, rescale_rows, stateless)
 from fedjax_rec.aggregators.item_blocks import (
-    default_block_items, group_rows, map_item_blocks)
+    default_block_items, group_rows, map_item_blocks, reduce_slots)
+from fedjax_rec.aggregators.order_stats import ABSENT, edge_key
 from fedjax_rec.aggregators.validate import validate
 from fedjax_rec.types import Aggregate, Array, Uploads
 
 # Scores within this relative distance of the minimum count as tied (float32 summation
 # order differs between rows, so exact equality is too fragile a tie test).
 _TIE_RTOL = 1e-5
+# Above the bits of every finite non-negative float32: `_MAX_BITS - bits` reverses order.
+_MAX_BITS = np.uint32(0x7FFFFFFF)
+# Uploads at most this wide (item rows) get distances from direct differences; wider ones
+# (the MLP) from the Gram identity, a matmul.
+_DIRECT_MAX_DIM = 64
 
 
-def krum_select(x: Array, present: Array, num_byzantine: int) -> tuple[Array, Array]:
-  """Krum over the present rows of `x`.
+def pairwise_sq_dists(x: Array, present: Array, n: Array) -> Array:
+  """[B, w, w] squared L2 distances between the slots of each item, exactly symmetric.
 
   Args:
-    x: [C, P] candidate uploads.
-    present: [C] bool, which slots hold an upload.
+    x: [B, w, P] uploads, zero in absent slots; present: [B, w]; n: [B] present counts.
+  """
+  if x.shape[2] <= _DIRECT_MAX_DIM:
+    # An unrolled sum of elementwise terms: XLA:CPU fuses it into one vectorized loop
+    # (as a reduction it is handed to YNNPACK, many times slower for this pattern).
+    xt = jnp.swapaxes(x, 1, 2)  # [B, P, w]
+    terms = [jnp.square(xt[:, j, :, None] - xt[:, j, None, :]) for j in range(x.shape[2])]
+    return functools.reduce(jnp.add, terms)
+  mean = reduce_slots(x, "sum") / jnp.maximum(n, 1)[:, None].astype(x.dtype)
+  # Centring first keeps the Gram identity accurate when uploads share a large offset.
+  xc = jnp.where(present[:, :, None], x - mean[:, None, :], 0.0)
+  sq = jnp.sum(jnp.square(xc), axis=-1)
+  gram = jnp.einsum("bwp,bvp->bwv", xc, xc, precision=lax.Precision.HIGHEST)
+  dist = jnp.maximum(sq[:, :, None] + sq[:, None, :] - 2.0 * gram, 0.0)
+  return 0.5 * (dist + jnp.swapaxes(dist, 1, 2))
+
+
+def krum_block(x: Array, present: Array, num_byzantine: int) -> tuple[Array, Array]:
+  """Krum over the present slots of each item of a block.
+
+  Args:
+    x: [B, w, P] candidate uploads of `B` items.
+    present: [B, w] bool, which slots hold an upload.
     num_byzantine: `f`.
 
   Returns:
-    `(mean_like [P], chosen)`: the chosen upload, or the mean of the present ones on
-    fallback; `chosen` is the slot index, -1 on fallback (also when nothing is present).
+    `(mean_like [B, P], chosen [B])`: the chosen upload, or the mean of the present ones
+    on fallback; `chosen` is the slot index, -1 on fallback (also when nothing is present).
   """
-  num_slots = x.shape[0]
-  n = jnp.sum(present)
-  mean = jnp.sum(jnp.where(present[:, None], x, 0.0), axis=0) / jnp.maximum(n, 1)
-  # Centring first keeps the Gram identity accurate when uploads share a large offset.
-  xc = jnp.where(present[:, None], x - mean, 0.0)
-  sq = jnp.sum(jnp.square(xc), axis=-1)
-  gram = jnp.matmul(xc, xc.T, precision=lax.Precision.HIGHEST)
-  dist = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
-  dist = 0.5 * (dist + dist.T)  # exactly symmetric: mutual nearest pairs tie exactly
-  others = present[:, None] & present[None, :] & ~jnp.eye(num_slots, dtype=bool)
-  # Drop each row's f + 1 farthest others (masked, not subtracted: no cancellation).
-  num_far = min(num_byzantine + 1, num_slots)
-  _, far_idx = lax.top_k(jnp.where(others, dist, -jnp.inf), num_far)
-  far = jnp.zeros((num_slots, num_slots), bool).at[
-      jnp.arange(num_slots)[:, None], far_idx].set(True)
-  score = jnp.sum(jnp.where(others & ~far, dist, 0.0), axis=-1)
+  width = x.shape[1]
+  n = jnp.sum(present, axis=1)
+  x = jnp.where(present[:, :, None], x, 0.0)
+  dist = pairwise_sq_dists(x, present, n)
+  others = present[:, :, None] & present[:, None, :] & ~jnp.eye(width, dtype=bool)
+  # Keys of the distances in reverse order (the bits of non-negative floats order like
+  # them), so the (f + 1)-th largest distance is the key of rank f. `dist` and `others`
+  # are symmetric: reducing over axis 1 gives each slot's row statistics, and is faster
+  # on CPU than reducing the minor axis.
+  keys = jnp.where(others, _MAX_BITS - lax.bitcast_convert_type(dist, jnp.uint32), ABSENT)
+  edge = edge_key(keys, num_byzantine, num_byzantine)[:, None, :]
+  edge_dist = lax.bitcast_convert_type(_MAX_BITS - edge[:, 0], jnp.float32)
+  # Sum the others strictly nearer than the edge, plus the copies of the edge distance
+  # kept: the f + 1 farthest are dropped without subtracting (no cancellation).
+  num_far = reduce_slots(keys <= edge, "sum")
+  score = (reduce_slots(jnp.where(others & (keys > edge), dist, 0.0), "sum")
+           + (num_far - (num_byzantine + 1)).astype(dist.dtype) * edge_dist)
   score = jnp.where(present, score, jnp.inf)
-  best = jnp.min(score)
+  best = jnp.min(score, axis=1, keepdims=True)
   tied = score <= best + _TIE_RTOL * jnp.abs(best)
-  chosen = jnp.argmax(tied)  # the first (lowest) slot among the tied minima
+  chosen = jnp.argmax(tied, axis=1)  # the first (lowest) slot among the tied minima
+  pick = jnp.take_along_axis(x, chosen[:, None, None], axis=1)[:, 0]
+  mean = reduce_slots(x, "sum") / jnp.maximum(n, 1)[:, None].astype(x.dtype)
   ok = n - num_byzantine - 2 >= 1
-  return jnp.where(ok, x[chosen], mean), jnp.where(ok, chosen, -1)
+  return jnp.where(ok[:, None], pick, mean), jnp.where(ok, chosen, -1)
 
 
-def row_krum(uploads: Uploads, num_items: int, num_byzantine: int,
+def row_krum(uploads: Uploads, row_grad: Array, num_items: int, num_byzantine: int,
              block_items: int | None = None) -> tuple[Array, Array, Array]:
-  """Per-item Krum of validated uploads.
+  """Per-item Krum of validated uploads (`row_grad`: see `map_item_blocks`).
 
   Returns:
     `(mean_like [num_items, d], counts [num_items], fallback [num_items] bool)`.
   """
   groups = group_rows(uploads, num_items)
-  dim = uploads.row_grad.shape[1]
+  dim = row_grad.shape[1]
 
   def items_per_block(width):
     return block_items or default_block_items(width, max(width, dim))
 
   def block_fn(x, present, n):
     del n
-    return jax.vmap(krum_select, in_axes=(0, 0, None))(x, present, num_byzantine)
+    return krum_block(x, present, num_byzantine)
 
-  mean_like, chosen = map_item_blocks(block_fn, groups, uploads.row_grad, items_per_block)
+  mean_like, chosen = map_item_blocks(block_fn, groups, row_grad, items_per_block)
   fallback = (groups.counts > 0) & (chosen < 0)
   return mean_like, groups.counts, fallback
 
@@ -110,7 +143,8 @@ def krum(num_items: int, num_byzantine: int = 1, convention: str = "sum",
     num_byzantine: `f`, assumed number of malicious uploaders per row (static, >= 0).
     convention: FedAvg convention the chosen upload is rescaled to.
     max_abs: validation magnitude bound; keep it set so squared distances stay finite.
-    block_items: items per `lax.map` block (default: about 2^20 floats of distances).
+    block_items: items per block of every tier (default: per tier, about 2^16 floats of
+      a block's [B, w, w] distances; see `item_blocks.py`).
 
   Returns:
     An `Aggregator`; metrics `rejected`, `touched_rows`, `krum_fallback_rows` (touched rows
@@ -124,13 +158,17 @@ def krum(num_items: int, num_byzantine: int = 1, convention: str = "sum",
     raise ValueError(f"block_items must be >= 1, got {block_items!r}.")
 
   def apply(uploads):
+    raw_row_grad = uploads.row_grad
     uploads, num_rejected = validate(uploads, max_abs)
-    mean_like, counts, fallback = row_krum(uploads, num_items, num_byzantine, block_items)
+    mean_like, counts, fallback = row_krum(uploads, raw_row_grad, num_items, num_byzantine,
+                                           block_items)
     item_grad, touched = finish_rows(rescale_rows(mean_like, counts, convention), counts)
 
     flat, unflatten = flatten_clients(uploads.mlp)
-    mlp_mean_like, mlp_chosen = krum_select(flat, uploads.client_mask, num_byzantine)
-    mlp = rescale_mlp(unflatten(mlp_mean_like), jnp.sum(uploads.client_mask), convention)
+    mlp_mean_like, mlp_chosen = krum_block(flat[None], uploads.client_mask[None],
+                                           num_byzantine)
+    mlp = rescale_mlp(unflatten(mlp_mean_like[0]), jnp.sum(uploads.client_mask), convention)
+    mlp_chosen = mlp_chosen[0]
 
     metrics = base_metrics(num_rejected, touched)
     metrics["krum_fallback_rows"] = jnp.sum(fallback).astype(jnp.int32)

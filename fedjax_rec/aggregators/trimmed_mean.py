@@ -8,13 +8,13 @@ mean as the trimmed share goes to 1/2) and are counted in the metric `fallback_r
 MLP likewise falls back to the median when the round has `<= 2f` accepted clients. The
 result is mean-like and rescaled to the convention (see `base.py`).
 
-Layout as in `median.py` (dense item blocks, order-preserving uint32 keys, no sort). The
-kept ranks are `f..n-f-1` (the median's two middle ranks on fallback), and both ends are
-at most `f` steps from the bottom or the top: `edge_key` walks the distinct keys from the
-bottom (or, on flipped keys, the top), `f + 1` steps of two fused passes each. The sum
-then adds the values strictly between the two end keys and the copies of each end that
-fall inside the range, so dropped (possibly huge) values never enter it: no cancellation.
-The cost grows with `f`, which is small in practice (the default is 1).
+Layout as in `median.py` (dense item blocks of order-preserving uint32 keys, no sort). The
+kept ranks are `f..n-f-1` (the median's two middle ranks on fallback), both at most `f`
+from an end: `edge_key` (`order_stats.py`) finds them from the bottom and, on flipped
+keys, from the top, in `f + 1` steps of two passes each (the cost grows with `f`, which
+is small in practice; the default is 1). The sum then adds the values strictly between
+the two end keys and the copies of each end that fall inside the range, so dropped
+(possibly huge) values never enter it: no cancellation.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from fedjax_rec.aggregators.base import (
     Aggregator, base_metrics, check_convention, check_non_negative_int, finish_rows,
     rescale_mlp, rescale_rows, stateless)
 from fedjax_rec.aggregators.item_blocks import group_rows, reduce_slots
-from fedjax_rec.aggregators.median import (
-    ABSENT, key_floats, map_client_keys, map_keys, median_ranks)
+from fedjax_rec.aggregators.median import map_client_keys, map_keys, median_ranks
+from fedjax_rec.aggregators.order_stats import ABSENT, edge_key, key_floats
 from fedjax_rec.aggregators.validate import validate
 from fedjax_rec.types import Aggregate, Array
 
@@ -38,32 +38,14 @@ def trimmed_ranks(n: Array, num_trim: int) -> tuple[Array, Array]:
   return jnp.where(fallback, lo, num_trim), jnp.where(fallback, hi, n - 1 - num_trim)
 
 
-def edge_key(keys: Array, rank: Array, max_rank: int) -> Array:
-  """[B, P] key of rank `rank` [B] (`0 <= rank <= max_rank`, static bound) per coordinate.
-
-  Walks the distinct keys upwards from the smallest, tracking how many keys are at most
-  the current one; the rank's key is the first whose count exceeds the rank.
-  """
-  found = current = None
-  num_before = jnp.zeros(keys.shape[::2], jnp.int32)
-  for _ in range(max_rank + 1):
-    above = keys if current is None else jnp.where(keys > current[:, None], keys, ABSENT)
-    current = reduce_slots(above, "min")
-    num_upto = reduce_slots(keys <= current[:, None], "sum")
-    hit = (num_before <= rank[:, None]) & (num_upto > rank[:, None])
-    found = current if found is None else jnp.where(hit, current, found)
-    num_before = num_upto
-  return found
-
-
 def block_trimmed_mean(num_trim: int):
   """The per-block statistic of keys (see `map_keys`); 0 for items without uploads."""
 
   def fn(keys: Array, present: Array, n: Array) -> Array:
     r_lo, r_hi = trimmed_ranks(n, num_trim)
-    lo = edge_key(keys, r_lo, num_trim)
+    lo = edge_key(keys, r_lo[:, None], num_trim)
     flipped = jnp.where(present[:, :, None], ~keys, ABSENT)  # the largest first
-    hi = ~edge_key(flipped, n - 1 - r_hi, num_trim)
+    hi = ~edge_key(flipped, (n - 1 - r_hi)[:, None], num_trim)
     v_lo, v_hi = key_floats(lo), key_floats(hi)
     k_lo, k_hi = lo[:, None, :], hi[:, None, :]
     inner = reduce_slots(jnp.where((keys > k_lo) & (keys < k_hi), key_floats(keys), 0.0),
@@ -96,9 +78,10 @@ def trimmed_mean(num_items: int, num_trim: int = 1, convention: str = "sum",
   stat = block_trimmed_mean(num_trim)
 
   def apply(uploads):
+    raw_row_grad = uploads.row_grad
     uploads, num_rejected = validate(uploads, max_abs)
     groups = group_rows(uploads, num_items)
-    mean_like = map_keys(stat, uploads, groups)
+    mean_like = map_keys(stat, raw_row_grad, groups)
     item_grad, touched = finish_rows(rescale_rows(mean_like, groups.counts, convention),
                                      groups.counts)
     num_clients = jnp.sum(uploads.client_mask)

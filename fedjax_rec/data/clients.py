@@ -50,6 +50,18 @@ class ClientData:
     return np.diff(self.indptr)
 
   @property
+  def num_positives(self) -> np.ndarray:
+    """[num_users] positive rows (they come first in each user's rows)."""
+    sums = np.zeros(self.num_users + 1)
+    np.add.at(sums, np.repeat(np.arange(self.num_users), self.num_rows), self.label)
+    return sums[:-1].astype(np.int64)
+
+  def positive_capacity(self, length: int) -> int:
+    """The most positives of any user whose rows fit `length`: a safe prefix size."""
+    fits = self.num_rows <= length
+    return int(max(1, min(length, self.num_positives[fits].max(initial=1))))
+
+  @property
   def num_samples(self) -> np.ndarray:
     """[num_users] samples (positives + negatives, duplicates counted)."""
     sums = np.zeros(self.num_users + 1)
@@ -69,10 +81,13 @@ def build_client_data(positives: UserItems, negatives: UserItems, num_items: int
                              np.zeros(negatives.nnz, np.float32)])
   uniq, first, counts = np.unique(keys, return_index=True, return_counts=True)
   user = uniq // num_items
+  label = label_of[first]
+  # Positives first within each user: item terms then use a short prefix.
+  order = np.lexsort((uniq, -label, user))
   indptr = np.zeros(num_users + 1, np.int64)
   np.cumsum(np.bincount(user, minlength=num_users), out=indptr[1:])
-  return ClientData(indptr, (uniq % num_items).astype(np.int32), label_of[first],
-                    counts.astype(np.float32))
+  return ClientData(indptr, (uniq % num_items).astype(np.int32)[order], label[order],
+                    counts.astype(np.float32)[order])
 
 
 class DeviceClientData(NamedTuple):
@@ -84,6 +99,7 @@ class DeviceClientData(NamedTuple):
 
   indptr: jax.Array  # [num_users + 1]
   num_rows: jax.Array  # [num_users]
+  num_positives: jax.Array  # [num_users]
   item: jax.Array  # [capacity]
   label: jax.Array  # [capacity]
   weight: jax.Array  # [capacity]
@@ -96,23 +112,27 @@ def to_device(data: ClientData, capacity: int | None = None) -> DeviceClientData
                                      dtype)
   return DeviceClientData(jnp.asarray(data.indptr, jnp.int32),
                           jnp.asarray(data.num_rows, jnp.int32),
+                          jnp.asarray(data.num_positives, jnp.int32),
                           pad(data.item, jnp.int32), pad(data.label, jnp.float32),
                           pad(data.weight, jnp.float32))
 
 
-def gather_local(data: DeviceClientData, slot_user: jax.Array, length: int):
+def gather_local(data: DeviceClientData, slot_user: jax.Array, length: int,
+                 pos_length: int):
   """Pads the rows of the slots' users to `length` (on device, inside the jit).
 
   Returns:
-    `(real [C], item [C, L], label [C, L], weight [C, L], mask [C, L])`.
+    `(real [C], item [C, L], label [C, L], weight [C, L], mask [C, L],
+    pos_mask [C, pos_length])`; the positives are each user's first rows.
   """
   real = slot_user >= 0
   u = jnp.where(real, slot_user, 0)
   pos = jnp.arange(length)[None, :]
   mask = pos < jnp.where(real, data.num_rows[u], 0)[:, None]
   idx = jnp.where(mask, data.indptr[u][:, None] + pos, 0)
+  pos_mask = jnp.arange(pos_length)[None, :] < jnp.where(real, data.num_positives[u], 0)[:, None]
   return (real, jnp.where(mask, data.item[idx], 0), jnp.where(mask, data.label[idx], 0.0),
-          jnp.where(mask, data.weight[idx], 0.0), mask)
+          jnp.where(mask, data.weight[idx], 0.0), mask, pos_mask)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,21 +1,26 @@
 """FORTRESS server-side defense (SPEC §8, paper §3.4): surge flags, separation, variance.
 
-Run after every round's FedAvg step, on the item table only. Our reading of the
-formulas the extraction lost:
+Run after every round's FedAvg step, on the item table only, with public parameters
+and the round's uploads only. Our reading of the formulas the extraction lost:
 
-* Popularity, as the server can see it: `visibility[i]`, the cumulative number of
-  uploads of row `i`. Popular items `P` = the `num_popular` most visible.
-* Surges: an upload of row `i` *promotes* `i` when the server step it asks for,
-  `−g`, points towards the popular centroid `ĉ` (normalised mean of `V[P]`), i.e. it
-  makes `i` more like what users already like. `c_i` = promoting uploads this round,
-  `C` = clients this round, `b_i` = the running promote rate (bias-corrected EMA,
-  not updated on flagged rounds so a sustained attack stays visible). Row `i` is
-  flagged when `c_i ≥ surge_min_count` and `(c_i − C b_i) / sqrt(C b_i + 1) > surge_z`
-  (a Poisson z-score), after `warmup_rounds`. Flags decay (`suspicion`).
+* Typical users, as the server can probe them: the encoder's outputs for
+  `num_probes` sequences of `probe_len` distinct items drawn by observed popularity
+  (fresh each round); `μ̂` their normalised mean.
+* Observed popularity (`visibility`): an upload `g` of row `i` *promotes* `i` when
+  the server step it asks for raises `i` for typical users (`−g · μ̂ > 0`: a benign
+  positive does, a sampled negative does not). `visibility[i]` counts promotions
+  over all rounds; popular items `P` = the `num_popular` most visible.
+* Predicted popularity: `v_i · μ̂`, the item's score for the typical user.
+* Promotion surges: an item is flagged when its predicted popularity ranks in the top
+  `surge_top` share of the catalogue while its observed popularity lies in the
+  bottom `low_visibility_quantile` (after `warmup_rounds`): the model is pushing to
+  everyone an item that almost nobody promotes. Flags decay (`suspicion_decay`); an
+  item flagged in the last few rounds is *suspicious*.
 * Separation (margin between popular and suspicious or low-visibility items): for
-  the selected items `S` (every suspicious item first, then a fresh random sample of
-  items in the bottom `low_visibility_quantile` of visibility, `num_separate` in all),
-  `L_sep = Σ_{j∈S} mean_{i∈P} max(0, cos(v_j, sg(v_i)) − margin)`.
+  the selected items `S` (the suspicious ones, up to `num_separate`, then a fresh
+  random sample of `num_low_visibility` low-visibility items),
+  `L_sep = Σ_{j∈S} mean_{i∈P} max(0, v_j · sg(v̂_i) − margin)` (the reach of `j`
+  along popular directions; a cosine would let an attack escape by growing `‖v_j‖`).
 * Variance (tight popular neighbourhoods): `N(i)` = the `num_neighbors` popular
   items nearest to popular `i` by cosine (itself included), `μ_i` their mean,
   `L_var = Σ_{i∈P} mean_{j∈N(i)} ‖v_j − μ_i‖²`.
@@ -26,7 +31,7 @@ formulas the extraction lost:
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,61 +46,106 @@ class DefenseConfig:
 
   enabled: bool = False
   sep_weight: float = 1.0
-  var_weight: float = 0.1
+  var_weight: float = 0.01
   margin: float = 0.0
   num_popular: int = 50
-  num_separate: int = 100
+  num_separate: int = 50
+  num_low_visibility: int = 20
   num_neighbors: int = 5
   low_visibility_quantile: float = 0.5
-  surge_z: float = 3.0
-  surge_min_count: int = 2
-  baseline_rate: float = 0.05
+  surge_top: float = 0.01
+  num_probes: int = 32
+  probe_len: int = 50
   suspicion_decay: float = 0.8
-  warmup_rounds: int = 8
-  steps: int = 1
+  warmup_rounds: int = 4
+  steps: int = 3
   lr: float = 0.5
 
   def __post_init__(self):
     if min(self.num_popular, self.num_separate, self.num_neighbors) < 1:
       raise ValueError("num_popular, num_separate and num_neighbors must be >= 1")
-    if not 0 < self.low_visibility_quantile <= 1 or not 0 < self.baseline_rate <= 1:
-      raise ValueError("low_visibility_quantile and baseline_rate must be in (0, 1]")
+    if self.num_low_visibility < 0 or not 0 < self.low_visibility_quantile <= 1:
+      raise ValueError("num_low_visibility must be >= 0, low_visibility_quantile in (0, 1]")
+    if not 0 < self.surge_top < 1 or min(self.num_probes, self.probe_len) < 1:
+      raise ValueError("surge_top must be in (0, 1), num_probes and probe_len >= 1")
     if self.sep_weight < 0 or self.var_weight < 0 or self.lr <= 0 or self.steps < 0:
       raise ValueError("defense weights and steps must be >= 0, lr > 0")
 
 
 class DefenseState(NamedTuple):
   """Attributes:
-    visibility: [n] cumulative uploads per row.
-    baseline: [n] running promote rate per client.
+    visibility: [n] cumulative promoting uploads per row (observed popularity).
     suspicion: [n] decayed flag count.
     rounds: [] rounds seen.
   """
 
   visibility: Array
-  baseline: Array
   suspicion: Array
   rounds: Array
 
 
 def init_state(num_items: int) -> DefenseState:
   z = jnp.zeros(num_items, jnp.float32)
-  return DefenseState(z, z, z, jnp.zeros((), jnp.int32))
+  return DefenseState(z, z, jnp.zeros((), jnp.int32))
 
 
-def upload_counts(uploads: Uploads, centroid: Array, num_items: int) -> tuple[Array, Array]:
-  """`(uploads [n], promoting uploads [n])` of the round's valid rows."""
+def promotions(uploads: Uploads, direction: Array, num_items: int) -> Array:
+  """[n] the round's promoting uploads per row: valid rows with `−g · direction > 0`."""
   ok = uploads.row_mask & jnp.all(jnp.isfinite(uploads.row_grad), axis=-1)
-  promote = ok & (uploads.row_grad @ centroid < 0)  # −g · ĉ > 0
-  keys = jnp.where(ok, uploads.row_item, num_items)
-  count = lambda m: jax.ops.segment_sum(m.astype(jnp.float32), keys, num_items + 1)[:num_items]
-  return count(ok), count(promote)
+  promote = ok & (uploads.row_grad @ direction < 0)
+  keys = jnp.where(promote, uploads.row_item, num_items)
+  return jax.ops.segment_sum(promote.astype(jnp.float32), keys, num_items + 1)[:num_items]
+
+
+def probe_direction(encode: Callable[[Array], Array], visibility: Array, num_probes: int,
+                    probe_len: int, key: Array) -> Array:
+  """`μ̂`: the normalised mean encoding of probe sequences drawn by observed popularity.
+
+  Args:
+    encode: `ids [M, k] -> [M, d]`, the user representations of `M` sequences.
+    visibility: [n] observed popularity; each probe holds `probe_len` distinct items
+      drawn with probability proportional to `visibility + 1` (Gumbel top-k), in
+      random order.
+    num_probes: `M`.
+    probe_len: items per probe.
+    key: PRNG key.
+  """
+  n = visibility.shape[0]
+  gumbel = jax.random.gumbel(key, (num_probes, n))
+  _, picks = jax.lax.top_k(jnp.log(visibility + 1.0)[None, :] + gumbel, min(probe_len, n))
+  return normalize(jnp.mean(encode(picks), axis=0))
+
+
+def surge_step(config: DefenseConfig, state: DefenseState, promoted: Array,
+               predicted: Array) -> tuple[Array, DefenseState]:
+  """Flags this round's surges and updates the running statistics.
+
+  Args:
+    config: thresholds.
+    state: statistics before the round.
+    promoted: [n] this round's promoting uploads.
+    predicted: [n] predicted popularity `v · μ̂` after the round's step.
+  """
+  n = predicted.shape[0]
+  visibility = state.visibility + promoted
+  top_cut = jnp.sort(predicted)[n - 1 - int(config.surge_top * n)]
+  low_cut = jnp.sort(visibility)[int(config.low_visibility_quantile * (n - 1))]
+  flagged = ((predicted >= top_cut) & (visibility <= low_cut)
+             & (state.rounds >= config.warmup_rounds))
+  return flagged, DefenseState(visibility=visibility,
+                               suspicion=config.suspicion_decay * state.suspicion + flagged,
+                               rounds=state.rounds + 1)
 
 
 def separation_loss(popular: Array, others: Array, others_mask: Array, margin: float) -> Array:
-  """`Σ_j mean_i max(0, cos(v_j, sg(v_i)) − margin)` over the real `others`."""
-  cos = normalize(others) @ normalize(jax.lax.stop_gradient(popular)).T  # [S, P]
-  per_item = jnp.mean(jax.nn.relu(cos - margin), axis=1)
+  """`Σ_j mean_i max(0, v_j · sg(v̂_i) − margin)` over the real `others`.
+
+  `v_j · v̂_i` is how far item `j` reaches along popular item `i`'s direction, which
+  is what a user who likes `i` scores `j` by. Unlike a cosine, its gradient does not
+  shrink as `‖v_j‖` grows, so a target whose norm an attack inflates cannot outrun it.
+  """
+  reach = others @ normalize(jax.lax.stop_gradient(popular)).T  # [S, P]
+  per_item = jnp.mean(jax.nn.relu(reach - margin), axis=1)
   return jnp.sum(jnp.where(others_mask, per_item, 0.0))
 
 
@@ -109,55 +159,44 @@ def variance_loss(popular: Array, num_neighbors: int) -> Array:
   return jnp.sum(jnp.mean(jnp.sum((group - mu) ** 2, -1), -1))
 
 
-def surge_step(config: DefenseConfig, state: DefenseState, uploads_n: Array,
-               promote: Array, num_clients: Array) -> tuple[Array, DefenseState]:
-  """Flags this round's surges and updates the running statistics."""
-  expected = num_clients * state.baseline
-  z = (promote - expected) / jnp.sqrt(expected + 1.0)
-  flagged = ((z > config.surge_z) & (promote >= config.surge_min_count)
-             & (state.rounds >= config.warmup_rounds))
-  rate = jnp.maximum(config.baseline_rate, 1.0 / (state.rounds + 1.0))
-  new_base = (1 - rate) * state.baseline + rate * promote / jnp.maximum(num_clients, 1.0)
-  return flagged, DefenseState(
-      visibility=state.visibility + uploads_n,
-      baseline=jnp.where(flagged, state.baseline, new_base),
-      suspicion=config.suspicion_decay * state.suspicion + flagged,
-      rounds=state.rounds + 1)
-
-
 def apply_defense(config: DefenseConfig, item_emb: Array, state: DefenseState,
-                  uploads: Uploads, item_emb_before: Array, key: Array):
+                  uploads: Uploads, encode: Callable[[Array], Array], key: Array):
   """One round of the defense.
 
   Args:
     config: defense settings.
     item_emb: [n, d] the table after this round's FedAvg step.
     state: running statistics.
-    uploads: the round's uploads (surge detection).
-    item_emb_before: [n, d] the table the clients trained on (promote direction).
-    key: PRNG key of the low-visibility sample.
+    uploads: the round's uploads.
+    encode: `ids [M, k] -> [M, d]`: the public encoder's user representations of `M`
+      sequences of `k` items (the probes), at the round's parameters.
+    key: PRNG key of the probes and of the low-visibility sample.
 
   Returns:
     `(item_emb, state, metrics, flagged [n] bool)`.
   """
   n = item_emb.shape[0]
+  key_probe, key_low = jax.random.split(key)
   num_pop = min(config.num_popular, n - 1)
   _, popular = jax.lax.top_k(state.visibility, num_pop)
-  centroid = normalize(jnp.mean(item_emb_before[popular], axis=0))
-  uploads_n, promote = upload_counts(uploads, centroid, n)
-  flagged, state = surge_step(config, state, uploads_n, promote,
-                              jnp.sum(uploads.client_mask).astype(jnp.float32))
+  direction = probe_direction(encode, state.visibility, config.num_probes, config.probe_len,
+                              key_probe)
+  flagged, state = surge_step(config, state, promotions(uploads, direction, n),
+                              item_emb @ direction)
   _, popular = jax.lax.top_k(state.visibility, num_pop)
   is_pop = jnp.zeros(n, bool).at[popular].set(True)
   suspicious = (state.suspicion >= 0.5) & ~is_pop
   cutoff = jnp.sort(state.visibility)[int(config.low_visibility_quantile * (n - 1))]
   low = (state.visibility <= cutoff) & ~is_pop
-  noise = jax.random.uniform(key, (n,))
-  priority = jnp.where(suspicious, 2.0 + state.suspicion, jnp.where(low, 1.0 + noise, -1.0))
-  priority = jnp.where(is_pop, -2.0, priority)  # never selected: num_sep <= n - num_pop
-  num_sep = min(config.num_separate, n - num_pop)
-  top, selected = jax.lax.top_k(priority, num_sep)
-  sel_mask = top > 0
+  # Suspicious items by decreasing suspicion, then a random low-visibility sample.
+  num_sus = min(config.num_separate, n - num_pop)
+  top_sus, sus_ids = jax.lax.top_k(jnp.where(suspicious, state.suspicion, -1.0), num_sus)
+  num_low = min(config.num_low_visibility, n - num_pop - num_sus)
+  noise = jax.random.uniform(key_low, (n,))
+  taken = is_pop.at[sus_ids].set(True)
+  top_low, low_ids = jax.lax.top_k(jnp.where(low & ~taken, noise, -1.0), num_low)
+  selected = jnp.concatenate([sus_ids, low_ids])
+  sel_mask = jnp.concatenate([top_sus > 0, top_low >= 0])
   ids = jnp.concatenate([popular, selected]).astype(jnp.int32)
 
   def loss(sub):
@@ -172,4 +211,6 @@ def apply_defense(config: DefenseConfig, item_emb: Array, state: DefenseState,
   metrics = {"defense/flagged": jnp.sum(flagged), "defense/suspicious": jnp.sum(suspicious),
              "defense/separated": jnp.sum(sel_mask), "defense/sep_loss": sep0,
              "defense/var_loss": var0}
-  return item_emb.at[ids].set(sub), state, metrics, flagged
+  # Filler slots (not selected) may repeat a row; they add nothing.
+  moved = jnp.concatenate([jnp.ones(num_pop, bool), sel_mask])
+  return item_emb.at[ids].add(jnp.where(moved[:, None], sub - sub0, 0.0)), state, metrics, flagged

@@ -10,6 +10,8 @@ defense when enabled. Every window has the same length, so the plan is one bucke
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from typing import Any, NamedTuple
 
@@ -28,7 +30,7 @@ from fedjax_rec.sequential.attacks import make_seq_attack
 from fedjax_rec.sequential.client import SeqClientData, make_client_update
 from fedjax_rec.sequential.config import SeqConfig
 from fedjax_rec.server import ServerState
-from fedjax_rec.simulation import _attack_phase, _part, make_server_phase, uploads_from_parts
+from fedjax_rec.rounds import _attack_phase, _part, make_server_phase, uploads_from_parts
 from fedjax_rec.types import Array, PyTree
 
 
@@ -52,6 +54,21 @@ def _masked_mean(x: Array, mask: Array) -> Array:
   return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
+def encode_items(encoder, max_len: int, public, ids: Array) -> Array:
+  """User representations `[M, d]` of `M` sequences of item ids `[M, k]` (`k <= L`)."""
+  num, k = ids.shape
+  full = jnp.zeros((num, max_len), jnp.int32).at[:, max_len - k:].set(ids)
+  mask = jnp.broadcast_to(jnp.arange(max_len) >= max_len - k, full.shape)
+  x = lookup(public.item_emb, public.mlp["mask_token"], full, mask)
+  return last_hidden(encoder.apply(public.mlp, x, mask, None))
+
+
+def client_keys(key: Array, slot_users: Array) -> Array:
+  """One key per slot, folded from the client's id (empty slots: id 0), so a client's
+  randomness does not depend on which slot of which round it lands in."""
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.maximum(slot_users, 0))
+
+
 def make_round_step(config: SeqConfig, aggregator, num_users: int, attack=None,
                     targets: np.ndarray | None = None):
   """Builds `round_step(server, clients, attackers, windows, slot_users, attack_slots, key)`.
@@ -71,7 +88,9 @@ def make_round_step(config: SeqConfig, aggregator, num_users: int, attack=None,
   encoder = make_encoder(config.encoder)
   vmapped = jax.vmap(make_client_update(config.objective, encoder), in_axes=(None, 0, 0))
   server_phase = make_server_phase(config, aggregator)
-  defense = config.defense
+  # Probes are encoder inputs: at most L items.
+  defense = dataclasses.replace(config.defense,
+                                probe_len=min(config.defense.probe_len, config.encoder.max_len))
 
   def round_step(server: ServerState, clients: Array, attackers: PyTree,
                  windows: SeqClientData, slot_users: Array, attack_slots, key: Array):
@@ -79,7 +98,7 @@ def make_round_step(config: SeqConfig, aggregator, num_users: int, attack=None,
     real = slot_users >= 0
     idx = jnp.where(real, slot_users, 0)
     data = SeqClientData(windows.window[idx], windows.mask[idx] & real[:, None])
-    keys = jax.random.split(key_clients, slot_users.shape[0])
+    keys = client_keys(key_clients, slot_users)
     u, up, client_m = vmapped(server.params, data, keys)
     clients = clients.at[jnp.where(real, slot_users, num_users)].set(u, mode="drop")
     parts = [_part(0, up.row_item, up.row_grad, up.row_mask, up.mlp, up.weight, real,
@@ -90,11 +109,12 @@ def make_round_step(config: SeqConfig, aggregator, num_users: int, attack=None,
       parts.append(_part(slot_users.shape[0], aup.row_item, aup.row_grad, aup.row_mask,
                          aup.mlp, aup.weight, areal, malicious=True))
     uploads = uploads_from_parts(parts)
-    before = server.params.item_emb
     server, out = server_phase(server, uploads)
     if defense.enabled:
       item_emb, aux, dm, flagged = regularizers.apply_defense(
-          defense, server.params.item_emb, server.aux, uploads, before, key_defense)
+          defense, server.params.item_emb, server.aux, uploads,
+          functools.partial(encode_items, encoder, config.encoder.max_len, server.params),
+          key_defense)
       server = server._replace(params=server.params._replace(item_emb=item_emb), aux=aux)
       out.update(dm)
       if targets is not None and len(targets):
@@ -141,6 +161,10 @@ class SeqSimulator:
         make_round_step(config, self.aggregator, dataset.num_users, self.attack, targets),
         donate_argnums=(1, 2), compiler_options=compiler_options)
     self._eval_cache: dict[str, Any] = {}
+
+  def place(self, state: SeqSimState) -> SeqSimState:
+    """Puts a restored state where the round expects it (one device: as is)."""
+    return state
 
   @property
   def _num_attackers(self) -> int:
