@@ -46,6 +46,16 @@ flags.DEFINE_enum("round_assignment", None, ["stratified", "uniform"],
                   "How clients are dealt into rounds (README: Layout).")
 flags.DEFINE_integer("max_buckets", None, "Most length buckets per round.")
 flags.DEFINE_enum("aggregator", "fedavg", list(AGGREGATORS), "Server aggregation rule.")
+flags.DEFINE_enum("method", "original",
+                  ["original", "cl4fedrec", "rcl4fedrec", "simgcl", "union", "poc"],
+                  "Training method.")
+flags.DEFINE_float("lambda1", None, "CL4FedRec: weight of the user contrastive term (>= 0).")
+flags.DEFINE_float("lambda2", None, "CL4FedRec/SimGCL: weight of the item term (>= 0).")
+flags.DEFINE_float("tau", None, "Contrastive temperature (> 0).")
+flags.DEFINE_float("eta", None, "Noise magnitude of the views (>= 0).")
+flags.DEFINE_integer("num_synthetic_users", None, "CL4FedRec: |U_syn| (> 0 with user CL).")
+flags.DEFINE_integer("synthetic_items", None, "CL4FedRec: items N per synthetic user.")
+flags.DEFINE_float("alpha", None, "Proof of concept: strength of L_uni.")
 flags.DEFINE_enum("attack", "none", ["none", "a_hum", "a_ra", "psmu"], "Poisoning attack.")
 flags.DEFINE_float("malicious_share", 0.001, "Attackers as a share of benign users "
                    "(count = int(share * N), the public A-hum code's rule).")
@@ -105,11 +115,38 @@ def sim_config_from_flags(**extra) -> SimConfig:
     server = _overrides(_SERVER_FIELDS, base.server)
     top = {f: FLAGS[f].value for f in _SIM_FIELDS if FLAGS[f].value is not None}
     return dataclasses.replace(base, model=model, local=local, server=server,
-                               aggregator=FLAGS.aggregator,
+                               aggregator=FLAGS.aggregator, method=FLAGS.method,
+                               method_kwargs=method_kwargs_from_flags(),
                                aggregator_kwargs=aggregator_kwargs_from_flags(),
                                seed=FLAGS.seed, **top, **extra)
   except ValueError as e:
     raise UsageError(str(e)) from None
+
+
+_METHOD_FLAGS = {
+    "cl4fedrec": ("lambda1", "lambda2", "tau", "eta", "num_synthetic_users", "synthetic_items"),
+    "rcl4fedrec": ("lambda1", "lambda2", "tau", "eta", "num_synthetic_users",
+                   "synthetic_items"),
+    "simgcl": ("lambda2", "tau", "eta"), "poc": ("alpha",), "union": (), "original": ()}
+
+
+def method_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
+  """The method flags the chosen method takes, validated by its builder."""
+  from fedjax_rec.methods import make_method  # pylint: disable=import-outside-toplevel
+  name = FLAGS.method
+  out = {}
+  for flag in sorted({f for fs in _METHOD_FLAGS.values() for f in fs}):
+    if FLAGS[flag].value is None:
+      continue
+    if flag not in _METHOD_FLAGS[name]:
+      raise UsageError(f"--{flag} does not apply to --method={name}")
+    out[flag] = FLAGS[flag].value
+  try:  # the builder checks the values (popularity is a stand-in here)
+    extra = {"popularity": [1, 1, 1, 1]} if name in ("cl4fedrec", "rcl4fedrec") else {}
+    make_method(name, get_preset(FLAGS.preset).model, **out, **extra)
+  except (ValueError, TypeError) as e:
+    raise UsageError(f"--method={name}: {e}") from None
+  return tuple(sorted(out.items()))
 
 
 def aggregator_kwargs_from_flags() -> tuple[tuple[str, object], ...]:

@@ -98,3 +98,16 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
   resumed = run(cfg, ds, workdir=part, eval_config=EvalConfig(ks=(5,)), log=lambda s: None)
   assert resumed["final"]["test/recall@5"] == full["final"]["test/recall@5"]
   assert resumed["final"]["test/ndcg@5"] == full["final"]["test/ndcg@5"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--method=cl4fedrec", "--tau=0"], "tau"),
+    (["--method=cl4fedrec", "--lambda1=-1"], "lambda1"),
+    (["--method=rcl4fedrec", "--num_synthetic_users=0"], "num_synthetic_users"),
+    (["--method=cl4fedrec", "--eta=-0.5"], "eta"),
+])
+def test_bad_cl_flags_fail_at_parsing(args, needle):
+  proc = _train(*args)
+  assert proc.returncode != 0
+  err = [l for l in proc.stderr.splitlines() if l.strip() and "tpu" not in l.lower()]
+  assert len(err) == 1 and needle in err[0], proc.stderr
