@@ -126,6 +126,14 @@ def configurations(ml1m_dir):
   yield "paper / original / fedavg", get_preset("paper"), spec, ""
   yield ("ahum-reference / original / fedavg", get_preset("ahum-reference"), pre,
          "pre-split data")
+  yield ("paper / cl4fedrec / fedavg", get_preset("paper", method="cl4fedrec"), spec,
+         "issue: <= 3x original")
+  yield ("paper / rcl4fedrec / fedavg", get_preset("paper", method="rcl4fedrec"), spec, "")
+  for agg in ("median", "trimmed_mean", "krum", "hics", "norm_bound"):
+    yield (f"paper / original / {agg}", get_preset("paper", aggregator=agg), spec,
+           "issue: <= 1.5x fedavg")
+  yield ("ahum-reference / original / median", get_preset("ahum-reference", aggregator="median"),
+         pre, "pre-split data")
   yield ("paper / original / fedavg / uniform rounds",
          get_preset("paper", round_assignment="uniform"), spec, "Algorithm 1's plain shuffle")
 
@@ -163,6 +171,12 @@ def main(argv):
     if FLAGS.only and not any(o in name for o in FLAGS.only):
       continue
     rows.append(bench(name, config, dataset, FLAGS.epochs, note))
+  from experiments.benchmark_seq import seq_benchmark_rows  # pylint: disable=import-outside-toplevel
+  for r in seq_benchmark_rows(epochs=FLAGS.epochs, only=FLAGS.only):
+    rows.append(Row(r.name, r.dataset, r.epoch_s, r.updates_per_s, r.padding_eff, r.floor_s,
+                    r.compile_s, r.note))
+    print(f"{r.name:40s} epoch {r.epoch_s:7.3f}s  floor {r.floor_s:7.3f}s  ratio {r.ratio:5.2f}",
+          flush=True)
   if FLAGS.out and rows:
     from fedjax_rec.io import atomic_write_text  # pylint: disable=import-outside-toplevel
     atomic_write_text(FLAGS.out, to_markdown(rows))
