@@ -11,6 +11,8 @@ global arrays, and only process 0 logs and writes.
 from __future__ import annotations
 
 import dataclasses
+import socket
+import time
 
 import jax
 import numpy as np
@@ -93,8 +95,11 @@ def initialize_distributed(coordinator_address: str, num_processes: int, process
   if num_processes < 1 or not 0 <= process_id < num_processes:
     raise ValueError(f"--process_id={process_id} must be in [0, --num_processes="
                      f"{num_processes})")
-  if jax.default_backend() == "cpu":
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if process_id != 0:
+    _wait_for_coordinator(coordinator_address, timeout_s)
+  # Cross-process collectives on CPU (no effect on accelerators). Asking for the
+  # backend here would initialise it, which must wait for `initialize`.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id,
@@ -103,3 +108,20 @@ def initialize_distributed(coordinator_address: str, num_processes: int, process
     raise RuntimeError(f"--coordinator_address={coordinator_address}: could not join "
                        f"{num_processes} processes within {timeout_s}s "
                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
+def _wait_for_coordinator(address: str, timeout_s: int) -> None:
+  """Polls the coordinator's port: XLA aborts the process if it cannot connect."""
+  host, _, port = address.rpartition(":")
+  if not host or not port.isdigit():
+    raise ValueError(f"--coordinator_address={address} must be host:port")
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      with socket.create_connection((host, int(port)), timeout=2):
+        return
+    except OSError as e:
+      if time.monotonic() > deadline:
+        raise RuntimeError(f"--coordinator_address={address}: no coordinator answered within "
+                           f"{timeout_s}s ({e.strerror or e})") from None
+      time.sleep(0.5)
