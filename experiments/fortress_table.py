@@ -89,11 +89,8 @@ def _row(dataset: str, label: str, encoder: str, attack: str, summary: dict | No
   return {"dataset": dataset, "method": label, "encoder": encoder, "attack": attack,
           "hr@10": get("hr@10"), "ndcg@10": get("ndcg@10"),
           "er@5": get("er@5"), "epochs": (summary or {}).get("epochs", 0),
-          "train_seconds": sum_seconds(summary), "status": status}
-
-
-def sum_seconds(summary: dict | None) -> float:
-  return float((summary or {}).get("train_seconds", float("nan")))
+          "train_seconds": float((summary or {}).get("train_seconds", float("nan"))),
+          "status": status}
 
 
 def _fmt(x) -> str:

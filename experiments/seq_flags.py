@@ -39,6 +39,14 @@ _define("enum", "task", "core", "core: CL4FedRec-style NCF; sequential: FORTRESS
         enum_values=["core", "sequential"])
 _define("string", "method", None, "Sequential method: " + ", ".join(METHODS) +
         " (default fedseq).")
+if hasattr(FLAGS["method"].parser, "enum_values"):
+  # The core defines --method as an enum of its own methods: accept the sequential
+  # ones too; `train.py` checks that a method matches its --task.
+  _parser = FLAGS["method"].parser
+  _parser.enum_values = list(_parser.enum_values) + [m for m in METHODS
+                                                     if m not in _parser.enum_values]
+  FLAGS["method"].help += (" With --task=sequential: " + ", ".join(METHODS) +
+                           " (default fedseq).")
 _define("enum", "encoder", "sasrec", "Sequential encoder.", enum_values=list(ENCODERS))
 _define("integer", "max_len", 50, "Sequential window: most recent items kept.")
 _define("integer", "num_blocks", None, "SASRec blocks (default 2).")
@@ -71,7 +79,10 @@ def _replace(obj, mapping):
 def seq_config_from_flags(dataset) -> SeqConfig:
   """The method preset, overridden by every explicitly given flag."""
   try:
-    method = FLAGS.method or "fedseq"
+    method = FLAGS.method if FLAGS["method"].present else "fedseq"
+    if method not in METHODS:
+      raise ValueError(f"--method={method} is not a sequential method; with "
+                       f"--task=sequential use one of {', '.join(METHODS)}")
     if FLAGS.attack not in ("none",) + SEQ_ATTACKS:
       raise ValueError(f"--attack={FLAGS.attack} has no sequential version; use one of "
                        f"{', '.join(('none',) + SEQ_ATTACKS)}")

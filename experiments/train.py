@@ -19,6 +19,8 @@ from experiments import seq_flags
 from fedjax_rec.data.loaders import load_dataset
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.runner import WorkdirError, run
+from fedjax_rec.sequential.data import SEQ_DATASETS, load_seq_dataset
+from fedjax_rec.sequential.simulation import SeqSimulator
 from fedjax_rec.simulation import Simulator
 
 FLAGS = flags.FLAGS
@@ -26,8 +28,6 @@ FLAGS = flags.FLAGS
 
 def main_sequential():
   """`--task=sequential`: FORTRESS and its baselines on time-ordered sequences."""
-  from fedjax_rec.sequential.data import SEQ_DATASETS, load_seq_dataset  # pylint: disable=import-outside-toplevel
-  from fedjax_rec.sequential.simulation import SeqSimulator  # pylint: disable=import-outside-toplevel
   if FLAGS.dataset not in SEQ_DATASETS:
     raise flags_lib.UsageError(f"--task=sequential needs --dataset in {', '.join(SEQ_DATASETS)}, "
                                f"got {FLAGS.dataset}")
@@ -50,6 +50,8 @@ def main(argv):
     except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError) as e:
       flags_lib.fail(str(e))
     return
+  if FLAGS.method in seq_flags.METHODS:
+    flags_lib.fail(f"--method={FLAGS.method} needs --task=sequential")
   try:
     mesh = flags_lib.setup_devices()
     eval_config = flags_lib.eval_config_from_flags()

@@ -4,14 +4,14 @@ Robust row statistics (median, trimmed mean, Krum) need each item's uploads side
 XLA:CPU comparison sorts are slow (tens of ns a comparison), so neither the rows nor the
 values are sorted here:
 
-* `group_rows` is a counting sort: a [num_items, C] presence table by (item, client slot),
-  whose cumulative sum along the slots gives each uploader its rank `r` among the item's
-  uploaders in slot order, and a compact table `rows[i, r]` of row ids.
-* `map_item_blocks` walks the items by decreasing uploader count `n` in width tiers
-  (8, 16, 32, 48, 64, 96, ... up to C, `tier_widths`): a tier takes the items whose `n`
-  fits its width but not the next narrower one, in blocks of `B` items gathered into a
-  dense `[B, w, d]` buffer with a presence mask, and calls the statistic on each block.
-  Its cost is thus within a small factor of the real rows, not `num_items * C`.
+* `group_rows` is a counting sort of the rows by item (each item's uploaders in client-slot
+  order), in O(M + num_items * C / 32).
+* `map_item_blocks` puts the items in width tiers (8, 16, 32, 48, 64, 96, ... up to C,
+  `tier_widths`) by their uploader count `n` (another counting sort): a tier takes the
+  items whose `n` fits its width but not the next narrower one, in blocks of `B` items
+  gathered into a dense `[B, w, d]` buffer with a presence mask, and calls the statistic
+  on each block. Its cost is thus within a small factor of the real rows, not
+  `num_items * C`.
 
 `reduce_slots` reduces the slot axis in chunks of at most 32: XLA:CPU rewrites longer
 reductions into a materialized `reduce_window` tree, several times slower than the fused
@@ -41,35 +41,45 @@ class ItemGroups(NamedTuple):
 
   Attributes:
     counts: [num_items] int32 accepted uploaders of each item.
-    rows: [num_items, C] int32; `rows[i, r]` is the row of item `i`'s `r`-th uploader in
-      client-slot order, for `r < counts[i]` (`M` beyond).
-    order: [num_items] int32 items by decreasing count.
+    start: [num_items + 1] int32 offset of each item's rows in `rows` (last: their total).
+    rows: [M] int32 real row ids grouped by item, each item's uploaders in client-slot
+      order: the `r`-th uploader of item `i` is row `rows[start[i] + r]` (`M` past them).
+    num_clients: `C`, the round's client slots (a static int).
   """
 
   counts: Array
+  start: Array
   rows: Array
-  order: Array
+  num_clients: int
 
 
 def group_rows(uploads: Uploads, num_items: int) -> ItemGroups:
   """Groups the real rows by item, each item's uploaders in client-slot order.
 
-  Relies on each client uploading an item at most once (a repeated (item, client) pair
-  keeps one of its rows).
+  A counting sort in O(M + num_items * C / 32): each item's uploaders form a bitset over
+  the client slots, set by a scatter-add (so it relies on each client uploading an item at
+  most once), and a row's rank among its item's uploaders is the number of bits set below
+  its slot.
   """
   num_rows = uploads.row_mask.shape[0]
   num_clients = uploads.client_mask.shape[0]
-  # Flat (item, client) cells; padding rows land in the spare item `num_items`.
-  cell = item_keys(uploads, num_items) * num_clients + client_index(uploads)
-  present = jnp.zeros(((num_items + 1) * num_clients,), jnp.int32).at[cell].set(1)
-  # (jnp.cumsum lowers to an O(C^2) reduce_window on CPU; the scan is O(C log C).)
-  rank = lax.associative_scan(jnp.add, present.reshape(num_items + 1, num_clients), axis=1)
-  counts = rank[:num_items, -1]
-  slot = cell - cell % num_clients + rank.reshape(-1)[cell] - 1  # (item, rank) cell
-  rows = jnp.full((num_items * num_clients,), num_rows, jnp.int32).at[slot].set(
-      jnp.arange(num_rows, dtype=jnp.int32), mode="drop").reshape(num_items, num_clients)
-  order = jnp.argsort(-counts, stable=True).astype(jnp.int32)
-  return ItemGroups(counts=counts, rows=rows, order=order)
+  num_words = -(-num_clients // 32)
+  items = item_keys(uploads, num_items)  # padding rows: the spare item `num_items`
+  clients = client_index(uploads)
+  word = clients // 32
+  bit = jnp.left_shift(jnp.uint32(1), (clients % 32).astype(jnp.uint32))
+  bits = jnp.zeros((num_items + 1, num_words), jnp.uint32).at[items, word].add(bit)
+  set_bits = lax.population_count(bits).astype(jnp.int32)
+  below = jnp.cumsum(set_bits, axis=1) - set_bits  # bits set in the lower words
+  counts = jnp.sum(set_bits[:num_items], axis=1)
+  rank = below[items, word] + lax.population_count(bits[items, word] & (bit - 1)).astype(
+      jnp.int32)
+  start = jnp.concatenate([jnp.zeros((1,), jnp.int32),
+                           lax.associative_scan(jnp.add, counts)])
+  position = jnp.where(uploads.row_mask, start[items] + rank, num_rows)  # padding: dropped
+  rows = jnp.full((num_rows,), num_rows, jnp.int32).at[position].set(
+      jnp.arange(num_rows, dtype=jnp.int32), mode="drop")
+  return ItemGroups(counts=counts, start=start, rows=rows, num_clients=num_clients)
 
 
 def tier_widths(num_clients: int) -> tuple[int, ...]:
@@ -114,49 +124,53 @@ def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGro
   Returns:
     `fn`'s outputs per item, every leaf [num_items, ...]; zero for items without uploads.
   """
-  num_items, num_clients = groups.rows.shape
-  widths = tier_widths(num_clients)
+  num_items = groups.counts.shape[0]
+  num_rows, dim = values.shape
+  widths = tier_widths(groups.num_clients)
   spare = max(block_items(w) for w in widths)  # a block may run past the last item
-  pad = lambda a: jnp.concatenate([a, jnp.full((spare,) + a.shape[1:], num_items, a.dtype)])
-  order = pad(groups.order)
-  counts = jnp.concatenate([groups.counts, jnp.zeros((1,), jnp.int32)])
-  num_rows = values.shape[0]
-  rows = jnp.pad(groups.rows, ((0, 1), (0, widths[-1] - num_clients)),
-                 constant_values=num_rows)
-  sorted_counts = groups.counts[groups.order]
+  counts = groups.counts
+  # Items grouped by tier, narrowest first, by a counting sort; items without uploads
+  # belong to no tier (position out of range).
+  tier = sum(((counts > w).astype(jnp.int32) for w in widths[:-1]), jnp.zeros_like(counts))
+  in_tier = (tier[None, :] == jnp.arange(len(widths))[:, None]) & (counts > 0)[None, :]
+  rank = lax.associative_scan(jnp.add, in_tier.astype(jnp.int32), axis=1) - 1
+  sizes = jnp.sum(in_tier, axis=1, dtype=jnp.int32)
+  firsts = jnp.cumsum(sizes) - sizes
+  position = jnp.where(counts > 0, firsts[tier] + rank[tier, jnp.arange(num_items)],
+                       num_items + spare)
+  order = jnp.full((num_items + spare,), num_items, jnp.int32).at[position].set(
+      jnp.arange(num_items, dtype=jnp.int32), mode="drop")  # `num_items`: no item
+  item_counts = jnp.concatenate([counts, jnp.zeros((1,), jnp.int32)])
+  rows = jnp.concatenate([groups.rows, jnp.full((widths[-1],), num_rows, jnp.int32)])
 
-  dim = values.shape[1]
   shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((1, widths[0], dim), values.dtype),
                           jax.ShapeDtypeStruct((1, widths[0]), jnp.bool_),
                           jax.ShapeDtypeStruct((1,), jnp.int32))
   out = jax.tree.map(lambda s: jnp.zeros((num_items + spare,) + s.shape[1:], s.dtype), shapes)
 
-  # Widest tier first; a tier's last block may spill into the next (narrower) tier, whose
-  # own pass overwrites those items later.
-  for tier in reversed(range(len(widths))):
-    width, num = widths[tier], block_items(widths[tier])
-    first = jnp.sum(sorted_counts > width)
-    end = jnp.sum(sorted_counts > (widths[tier - 1] if tier > 0 else 0))
+  # A tier's last block may spill into the next (wider) tier, whose own pass, later,
+  # overwrites those items.
+  for t, width in enumerate(widths):
+    num = block_items(width)
 
-    def body(k, out, width=width, num=num, first=first):
-      start = first + k * num
-      items = lax.dynamic_slice_in_dim(order, start, num)
-      n = counts[items]
+    def body(k, out, width=width, num=num, first=firsts[t]):
+      begin = first + k * num
+      items = lax.dynamic_slice_in_dim(order, begin, num)
+      n = item_counts[items]
       present = jnp.arange(width) < n[:, None]
-      index = rows[items, :width]
+      index = jnp.where(present, rows[groups.start[items][:, None] + jnp.arange(width)],
+                        num_rows)
       if fill is None:
         x = values.at[jnp.minimum(index, num_rows - 1)].get(mode="promise_in_bounds")
       else:
         x = values.at[index].get(mode="fill", fill_value=fill)
       result = fn(x, present, n)
-      return jax.tree.map(lambda o, r: lax.dynamic_update_slice_in_dim(o, r, start, 0),
+      return jax.tree.map(lambda o, r: lax.dynamic_update_slice_in_dim(o, r, begin, 0),
                           out, result)
 
-    out = lax.fori_loop(0, (end - first + num - 1) // num, body, out)
+    out = lax.fori_loop(0, (sizes[t] + num - 1) // num, body, out)
 
-  position = jnp.zeros((num_items,), jnp.int32).at[groups.order].set(
-      jnp.arange(num_items, dtype=jnp.int32))
-  uploaded = groups.counts > 0
+  uploaded = counts > 0
   return jax.tree.map(
       lambda o: jnp.where(uploaded.reshape((-1,) + (1,) * (o.ndim - 1)), o[position], 0), out)
 

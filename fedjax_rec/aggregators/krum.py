@@ -18,8 +18,9 @@ choice is mean-like and rescaled to the convention (see `base.py`).
   The distance of the (f + 1)-th farthest comes from `edge_key` (`order_stats.py`, no
   sort or `top_k`); the score sums the nearer ones plus the kept copies of that distance,
   so the dropped (possibly huge) ones never enter it. Item rows get distances from direct
-  differences; the wide MLP from the Gram identity `|a|^2 + |b|^2 - 2 a.b` (a matmul) on
-  uploads centred at their mean (clamped at 0). Keep `max_abs` set so they stay finite.
+  differences when narrow (d <= 16), else from the Gram identity `|a|^2 + |b|^2 - 2 a.b`
+  (a matmul) on uploads centred at their mean (clamped at 0, then symmetrized). Keep
+  `max_abs` set so they stay finite.
 * Memory and work: rows are grouped by item into dense blocks of items with similar
   uploader counts (`item_blocks.py`), so a block's [B, w, w] distances cover about
   `n^2` pairs per item, never [num_items, C, C].
@@ -47,9 +48,9 @@ from fedjax_rec.types import Aggregate, Array, Uploads
 _TIE_RTOL = 1e-5
 # Above the bits of every finite non-negative float32: `_MAX_BITS - bits` reverses order.
 _MAX_BITS = np.uint32(0x7FFFFFFF)
-# Uploads at most this wide (item rows) get distances from direct differences; wider ones
-# (the MLP) from the Gram identity, a matmul.
-_DIRECT_MAX_DIM = 64
+# Uploads at most this wide get distances from direct differences (cheaper than a batch of
+# tiny matmuls); wider ones (d = 32 rows, the MLP) from the Gram identity, a matmul.
+_DIRECT_MAX_DIM = 16
 
 
 def pairwise_sq_dists(x: Array, present: Array, n: Array) -> Array:
@@ -91,10 +92,11 @@ def krum_block(x: Array, present: Array, num_byzantine: int) -> tuple[Array, Arr
   dist = pairwise_sq_dists(x, present, n)
   others = present[:, :, None] & present[:, None, :] & ~jnp.eye(width, dtype=bool)
   # Keys of the distances in reverse order (the bits of non-negative floats order like
-  # them), so the (f + 1)-th largest distance is the key of rank f. `dist` and `others`
-  # are symmetric: reducing over axis 1 gives each slot's row statistics, and is faster
-  # on CPU than reducing the minor axis.
-  keys = jnp.where(others, _MAX_BITS - lax.bitcast_convert_type(dist, jnp.uint32), ABSENT)
+  # them; `abs` clears the sign of a -0.0), so the (f + 1)-th largest distance is the key
+  # of rank f. `dist` and `others` are symmetric: reducing over axis 1 gives each slot's
+  # row statistics, and is faster on CPU than reducing the minor axis.
+  bits = lax.bitcast_convert_type(jnp.abs(dist), jnp.uint32)
+  keys = jnp.where(others, _MAX_BITS - bits, ABSENT)
   edge = edge_key(keys, num_byzantine, num_byzantine)[:, None, :]
   edge_dist = lax.bitcast_convert_type(_MAX_BITS - edge[:, 0], jnp.float32)
   # Sum the others strictly nearer than the edge, plus the copies of the edge distance

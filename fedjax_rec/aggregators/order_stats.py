@@ -9,7 +9,9 @@ like them (`float_keys`), and an order statistic is found by counting:
 * `edge_key`: a rank at most `max_rank` from the bottom, walking the distinct keys upwards:
   `max_rank + 1` steps of two passes (cheaper than `kth_key` for ranks near an end).
 
-Absent slots hold `ABSENT`, above every key of a non-NaN float, so they are never counted.
+Absent slots must hold a key above every present one, so they are never counted below a
+candidate: `ABSENT` (above the key of every non-NaN float) or, among finite values, the key
+of +inf.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def kth_key(keys: Array, rank: Array, axis: int = 1) -> Array:
   """Key of rank `rank` (0 = smallest) along `axis` of `keys`.
 
   Args:
-    keys: uint32 keys, `ABSENT` in absent slots.
+    keys: uint32 keys; absent slots above every present key (see the module doc).
     rank: int32, broadcastable against `keys` reduced over `axis`; a rank outside
       `0..n-1` gives garbage.
 

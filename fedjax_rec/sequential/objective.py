@@ -203,13 +203,15 @@ def _nce_anchor(u: Array, u1: Array, u2: Array, negatives: Array, neg_mask: Arra
 def _item_view(c: ObjectiveConfig, key: Array, rows: Array, h: Array,
                inputs: ClientInputs) -> Array:
   """Eq. 9 on gradient-perturbed views of the sequence's item rows."""
-  k1, k2 = jax.random.split(key)
-  grad_rows = jax.grad(lambda r, hh: rec_loss(c.loss, hh, r, inputs))
   h_const = jax.lax.stop_gradient(h)
   rows_const = jax.lax.stop_gradient(rows)
-  delta1 = -c.item_step * grad_rows(rows_const, h_const + relative_noise(k1, h_const, c.user_noise))
-  delta2 = -c.item_step * grad_rows(rows_const, h_const + relative_noise(k2, h_const, c.user_noise))
-  v = rows[jnp.clip(inputs.seq_idx, 0, rows.shape[0] - 1)]
-  v1 = v + jax.lax.stop_gradient(delta1[jnp.clip(inputs.seq_idx, 0, rows.shape[0] - 1)])
-  v2 = v + jax.lax.stop_gradient(delta2[jnp.clip(inputs.seq_idx, 0, rows.shape[0] - 1)])
-  return item_contrastive_loss(v1, v2, inputs.seq_mask, c.tau)
+  idx = jnp.clip(inputs.seq_idx, 0, rows.shape[0] - 1)  # the mask id never reaches here
+
+  def delta(k):  # Δ = −a ∇_V L_rec under one noisy view of the hidden states
+    noisy = h_const + relative_noise(k, h_const, c.user_noise)
+    g = jax.grad(lambda r: rec_loss(c.loss, noisy, r, inputs))(rows_const)
+    return jax.lax.stop_gradient(-c.item_step * g[idx])
+
+  k1, k2 = jax.random.split(key)
+  v = rows[idx]
+  return item_contrastive_loss(v + delta(k1), v + delta(k2), inputs.seq_mask, c.tau)

@@ -3,24 +3,28 @@
 Run after every round's FedAvg step, on the item table only, with public parameters
 and the round's uploads only. Our reading of the formulas the extraction lost:
 
-* Typical users, as the server can probe them: the encoder's outputs for
+* Typical users, as the server can probe them: the encoder's outputs `h_m` for
   `num_probes` sequences of `probe_len` distinct items drawn by observed popularity
   (fresh each round); `μ̂` their normalised mean.
 * Observed popularity (`visibility`): an upload `g` of row `i` *promotes* `i` when
   the server step it asks for raises `i` for typical users (`−g · μ̂ > 0`: a benign
   positive does, a sampled negative does not). `visibility[i]` counts promotions
   over all rounds; popular items `P` = the `num_popular` most visible.
-* Predicted popularity: `v_i · μ̂`, the item's score for the typical user.
-* Promotion surges: an item is flagged when its predicted popularity ranks in the top
-  `surge_top` share of the catalogue while its observed popularity lies in the
-  bottom `low_visibility_quantile` (after `warmup_rounds`): the model is pushing to
-  everyone an item that almost nobody promotes. Flags decay (`suspicion_decay`); an
-  item flagged in the last few rounds is *suspicious*.
+* Predicted exposure: the share of probes whose top-`surge_k` (their own items
+  masked, as in evaluation) contains the item: the model's own ER@K of it.
+* Promotion surges: an item is flagged when its predicted exposure reaches
+  `surge_exposure` while its observed popularity lies in the bottom
+  `low_visibility_quantile` (after `warmup_rounds`): the model is pushing to many
+  users an item that almost nobody promotes. Flags decay (`suspicion_decay`); an item
+  flagged in the last few rounds is *suspicious*.
 * Separation (margin between popular and suspicious or low-visibility items): for
   the selected items `S` (the suspicious ones, up to `num_separate`, then a fresh
   random sample of `num_low_visibility` low-visibility items),
-  `L_sep = Σ_{j∈S} mean_{i∈P} max(0, v_j · sg(v̂_i) − margin)` (the reach of `j`
-  along popular directions; a cosine would let an attack escape by growing `‖v_j‖`).
+  `L_sep = Σ_{j∈S} mean_m max(0, v_j · sg(ĥ_m) − margin)`: the popular side is seen
+  through the probe users `h_m` built from popular items, so the margin is on the
+  scores that rank items for such users (popular item embeddings themselves need not
+  point where users look), and a reach (not a cosine) cannot be escaped by growing
+  `‖v_j‖`.
 * Variance (tight popular neighbourhoods): `N(i)` = the `num_neighbors` popular
   items nearest to popular `i` by cosine (itself included), `μ_i` their mean,
   `L_var = Σ_{i∈P} mean_{j∈N(i)} ‖v_j − μ_i‖²`.
@@ -53,10 +57,11 @@ class DefenseConfig:
   num_low_visibility: int = 20
   num_neighbors: int = 5
   low_visibility_quantile: float = 0.5
-  surge_top: float = 0.01
-  num_probes: int = 32
+  surge_k: int = 10
+  surge_exposure: float = 0.05
+  num_probes: int = 64
   probe_len: int = 50
-  suspicion_decay: float = 0.8
+  suspicion_decay: float = 0.9
   warmup_rounds: int = 4
   steps: int = 3
   lr: float = 0.5
@@ -66,8 +71,9 @@ class DefenseConfig:
       raise ValueError("num_popular, num_separate and num_neighbors must be >= 1")
     if self.num_low_visibility < 0 or not 0 < self.low_visibility_quantile <= 1:
       raise ValueError("num_low_visibility must be >= 0, low_visibility_quantile in (0, 1]")
-    if not 0 < self.surge_top < 1 or min(self.num_probes, self.probe_len) < 1:
-      raise ValueError("surge_top must be in (0, 1), num_probes and probe_len >= 1")
+    if not 0 < self.surge_exposure <= 1 or min(self.num_probes, self.probe_len,
+                                                self.surge_k) < 1:
+      raise ValueError("surge_exposure must be in (0, 1], num_probes, probe_len, surge_k >= 1")
     if self.sep_weight < 0 or self.var_weight < 0 or self.lr <= 0 or self.steps < 0:
       raise ValueError("defense weights and steps must be >= 0, lr > 0")
 
@@ -97,9 +103,19 @@ def promotions(uploads: Uploads, direction: Array, num_items: int) -> Array:
   return jax.ops.segment_sum(promote.astype(jnp.float32), keys, num_items + 1)[:num_items]
 
 
-def probe_direction(encode: Callable[[Array], Array], visibility: Array, num_probes: int,
-                    probe_len: int, key: Array) -> Array:
-  """`μ̂`: the normalised mean encoding of probe sequences drawn by observed popularity.
+class Probes(NamedTuple):
+  """Attributes:
+    ids: [M, k] the probe sequences' items.
+    hidden: [M, d] their user representations.
+  """
+
+  ids: Array
+  hidden: Array
+
+
+def make_probes(encode: Callable[[Array], Array], visibility: Array, num_probes: int,
+                probe_len: int, key: Array) -> Probes:
+  """Probe users: sequences of distinct items drawn by observed popularity.
 
   Args:
     encode: `ids [M, k] -> [M, d]`, the user representations of `M` sequences.
@@ -113,38 +129,47 @@ def probe_direction(encode: Callable[[Array], Array], visibility: Array, num_pro
   n = visibility.shape[0]
   gumbel = jax.random.gumbel(key, (num_probes, n))
   _, picks = jax.lax.top_k(jnp.log(visibility + 1.0)[None, :] + gumbel, min(probe_len, n))
-  return normalize(jnp.mean(encode(picks), axis=0))
+  return Probes(picks, encode(picks))
+
+
+def predicted_exposure(probes: Probes, item_emb: Array, k: int) -> Array:
+  """[n] share of probes whose top-k (own items masked) holds each item."""
+  num, n = probes.ids.shape[0], item_emb.shape[0]
+  scores = probes.hidden @ item_emb.T
+  scores = scores.at[jnp.arange(num)[:, None], probes.ids].set(-jnp.inf)
+  _, top = jax.lax.top_k(scores, min(k, n))
+  return jnp.zeros(n).at[top.reshape(-1)].add(1.0) / num
 
 
 def surge_step(config: DefenseConfig, state: DefenseState, promoted: Array,
-               predicted: Array) -> tuple[Array, DefenseState]:
+               exposure: Array) -> tuple[Array, DefenseState]:
   """Flags this round's surges and updates the running statistics.
 
   Args:
     config: thresholds.
     state: statistics before the round.
     promoted: [n] this round's promoting uploads.
-    predicted: [n] predicted popularity `v · μ̂` after the round's step.
+    exposure: [n] predicted exposure after the round's step.
   """
-  n = predicted.shape[0]
+  n = exposure.shape[0]
   visibility = state.visibility + promoted
-  top_cut = jnp.sort(predicted)[n - 1 - int(config.surge_top * n)]
   low_cut = jnp.sort(visibility)[int(config.low_visibility_quantile * (n - 1))]
-  flagged = ((predicted >= top_cut) & (visibility <= low_cut)
+  flagged = ((exposure >= config.surge_exposure) & (visibility <= low_cut)
              & (state.rounds >= config.warmup_rounds))
   return flagged, DefenseState(visibility=visibility,
                                suspicion=config.suspicion_decay * state.suspicion + flagged,
                                rounds=state.rounds + 1)
 
 
-def separation_loss(popular: Array, others: Array, others_mask: Array, margin: float) -> Array:
-  """`Σ_j mean_i max(0, v_j · sg(v̂_i) − margin)` over the real `others`.
+def separation_loss(anchors: Array, others: Array, others_mask: Array, margin: float) -> Array:
+  """`Σ_j mean_a max(0, v_j · sg(â) − margin)` over the real `others`.
 
-  `v_j · v̂_i` is how far item `j` reaches along popular item `i`'s direction, which
-  is what a user who likes `i` scores `j` by. Unlike a cosine, its gradient does not
-  shrink as `‖v_j‖` grows, so a target whose norm an attack inflates cannot outrun it.
+  `v_j · â` is how far item `j` reaches along anchor direction `a` (a probe user
+  built from popular items), which is what such a user scores `j` by. Unlike a
+  cosine, its gradient does not shrink as `‖v_j‖` grows, so a target whose norm an
+  attack inflates cannot outrun it.
   """
-  reach = others @ normalize(jax.lax.stop_gradient(popular)).T  # [S, P]
+  reach = others @ normalize(jax.lax.stop_gradient(anchors)).T  # [S, A]
   per_item = jnp.mean(jax.nn.relu(reach - margin), axis=1)
   return jnp.sum(jnp.where(others_mask, per_item, 0.0))
 
@@ -179,10 +204,11 @@ def apply_defense(config: DefenseConfig, item_emb: Array, state: DefenseState,
   key_probe, key_low = jax.random.split(key)
   num_pop = min(config.num_popular, n - 1)
   _, popular = jax.lax.top_k(state.visibility, num_pop)
-  direction = probe_direction(encode, state.visibility, config.num_probes, config.probe_len,
-                              key_probe)
+  probes = make_probes(encode, state.visibility, config.num_probes, config.probe_len,
+                       key_probe)
+  direction = normalize(jnp.mean(probes.hidden, axis=0))
   flagged, state = surge_step(config, state, promotions(uploads, direction, n),
-                              item_emb @ direction)
+                              predicted_exposure(probes, item_emb, config.surge_k))
   _, popular = jax.lax.top_k(state.visibility, num_pop)
   is_pop = jnp.zeros(n, bool).at[popular].set(True)
   suspicious = (state.suspicion >= 0.5) & ~is_pop
@@ -200,7 +226,7 @@ def apply_defense(config: DefenseConfig, item_emb: Array, state: DefenseState,
   ids = jnp.concatenate([popular, selected]).astype(jnp.int32)
 
   def loss(sub):
-    sep = separation_loss(sub[:num_pop], sub[num_pop:], sel_mask, config.margin)
+    sep = separation_loss(probes.hidden, sub[num_pop:], sel_mask, config.margin)
     var = variance_loss(sub[:num_pop], config.num_neighbors)
     return config.sep_weight * sep + config.var_weight * var, (sep, var)
 

@@ -13,7 +13,7 @@ from fedjax_rec import aggregators as agg_lib
 from fedjax_rec.types import Uploads
 
 from . import reference
-from .uploads_gen import NUM_ITEMS, permute_clients, random_uploads
+from .uploads_gen import NUM_ITEMS, dense_round, permute_clients, random_uploads
 
 CONVENTIONS = ("sum", "mean", "weighted")
 
@@ -31,7 +31,7 @@ CORE = [
 ]
 VARIANTS = [
     ("trimmed_mean", {"num_trim": 2}),
-    ("krum", {"num_byzantine": 0, "block_items": 4}),  # 4 blocks, the last one partial
+    ("krum", {"num_byzantine": 0, "block_items": 4}),  # several blocks, the last partial
     ("krum", {"num_byzantine": 3, "block_items": 5}),
     ("hics", {"client_clip": 100.0, "row_clip": 100.0, "min_uploaders": 3}),
 ]
@@ -156,28 +156,12 @@ def test_client_permutation_invariance(name, kw):
         assert mb["krum_mlp_chosen"] == perm[ma["krum_mlp_chosen"]]
 
 
-def _dense_round(values, item=0):
-  """A round where client slot c uploads values[c] for `item` and as its MLP."""
-  values = np.asarray(values, np.float32)
-  n, dim = values.shape
-  return Uploads(
-      row_client=jnp.arange(n, dtype=jnp.int32),
-      row_item=jnp.full((n,), item, jnp.int32),
-      row_grad=jnp.asarray(values),
-      row_mask=jnp.ones((n,), bool),
-      mlp={"w": jnp.asarray(values)},
-      client_weight=jnp.ones((n,), jnp.float32),
-      client_mask=jnp.ones((n,), bool),
-      client_malicious=jnp.zeros((n,), bool),
-  )
-
-
 def test_krum_ties_pick_lowest_slot():
   # 1-D uploads -1, -1, 1, 1 with f = 0 (k = n - f - 2 = 2 nearest others): every upload
   # has score 0 + 4 = 4, so the lowest slot wins. Relabelled as 1, -1, -1, 1 -> slot 0 (1).
   apply = jax.jit(agg_lib.krum(3, num_byzantine=0, convention="mean").apply)
   for values, want in (([-1, -1, 1, 1], -1.0), ([1, -1, -1, 1], 1.0)):
-    u = _dense_round(np.asarray(values)[:, None])
+    u = dense_round(np.asarray(values)[:, None])
     aggregate, _, metrics = apply(u, ())
     assert float(aggregate.item_grad[0, 0]) == want
     assert int(metrics["krum_mlp_chosen"]) == 0
@@ -188,7 +172,7 @@ def test_krum_identical_uploads_and_outlier():
   # Three identical honest uploads and one attacker: Krum returns the honest value, and
   # for "sum" scales it by n = 4.
   values = [[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [50.0, -50.0]]
-  u = _dense_round(values)._replace(client_malicious=jnp.asarray([False] * 3 + [True]))
+  u = dense_round(values)._replace(client_malicious=jnp.asarray([False] * 3 + [True]))
   aggregate, _, metrics = jax.jit(agg_lib.krum(2, num_byzantine=1).apply)(u, ())
   np.testing.assert_allclose(np.asarray(aggregate.item_grad[0]), [4.0, 8.0])
   assert int(metrics["krum_mlp_chosen"]) == 0
@@ -197,7 +181,7 @@ def test_krum_identical_uploads_and_outlier():
 
 
 def test_median_even_count_and_ties():
-  u = _dense_round([[1.0], [1.0], [4.0], [10.0]])
+  u = dense_round([[1.0], [1.0], [4.0], [10.0]])
   aggregate, _, _ = jax.jit(agg_lib.median(1, convention="mean").apply)(u, ())
   assert float(aggregate.item_grad[0, 0]) == 2.5  # (1 + 4) / 2
   aggregate, _, _ = jax.jit(agg_lib.trimmed_mean(1, num_trim=1, convention="sum").apply)(u, ())

@@ -82,3 +82,19 @@ def permute_clients(uploads, seed):
       client_mask=jnp.asarray(np.asarray(uploads.client_mask)[inv]),
       client_malicious=jnp.asarray(np.asarray(uploads.client_malicious)[inv]),
   ), perm
+
+
+def dense_round(values, item=0):
+  """A round where client slot c uploads values[c] for `item` and as its MLP."""
+  values = np.asarray(values, np.float32)
+  n, dim = values.shape
+  return Uploads(
+      row_client=jnp.arange(n, dtype=jnp.int32),
+      row_item=jnp.full((n,), item, jnp.int32),
+      row_grad=jnp.asarray(values),
+      row_mask=jnp.ones((n,), bool),
+      mlp={"w": jnp.asarray(values)},
+      client_weight=jnp.ones((n,), jnp.float32),
+      client_mask=jnp.ones((n,), bool),
+      client_malicious=jnp.zeros((n,), bool),
+  )

@@ -29,14 +29,17 @@ def _clients(dataset, num=10):
   return jnp.asarray(window), jnp.asarray(mask)
 
 
-@pytest.mark.parametrize("encoder,dropout,blocks", [("sasrec", 0.0, 1), ("gru4rec", 0.2, 1)])
-def test_vmapped_client_updates_equal_the_dense_per_client_loop(tiny_dataset, encoder, dropout,
-                                                                 blocks):
-  # Every client term on, two negatives per position (duplicates get merged). One
-  # SASRec block keeps the compile short; blocks are identical (causality: test_models).
-  cfg = replace_objective(tiny_config("cl_temporal", encoder), num_negatives=2)
+@pytest.mark.parametrize("encoder,method,dropout,loss", [
+    ("sasrec", "cl_temporal", 0.0, "bce"), ("gru4rec", "fedseq", 0.2, "full_softmax")])
+def test_vmapped_client_updates_equal_the_dense_per_client_loop(tiny_dataset, encoder, method,
+                                                                 dropout, loss):
+  # Two negatives per position (duplicates get merged). SASRec with every client term
+  # on (the terms are encoder-agnostic) and one block (blocks are identical; causality
+  # is in test_models); GRU4Rec with dropout on (per-client keys under vmap) and the
+  # full softmax (every row touched).
+  cfg = replace_objective(tiny_config(method, encoder), num_negatives=2, loss=loss)
   cfg = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, dropout=dropout,
-                                                             num_blocks=blocks))
+                                                             num_blocks=1))
   enc = make_encoder(cfg.encoder)
   public = init_public(jax.random.key(0), cfg.encoder, tiny_dataset.num_items)
   window, mask = _clients(tiny_dataset)
@@ -44,7 +47,8 @@ def test_vmapped_client_updates_equal_the_dense_per_client_loop(tiny_dataset, en
   update = jax.jit(jax.vmap(make_client_update(cfg.objective, enc), in_axes=(None, 0, 0)),
                    compiler_options=FAST_COMPILE)
   u, up, terms = update(public, SeqClientData(window, mask), keys)
-  assert set(terms) == {"rec", "seq_cl", "user_cl", "item_cl", "temporal"}
+  assert set(terms) == ({"rec", "seq_cl", "user_cl", "item_cl", "temporal"}
+                        if method == "cl_temporal" else {"rec"})
   # Padding holds item 0; filling it with another id must change nothing at all.
   u_b, up_b, _ = update(public, SeqClientData(jnp.where(mask, window, 7), mask), keys)
   np.testing.assert_array_equal(np.asarray(up_b.row_grad), np.asarray(up.row_grad))
@@ -54,7 +58,8 @@ def test_vmapped_client_updates_equal_the_dense_per_client_loop(tiny_dataset, en
   n = tiny_dataset.num_items
   for c in range(window.shape[0]):  # the oracle loops over clients
     g_items, g_enc, u_ref, neg, neg_mask = dense(public, window[c], mask[c], keys[c])
-    touched = reference.touched_items(window[c], mask[c], neg, neg_mask)
+    touched = (np.arange(n) if loss == "full_softmax"
+               else reference.touched_items(window[c], mask[c], neg, neg_mask))
     rows = np.asarray(up.row_item[c])[np.asarray(up.row_mask[c])]
     assert len(set(rows.tolist())) == len(rows) and sorted(rows.tolist()) == touched.tolist()
     order = np.argsort(rows)
@@ -62,6 +67,8 @@ def test_vmapped_client_updates_equal_the_dense_per_client_loop(tiny_dataset, en
                                np.asarray(g_items)[touched], **TOL)
     # Rows the client never touched, padding's item 0 included, get exactly nothing.
     assert np.all(np.asarray(g_items)[np.setdiff1d(np.arange(n), touched)] == 0)
+    if not np.asarray(mask[c]).any():  # an empty slot uploads zeros
+      assert not np.asarray(up.row_grad[c]).any()
     jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a[c]), np.asarray(b), **TOL),
                  up.mlp, g_enc)
     np.testing.assert_allclose(np.asarray(u[c]), np.asarray(u_ref), **TOL)

@@ -68,3 +68,13 @@ def test_synthetic_is_deterministic_and_sequential():
   pairs = pd.Series(list(zip(a.item.to_numpy()[:-1][same_user], a.item.to_numpy()[1:][same_user])))
   top = pairs.value_counts()
   assert top.iloc[:3 * cfg.num_items].sum() / len(pairs) > 0.4
+
+
+def test_amazon_csv_is_split_by_time(tmp_path):
+  rows = ["u1,a,5,30", "u1,b,4,10", "u1,c,3,20", "u1,d,5,40", "u2,a,5,1", "u2,b,5,2"]
+  (tmp_path / "ratings.csv").write_text("\n".join(rows) + "\n")
+  ds = seq_data.load_seq_dataset("amazon-csv", tmp_path)
+  assert ds.num_users == 1  # u2 has only two interactions
+  # u1 in time order: b (10), c (20), a (30), d (40); ids by first appearance: a0 b1 c2 d3.
+  assert ds.train.row(0).tolist() == [1, 2] and ds.valid.row(0).tolist() == [0]
+  assert ds.test.row(0).tolist() == [3]
