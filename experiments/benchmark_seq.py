@@ -26,7 +26,6 @@ from fedjax_rec.data.loaders import default_data_dir
 from fedjax_rec.models.encoders import EncoderConfig, init_public, lookup, make_encoder
 from fedjax_rec.sequential.config import SeqConfig, method_config
 from fedjax_rec.sequential.data import SeqDataset, load_seq_dataset, train_windows
-from fedjax_rec.sequential.objective import rec_loss
 from fedjax_rec.sequential.simulation import SeqSimulator
 
 

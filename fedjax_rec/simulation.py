@@ -196,8 +196,14 @@ class Simulator:
     return self.round_step(server, clients, attackers, self.device_data, slots,
                            self.attack_slots(np.asarray(attackers_in_round, np.int64)),
                            key_data, lengths=plan.lengths,
-                           pos_lengths=tuple(self.client_data.positive_capacity(l)
-                                             for l in plan.lengths)), plan
+                           pos_lengths=self._pos_lengths(plan.lengths)), plan
+
+  def _pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-class bound on positives (cached: it scans every client's rows)."""
+    key = (id(self.client_data), lengths)
+    if key not in self._eval_cache:
+      self._eval_cache[key] = tuple(self.client_data.positive_capacity(l) for l in lengths)
+    return self._eval_cache[key]
 
   def run_epoch(self, state: SimState) -> tuple[SimState, dict[str, float]]:
     """One global epoch: every client once, then the method's server steps."""

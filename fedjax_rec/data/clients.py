@@ -15,6 +15,7 @@ round is cut into a few length classes with a fixed number of slots each, a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -49,24 +50,22 @@ class ClientData:
     """[num_users] distinct rows per user: the padded length."""
     return np.diff(self.indptr)
 
-  @property
+  @functools.cached_property
   def num_positives(self) -> np.ndarray:
     """[num_users] positive rows (they come first in each user's rows)."""
-    sums = np.zeros(self.num_users + 1)
-    np.add.at(sums, np.repeat(np.arange(self.num_users), self.num_rows), self.label)
-    return sums[:-1].astype(np.int64)
+    users = np.repeat(np.arange(self.num_users), self.num_rows)
+    return np.bincount(users, weights=self.label, minlength=self.num_users).astype(np.int64)
 
   def positive_capacity(self, length: int) -> int:
     """The most positives of any user whose rows fit `length`: a safe prefix size."""
     fits = self.num_rows <= length
     return int(max(1, min(length, self.num_positives[fits].max(initial=1))))
 
-  @property
+  @functools.cached_property
   def num_samples(self) -> np.ndarray:
     """[num_users] samples (positives + negatives, duplicates counted)."""
-    sums = np.zeros(self.num_users + 1)
-    np.add.at(sums, np.repeat(np.arange(self.num_users), self.num_rows), self.weight)
-    return sums[:-1]
+    users = np.repeat(np.arange(self.num_users), self.num_rows)
+    return np.bincount(users, weights=self.weight, minlength=self.num_users)
 
 
 def build_client_data(positives: UserItems, negatives: UserItems, num_items: int) -> ClientData:
