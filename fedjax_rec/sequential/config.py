@@ -69,7 +69,11 @@ class SeqConfig:
       raise ValueError(f"attack {self.attack!r} needs at least one target item")
 
 
-# Term weights of the presets (each a flag of its own in experiments/train.py).
+# Term weights of the presets (each a flag of its own in experiments/train.py). 0.1 is
+# CL4SRec's usual weight. Measured on ML-100K (SASRec, 20 epochs, seed 0; fedseq HR@10
+# 0.118): each term alone at 0.1 lowers HR@10 (seq 0.090, user 0.112, item 0.103,
+# temporal 0.093), all four at 0.01 give 0.094, at 0.001 0.115. The views also raise
+# A-hum's ER@5 (they spread the item table), which is what the server defense is for.
 CL_WEIGHTS = dict(seq_weight=0.1, user_weight=0.1, item_weight=0.1)
 TEMPORAL_WEIGHT = 0.1
 
