@@ -20,7 +20,7 @@ from fedjax_rec.server import ServerState
 from fedjax_rec.types import Array, ClientStates, PyTree, Uploads
 
 
-def _per_client_keys(key: Array, ids: Array) -> Array:
+def per_client_keys(key: Array, ids: Array) -> Array:
   """One key per client, from its id: independent of slots, order and padding."""
   return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.maximum(ids, 0))
 
@@ -30,7 +30,7 @@ def _attack_phase(attack: Attack, public, ctx, attackers: PyTree, slots: Array, 
   real = slots >= 0
   num_attackers = jax.tree.leaves(attackers)[0].shape[0]
   state = jax.tree.map(lambda x: x[jnp.where(real, slots, 0)], attackers)
-  keys = _per_client_keys(key, slots)
+  keys = per_client_keys(key, slots)
   new_state, up = jax.vmap(attack.update, in_axes=(None, None, 0, 0))(public, ctx, state, keys)
   scatter_idx = jnp.where(real, slots, num_attackers)
   attackers = jax.tree.map(lambda s, x: s.at[scatter_idx].set(x, mode="drop"),
@@ -64,7 +64,7 @@ def make_client_phase(config: SimConfig, method: Method, num_users: int, mesh=No
       cap = slot_user.shape[0]
       u = clients.user_emb[gather_idx]
       opt = jax.tree.map(lambda x: x[gather_idx], clients.opt_state)
-      keys = _per_client_keys(key, slot_user)
+      keys = per_client_keys(key, slot_user)
       new_u, new_opt, up = vmapped(public, ctx, u, opt, data, keys)
       clients = ClientStates(
           clients.user_emb.at[scatter_idx].set(new_u, mode="drop"),

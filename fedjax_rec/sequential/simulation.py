@@ -30,7 +30,8 @@ from fedjax_rec.sequential.attacks import make_seq_attack
 from fedjax_rec.sequential.client import SeqClientData, make_client_update
 from fedjax_rec.sequential.config import SeqConfig
 from fedjax_rec.server import ServerState
-from fedjax_rec.rounds import _attack_phase, _part, make_server_phase, uploads_from_parts
+from fedjax_rec.rounds import (_attack_phase, _part, make_server_phase, per_client_keys,
+                               uploads_from_parts)
 from fedjax_rec.types import Array, PyTree
 
 
@@ -63,12 +64,6 @@ def encode_items(encoder, max_len: int, public, ids: Array) -> Array:
   return last_hidden(encoder.apply(public.mlp, x, mask, None))
 
 
-def client_keys(key: Array, slot_users: Array) -> Array:
-  """One key per slot, folded from the client's id (empty slots: id 0), so a client's
-  randomness does not depend on which slot of which round it lands in."""
-  return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.maximum(slot_users, 0))
-
-
 def make_round_step(config: SeqConfig, aggregator, num_users: int, attack=None,
                     targets: np.ndarray | None = None):
   """Builds `round_step(server, clients, attackers, windows, slot_users, attack_slots, key)`.
@@ -98,7 +93,7 @@ def make_round_step(config: SeqConfig, aggregator, num_users: int, attack=None,
     real = slot_users >= 0
     idx = jnp.where(real, slot_users, 0)
     data = SeqClientData(windows.window[idx], windows.mask[idx] & real[:, None])
-    keys = client_keys(key_clients, slot_users)
+    keys = per_client_keys(key_clients, slot_users)
     u, up, client_m = vmapped(server.params, data, keys)
     clients = clients.at[jnp.where(real, slot_users, num_users)].set(u, mode="drop")
     parts = [_part(0, up.row_item, up.row_grad, up.row_mask, up.mlp, up.weight, real,
