@@ -14,6 +14,7 @@ class Experiment(NamedTuple):
   dataset: str = "ml-1m"
   malicious_share: float = 0.001
   x_axis: str = ""
+  spectra: bool = False  # also plot the singular values of the final V (Figure 4b)
 
 
 def _kw(**kw):
@@ -64,7 +65,7 @@ EXPERIMENTS = {
         metrics=("er@5", "recall@20")),
     "figure4": Experiment("figure4", "Figure 4a: ER@5 under A-hum vs alpha of L_uni (ML-1M)", [
         (f"alpha={a}", {"method": "poc", "method_kwargs": _kw(alpha=a), "attack": "a_hum"}, {})
-        for a in (0.0, 0.5, 1.0, 2.0, 5.0)], metrics=("er@5", "recall@20")),
+        for a in (0.0, 0.5, 1.0, 2.0, 5.0)], metrics=("er@5", "recall@20"), spectra=True),
     "figure5": Experiment("figure5", "Figure 5: ER@5 of CL4FedRec under A-hum and PSMU", [
         (f"{atk} / {d}", {"method": "cl4fedrec", "attack": atk,
                           **({} if d == "none" else {"aggregator": d})}, {})
@@ -76,6 +77,8 @@ EXPERIMENTS = {
             (d, {"attack": "a_hum", "epochs": 12,
                  **({} if d == "none" else {"aggregator": d})}, {})
             for d in ("none", "norm_bound", "median", "hics")] + [
+            ("norm_bound c=0.1", {"attack": "a_hum", "epochs": 12, "aggregator": "norm_bound",
+                                  "aggregator_kwargs": _kw(clip_norm=0.1)}, {})] + [
             ("no attack", {"epochs": 12}, {})],
         metrics=("er@5", "recall@20"), preset="ahum-reference", dataset="ml-1m-presplit"),
 }

@@ -13,22 +13,30 @@ std over seeds) and written as CSV and Markdown; figures also as PNG.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from absl import app
 from absl import flags
 
+from experiments import reproduce_fortress
 from experiments.repro_specs import EXPERIMENTS, Experiment
 from fedjax_rec import io, plots
 from fedjax_rec.attacks import select_targets
 from fedjax_rec.data.loaders import load_dataset, popularity_all
 from fedjax_rec.presets import get_preset
+from fedjax_rec.geometry import singular_values
 from fedjax_rec.runner import EvalConfig, run
-from fedjax_rec.simulation import default_num_malicious
+from fedjax_rec.simulation import Simulator, default_num_malicious
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum("paper", "cl4fedrec", ["cl4fedrec", "fortress"],
+                  "Paper to reproduce; fortress: its main table (experiments.reproduce_fortress).")
 flags.DEFINE_string("table", None, "Table to reproduce: 2, 3, 4 or 5.")
 flags.DEFINE_string("figure", None, "Figure to reproduce: 2, 4, 5, 6 or efficacy.")
 flags.DEFINE_integer("seeds", 3, "Seeds per configuration.")
@@ -52,29 +60,71 @@ def _config(exp: Experiment, overrides: dict, dataset, seed: int):
   return cfg
 
 
-def run_experiment(exp: Experiment, workdir: Path, seeds: int) -> pd.DataFrame:
-  """Runs (or resumes) every configuration and seed; returns per-epoch rows."""
-  frames = []
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, seed: int):
+  return load_dataset(name, FLAGS.data_dir, seed=seed,
+                      valid_frac=0.0 if name.endswith("presplit") else 0.1)
+
+
+class Run(NamedTuple):
+  label: str
+  seed: int
+  config: Any
+  workdir: Path
+
+
+def run_experiment(exp: Experiment, workdir: Path, seeds: int) -> tuple[pd.DataFrame, list]:
+  """Runs (or resumes) every configuration and seed; returns per-epoch rows and the runs."""
+  frames, runs = [], []
   total = len(exp.rows) * seeds
-  done = 0
   for label, overrides, _ in exp.rows:
     for seed in range(seeds):
-      dataset = load_dataset(exp.dataset, FLAGS.data_dir, seed=seed,
-                             valid_frac=0.0 if exp.dataset.endswith("presplit") else 0.1)
+      dataset = _dataset(exp.dataset, seed)
       cfg = _config(exp, overrides, dataset, seed)
-      wd = workdir / exp.name / _slug(label) / f"seed{seed}"
+      wd = run_dir(workdir, exp, cfg)
+      prefix = f"[{len(runs) + 1}/{total}] {exp.name}: {label} seed {seed}"
       run(cfg, dataset, workdir=wd, eval_config=EvalConfig(every=FLAGS.eval_every),
-          log=lambda line: None)
-      done += 1
-      print(f"[{done}/{total}] {exp.name}: {label} seed {seed}", flush=True)
+          log=lambda line, prefix=prefix: print(f"{prefix} | {line}", flush=True))
       rows = pd.DataFrame(io.read_jsonl(wd / "metrics.jsonl"))
       rows["label"], rows["seed"] = label, seed
       frames.append(rows)
-  return pd.concat(frames, ignore_index=True)
+      runs.append(Run(label, seed, cfg, wd))
+  return pd.concat(frames, ignore_index=True), runs
 
 
-def _slug(label: str) -> str:
-  return "".join(c if c.isalnum() else "_" for c in label).strip("_").lower()
+def spectra(exp: Experiment, runs: list) -> pd.DataFrame:
+  """Figure 4b: the sorted singular values of each run's final item table `V`."""
+  out = []
+  for r in runs:
+    sim = Simulator(r.config, _dataset(exp.dataset, r.seed))
+    state = io.load_checkpoint(r.workdir / "checkpoint.msgpack", sim.init())
+    values = np.asarray(singular_values(state.server.params.item_emb, normalize=True))
+    out += [{"label": r.label, "seed": r.seed, "index": i, "singular_value": float(v)}
+            for i, v in enumerate(values)]
+  return pd.DataFrame(out)
+
+
+def spectra_figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
+  fig, (ax,) = plots.new_figure()
+  mean = frame.groupby(["label", "index"]).singular_value.mean().reset_index()
+  for label, _, _ in exp.rows:
+    sub = mean[mean.label == label]
+    ax.plot(sub["index"], sub.singular_value, marker=".", label=label)
+  ax.set_xlabel("index")
+  ax.set_ylabel("singular value / largest")
+  ax.set_title(exp.title.replace("4a", "4b").split(":")[0] + ": spectrum of V", fontsize=9)
+  ax.legend(fontsize=7)
+  plots.save_figure(fig, out)
+
+
+def run_dir(workdir: Path, exp: Experiment, cfg) -> Path:
+  """One directory per distinct (dataset, configuration, evaluation): tables share runs.
+
+  Table 3's CL4FedRec row and Table 2's, say, are the same run and train once.
+  """
+  key = json.dumps([exp.dataset, FLAGS.eval_every, repr(cfg)])
+  digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+  return workdir / "runs" / f"{exp.dataset}-{cfg.method}-s{cfg.seed}-{digest}"
 
 
 def table(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
@@ -93,7 +143,7 @@ def table(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
-  fig, ax = plots.new_figure()
+  fig, (ax,) = plots.new_figure()
   metric = f"test/{exp.metrics[0]}"
   if exp.x_axis:  # a sweep over one hyper-parameter: final metric vs value
     last = frame.sort_values("epoch").groupby(["label", "seed"]).tail(1)
@@ -115,6 +165,8 @@ def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
 
 def main(argv):
   del argv
+  if FLAGS.paper == "fortress":
+    return reproduce_fortress.main()
   names = ([f"table{FLAGS.table}"] if FLAGS.table else []) + (
       [f"figure{FLAGS.figure}"] if FLAGS.figure else [])
   if not names:
@@ -124,7 +176,7 @@ def main(argv):
     if name not in EXPERIMENTS:
       raise app.UsageError(f"unknown {name}; known: {', '.join(sorted(EXPERIMENTS))}")
     exp = EXPERIMENTS[name]
-    frame = run_experiment(exp, workdir, FLAGS.seeds)
+    frame, runs = run_experiment(exp, workdir, FLAGS.seeds)
     tab = table(exp, frame)
     md = f"### {exp.title}\n\n{plots.markdown_table(tab)}\n"
     print(md)
@@ -133,6 +185,11 @@ def main(argv):
     if name.startswith("figure"):
       figure(exp, frame, workdir / f"{name}.png")
       print(f"wrote {workdir / (name + '.png')}")
+    if exp.spectra:
+      spec = spectra(exp, runs)
+      io.atomic_write_text(workdir / f"{name}b.csv", spec.to_csv(index=False))
+      spectra_figure(exp, spec, workdir / f"{name}b.png")
+      print(f"wrote {workdir / (name + 'b.png')}")
 
 
 if __name__ == "__main__":
