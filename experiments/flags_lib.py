@@ -1,7 +1,9 @@
 """Shared absl flags and their translation into typed configs.
 
 Flags live only here and in the binaries; the library receives dataclasses.
-A `--preset` supplies defaults; any flag given explicitly overrides it.
+A `--preset` supplies defaults; any flag given explicitly overrides it. `--method`
+and `--attack` accept the names of both tasks (`--task`); `method_from_flags` and
+`attack_fields_from_flags` say which are valid for the chosen task.
 """
 
 from __future__ import annotations
@@ -17,10 +19,35 @@ from fedjax_rec.data.loaders import DATASETS
 from fedjax_rec.models.ncf import NCFConfig
 from fedjax_rec.presets import PRESETS, get_preset
 from fedjax_rec.runner import EvalConfig
+from fedjax_rec.sequential.attacks import SEQ_ATTACKS
+from fedjax_rec.sequential.config import METHODS as SEQ_METHODS
 from fedjax_rec.server import ServerConfig
 from fedjax_rec.simulation import SimConfig
 
 FLAGS = flags.FLAGS
+
+# The names each task accepts; the flags take their union.
+TASK_METHODS = {"core": ("original", "cl4fedrec", "rcl4fedrec", "simgcl", "union", "poc"),
+                "sequential": SEQ_METHODS}
+DEFAULT_METHOD = {"core": "original", "sequential": "fedseq"}
+TASK_ATTACKS = {"core": ("none", "a_hum", "a_ra", "psmu"), "sequential": ("none",) + SEQ_ATTACKS}
+# Flags that only the core task reads (with --task=sequential they would be ignored).
+CORE_ONLY_FLAGS = ("preset", "hidden", "user_optimizer", "user_lr", "local_epochs",
+                   "local_batch_size", "local_lr", "resample_negatives", "round_assignment",
+                   "max_buckets", "lambda1", "lambda2", "tau", "eta", "num_synthetic_users",
+                   "synthetic_items", "alpha", "valid_frac")
+
+
+def _union(names_by_task: dict) -> list[str]:
+  return list(dict.fromkeys(n for names in names_by_task.values() for n in names))
+
+
+def _per_task(names_by_task: dict) -> str:
+  return "; ".join(f"--task={t}: {', '.join(n)}" for t, n in names_by_task.items())
+
+
+flags.DEFINE_enum("task", "core", list(TASK_METHODS), "core: CL4FedRec-style NCF; "
+                  "sequential: FORTRESS and its baselines (SASRec / GRU4Rec).")
 
 flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Dataset to train on.")
 flags.DEFINE_string("data_dir", None, "Directory of the dataset's raw files (default: "
@@ -46,9 +73,8 @@ flags.DEFINE_enum("round_assignment", None, ["stratified", "uniform"],
                   "How clients are dealt into rounds (README: Layout).")
 flags.DEFINE_integer("max_buckets", None, "Most length buckets per round.")
 flags.DEFINE_enum("aggregator", "fedavg", list(AGGREGATORS), "Server aggregation rule.")
-flags.DEFINE_enum("method", "original",
-                  ["original", "cl4fedrec", "rcl4fedrec", "simgcl", "union", "poc"],
-                  "Training method.")
+flags.DEFINE_enum("method", None, _union(TASK_METHODS), "Training method ("
+                  f"{_per_task(TASK_METHODS)}; default: the first of each).")
 flags.DEFINE_float("lambda1", None, "CL4FedRec: weight of the user contrastive term (>= 0).")
 flags.DEFINE_float("lambda2", None, "CL4FedRec/SimGCL: weight of the item term (>= 0).")
 flags.DEFINE_float("tau", None, "Contrastive temperature (> 0).")
@@ -56,7 +82,8 @@ flags.DEFINE_float("eta", None, "Noise magnitude of the views (>= 0).")
 flags.DEFINE_integer("num_synthetic_users", None, "CL4FedRec: |U_syn| (> 0 with user CL).")
 flags.DEFINE_integer("synthetic_items", None, "CL4FedRec: items N per synthetic user.")
 flags.DEFINE_float("alpha", None, "Proof of concept: strength of L_uni.")
-flags.DEFINE_enum("attack", "none", ["none", "a_hum", "a_ra", "psmu"], "Poisoning attack.")
+flags.DEFINE_enum("attack", "none", _union(TASK_ATTACKS), "Poisoning attack ("
+                  f"{_per_task(TASK_ATTACKS)}).")
 flags.DEFINE_float("malicious_share", 0.001, "Attackers as a share of benign users "
                    "(count = int(share * N), the public A-hum code's rule).")
 flags.DEFINE_integer("num_malicious", None, "Attacker count (overrides --malicious_share).")
@@ -91,6 +118,25 @@ class UsageError(ValueError):
   """A flag value the library rejects; printed as one line."""
 
 
+def method_from_flags() -> str:
+  """`--method`, or `--task`'s default; a method of the other task is a UsageError."""
+  task = FLAGS.task
+  method = FLAGS.method if FLAGS.method is not None else DEFAULT_METHOD[task]
+  if method not in TASK_METHODS[task]:
+    owner = next(t for t, names in TASK_METHODS.items() if method in names)
+    raise UsageError(f"--method={method} needs --task={owner}; with --task={task} use one of "
+                     f"{', '.join(TASK_METHODS[task])}")
+  return method
+
+
+def check_task_only_flags(task_only: dict[str, tuple[str, ...]]) -> None:
+  """Rejects a flag given explicitly that only another task reads."""
+  for task, names in task_only.items():
+    for name in names:
+      if task != FLAGS.task and FLAGS[name].present:
+        raise UsageError(f"--{name} applies only to --task={task}")
+
+
 def _overrides(mapping, config_obj):
   repl = {}
   for flag, field in mapping.items():
@@ -115,7 +161,7 @@ def sim_config_from_flags(**extra) -> SimConfig:
     server = _overrides(_SERVER_FIELDS, base.server)
     top = {f: FLAGS[f].value for f in _SIM_FIELDS if FLAGS[f].value is not None}
     return dataclasses.replace(base, model=model, local=local, server=server,
-                               aggregator=FLAGS.aggregator, method=FLAGS.method,
+                               aggregator=FLAGS.aggregator, method=method_from_flags(),
                                method_kwargs=method_kwargs_from_flags(),
                                aggregator_kwargs=aggregator_kwargs_from_flags(),
                                seed=FLAGS.seed, **top, **extra)
@@ -133,7 +179,7 @@ _METHOD_FLAGS = {
 def method_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
   """The method flags the chosen method takes, validated by its builder."""
   from fedjax_rec.methods import make_method  # pylint: disable=import-outside-toplevel
-  name = FLAGS.method
+  name = method_from_flags()
   out = {}
   for flag in sorted({f for fs in _METHOD_FLAGS.values() for f in fs}):
     if FLAGS[flag].value is None:
@@ -173,6 +219,9 @@ def attack_fields_from_flags(dataset) -> dict:
   from fedjax_rec.attacks import select_targets  # pylint: disable=import-outside-toplevel
   from fedjax_rec.data.loaders import popularity_all  # pylint: disable=import-outside-toplevel
   from fedjax_rec.simulation import default_num_malicious  # pylint: disable=import-outside-toplevel
+  if FLAGS.attack not in TASK_ATTACKS[FLAGS.task]:
+    raise UsageError(f"--attack={FLAGS.attack} has no --task={FLAGS.task} version; use one of "
+                     f"{', '.join(TASK_ATTACKS[FLAGS.task])}")
   try:
     targets = select_targets(popularity_all(dataset), FLAGS.target, seed=FLAGS.seed)
     if FLAGS.num_malicious is not None:

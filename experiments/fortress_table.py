@@ -1,20 +1,25 @@
-"""The FORTRESS main table: methods x attack, HR@10 / NDCG@10 / ER@5 (library-callable).
+"""The FORTRESS main table: methods x attacks x seeds, HR@10 / NDCG@10 / ER@5.
 
-`run_fortress_table(workdir)` trains every configuration with `runner.run` in
-`<workdir>/<dataset>/<encoder>-<method>-<attack>/`, skips the finished ones (their
-`summary.json` is read back), and writes `<workdir>/fortress_table.md` and
-`fortress_table.csv` atomically after every configuration, so an interrupted table
-resumes where it stopped. Rows: plain federated SASRec and GRU4Rec, CL only,
-CL + temporal, full FORTRESS (SASRec), each without attack and under A-hum (the same
-target items in both, so the clean runs give the baseline ER@5). "CL + temporal" and
-"FORTRESS" differ only by the server-side defense: their A-hum rows are the defense
-effect. ML-1M has no timestamps here and is reported as unavailable.
+`run_fortress_table(workdir)` trains every (dataset, seed, method, attack) with
+`runner.run` in its own directory,
+`<workdir>/<dataset>/<encoder>-<method>-<attack>-s<seed>-<digest>` (the digest hashes
+the run's whole configuration), so an interrupted table resumes where it stopped:
+finished runs are read back, a cut run resumes from its last checkpoint, and a run
+with other settings gets another directory. After every run it rewrites
+`<workdir>/fortress_table.md` (mean ± std over the seeds that finished) and
+`fortress_runs.csv` (one line per run) atomically.
+
+Rows: plain federated training (FedSeq), CL only, CL + temporal and full FORTRESS,
+per encoder. Columns: no attack, A-hum and PSMU, all with the same target items, so
+the clean columns give the baseline ER@5. "CL + temporal" and "FORTRESS" differ only
+by the server defense: their attacked columns are the defense off / on.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io as pyio
 import json
 import time
@@ -32,17 +37,17 @@ from fedjax_rec.sequential.config import SeqConfig, method_config
 from fedjax_rec.sequential.data import NoTimestampsError, load_seq_dataset
 from fedjax_rec.sequential.simulation import SeqSimulator
 
-# (label, encoder, method) of the table's rows.
-METHOD_ROWS = (("FedSeq (SASRec)", "sasrec", "fedseq"),
-               ("FedSeq (GRU4Rec)", "gru4rec", "fedseq"),
-               ("CL (SASRec)", "sasrec", "cl"),
-               ("CL + temporal (SASRec)", "sasrec", "cl_temporal"),
-               ("FORTRESS (SASRec)", "sasrec", "fortress"))
-DATASETS = ("ml-100k", "synthetic", "ml-1m")
-ATTACKS = ("none", "a_hum")
+# (label, method) of the table's rows; each is run once per encoder.
+METHODS = (("FedSeq", "fedseq"), ("CL", "cl"), ("CL + temporal", "cl_temporal"),
+           ("FORTRESS", "fortress"))
+ENCODER_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
+DATASETS = ("ml-100k", "ml-1m")
+ATTACKS = ("none", "a_hum", "psmu")
+ATTACK_LABELS = {"none": "no attack", "a_hum": "A-hum", "psmu": "PSMU"}
+METRICS = ("hr@10", "ndcg@10", "er@5")
 EVAL = EvalConfig(every=10, ks=(10,), er_ks=(5,))
-COLUMNS = ("dataset", "method", "encoder", "attack", "hr@10", "ndcg@10", "er@5", "epochs",
-           "train_seconds", "status")
+COLUMNS = ("dataset", "method", "encoder", "attack", "seed", *METRICS, "epochs",
+           "train_seconds", "run_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,74 +56,129 @@ class TableSettings:
     epochs: global epochs of every run (None: `SeqConfig`'s default).
     malicious_share: attackers as a share of the benign users.
     target: target spec (`attacks.targets.select_targets`).
-    seed: root seed of every run.
+    seeds: number of seeds; runs use seeds 0..seeds-1.
+    encoders: encoders of the rows ("sasrec", "gru4rec").
   """
 
   epochs: int | None = None
   malicious_share: float = 0.01
   target: str = "least_popular"
-  seed: int = 0
+  seeds: int = 1
+  encoders: tuple[str, ...] = ("sasrec",)
+
+  def __post_init__(self):
+    if self.seeds < 1 or not 0 <= self.malicious_share < 1:
+      raise ValueError(f"need seeds >= 1 and 0 <= malicious_share < 1, got {self.seeds} "
+                       f"and {self.malicious_share}")
+    unknown = set(self.encoders) - set(ENCODER_LABELS)
+    if unknown or not self.encoders:
+      raise ValueError(f"encoders must be among {', '.join(ENCODER_LABELS)}, got "
+                       f"{', '.join(self.encoders) or 'none'}")
 
 
-def _config(label_method: str, encoder: str, attack: str, dataset, settings: TableSettings):
+def row_label(method_label: str, encoder: str) -> str:
+  return f"{method_label} ({ENCODER_LABELS[encoder]})"
+
+
+def make_config(method: str, encoder: str, attack: str, dataset, seed: int,
+                settings: TableSettings) -> SeqConfig:
+  """The run of one table cell: the method preset with this encoder, attack and seed."""
   base = SeqConfig()
   base = dataclasses.replace(base, encoder=dataclasses.replace(base.encoder, name=encoder))
-  targets = select_targets(popularity_all(dataset), settings.target, seed=settings.seed)
-  over = dict(seed=settings.seed, targets=tuple(int(t) for t in targets), attack=attack,
-              num_malicious=int(settings.malicious_share * dataset.num_users)
+  targets = select_targets(popularity_all(dataset), settings.target, seed=seed)
+  over = dict(seed=seed, targets=tuple(int(t) for t in targets), attack=attack,
+              num_malicious=max(1, int(settings.malicious_share * dataset.num_users))
               if attack != "none" else 0)
   if settings.epochs is not None:
     over["epochs"] = settings.epochs
-  return method_config(label_method, base, **over)
+  return method_config(method, base, **over)
 
 
-def _finished(wd: Path, config: SeqConfig, dataset_name: str) -> dict | None:
-  """The summary of a finished run with this very configuration, else None."""
+def run_dir(root: Path, dataset_name: str, config: SeqConfig) -> Path:
+  """`<root>/<dataset>/<encoder>-<method>-<attack>-s<seed>-<digest of the config>`."""
+  key = json.dumps(config_dict(config, dataset_name, EVAL), sort_keys=True)
+  digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+  return root / dataset_name / (f"{config.encoder.name}-{config.method}-{config.attack}"
+                                f"-s{config.seed}-{digest}")
+
+
+def _run_row(dataset: str, label: str, config: SeqConfig, summary: dict, wd: Path) -> dict:
+  final = summary.get("final", {})
+  row = {"dataset": dataset, "method": label, "encoder": config.encoder.name,
+         "attack": config.attack, "seed": config.seed, "epochs": summary.get("epochs", 0),
+         "train_seconds": _train_seconds(wd), "run_dir": str(wd)}
+  row.update({m: float(final.get(f"test/{m}", float("nan"))) for m in METRICS})
+  return row
+
+
+def _train_seconds(wd: Path) -> float:
   try:
-    same = json.loads((wd / "config.json").read_text()) == config_dict(config, dataset_name,
-                                                                         EVAL)
-    return json.loads((wd / "summary.json").read_text()) if same else None
-  except (OSError, json.JSONDecodeError):
-    return None
+    return float(sum(r.get("train/seconds", 0.0) for r in io.read_jsonl(wd / "metrics.jsonl")))
+  except OSError:
+    return float("nan")
 
 
-def _row(dataset: str, label: str, encoder: str, attack: str, summary: dict | None,
-         status: str = "done") -> dict:
-  final = (summary or {}).get("final", {})
-  get = lambda k: final.get(f"test/{k}", float("nan"))
-  return {"dataset": dataset, "method": label, "encoder": encoder, "attack": attack,
-          "hr@10": get("hr@10"), "ndcg@10": get("ndcg@10"),
-          "er@5": get("er@5"), "epochs": (summary or {}).get("epochs", 0),
-          "train_seconds": float((summary or {}).get("train_seconds", float("nan"))),
-          "status": status}
+def mean_std(values: Sequence[float]) -> str:
+  """"m ± s" over the finite values ("n/a" when none; no "±" for a single value)."""
+  vals = np.asarray([v for v in values if np.isfinite(v)], float)
+  if vals.size == 0:
+    return "n/a"
+  return f"{vals.mean():.4f}" if vals.size == 1 else f"{vals.mean():.4f} ± {vals.std():.4f}"
+
+
+def to_markdown(rows: list[dict], notes: Sequence[str], attacks: Sequence[str] = ATTACKS,
+                reference: dict | None = None) -> str:
+  """The main table (mean ± std over seeds), then the defense-effect view.
+
+  Args:
+    rows: one dict per finished run (`COLUMNS`).
+    notes: lines listed under the title.
+    attacks: the attack columns, in order.
+    reference: `{dataset: {"hr@10": x, "ndcg@10": y}}` of MostPop, shown as a row.
+  """
+  lines = ["# FORTRESS main table", "",
+           "HR@10 / NDCG@10 of the held-out last item (full ranking, history masked); ER@5 "
+           "of the target items among users who never interacted with them (SPEC §4). "
+           "Mean ± std over seeds (population std); a single value is one seed.", ""]
+  lines += [f"- {n}" for n in notes] + [""]
+  header = ["dataset", "method", "seeds"] + [f"{ATTACK_LABELS.get(a, a)} {m.upper()}"
+                                             for a in attacks for m in METRICS]
+  lines += ["| " + " | ".join(header) + " |",
+            "|---|---|---:|" + "---:|" * (len(header) - 3)]
+  cells: dict[tuple, list[dict]] = {}
+  for r in rows:
+    cells.setdefault((r["dataset"], r["method"], r["attack"]), []).append(r)
+  datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+  for ds in datasets:
+    if reference and ds in reference:
+      ref = reference[ds]
+      vals = [_fmt(ref.get(m, float("nan"))) if a == "none" and m != "er@5" else ""
+              for a in attacks for m in METRICS]
+      lines.append("| " + " | ".join([ds, "MostPop", "-"] + vals) + " |")
+    for method in dict.fromkeys(r["method"] for r in rows if r["dataset"] == ds):
+      runs = [cells.get((ds, method, a), []) for a in attacks]
+      seeds = max(len(c) for c in runs)
+      vals = [mean_std([r[m] for r in c]) for c in runs for m in METRICS]
+      lines.append("| " + " | ".join([ds, method, str(seeds)] + vals) + " |")
+  attacked = [a for a in attacks if a != "none"]
+  if attacked:
+    lines += ["", "## Server defense under attack (CL + temporal = off, FORTRESS = on)", "",
+              "| dataset | encoder | attack | defense | ER@5 | HR@10 |",
+              "|---|---|---|---|---:|---:|"]
+    for ds in datasets:
+      for encoder in dict.fromkeys(r["encoder"] for r in rows if r["dataset"] == ds):
+        for a in attacked:
+          for name, defense in (("CL + temporal", "off"), ("FORTRESS", "on")):
+            c = cells.get((ds, row_label(name, encoder), a), [])
+            if c:
+              lines.append(f"| {ds} | {ENCODER_LABELS[encoder]} | {ATTACK_LABELS.get(a, a)} | "
+                           f"{defense} | {mean_std([r['er@5'] for r in c])} | "
+                           f"{mean_std([r['hr@10'] for r in c])} |")
+  return "\n".join(lines) + "\n"
 
 
 def _fmt(x) -> str:
-  return "n/a" if isinstance(x, float) and np.isnan(x) else (
-      f"{x:.4f}" if isinstance(x, float) else str(x))
-
-
-def to_markdown(rows: list[dict], notes: Sequence[str]) -> str:
-  """The main table, then the defense-effect view (ER@5 under A-hum, HR@10 beside)."""
-  lines = ["# FORTRESS main table", "",
-           "HR@10 / NDCG@10 of the held-out next item (full ranking, history masked); "
-           "ER@5 of the target items among users who never interacted with them "
-           "(SPEC §4). Written by `experiments.fortress_table`.", ""]
-  lines += [f"- {n}" for n in notes] + [""]
-  lines += ["| dataset | method | attack | HR@10 | NDCG@10 | ER@5 | epochs | train s |",
-            "|---|---|---|---:|---:|---:|---:|---:|"]
-  for r in rows:
-    lines.append(f"| {r['dataset']} | {r['method']} | {r['attack']} | {_fmt(r['hr@10'])} | "
-                 f"{_fmt(r['ndcg@10'])} | {_fmt(r['er@5'])} | {r['epochs']} | "
-                 f"{_fmt(r['train_seconds'])} |")
-  lines += ["", "## Defense effect under A-hum", "",
-            "| dataset | server defense | ER@5 | HR@10 |", "|---|---|---:|---:|"]
-  for r in rows:
-    if r["attack"] == "a_hum" and r["method"] in ("CL + temporal (SASRec)",
-                                                  "FORTRESS (SASRec)"):
-      defended = "on (FORTRESS)" if r["method"].startswith("FORTRESS") else "off (CL + temporal)"
-      lines.append(f"| {r['dataset']} | {defended} | {_fmt(r['er@5'])} | {_fmt(r['hr@10'])} |")
-  return "\n".join(lines) + "\n"
+  return "n/a" if not np.isfinite(x) else f"{x:.4f}"
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -132,28 +192,31 @@ def to_csv(rows: list[dict]) -> str:
 def run_fortress_table(workdir: str | Path, *, datasets: Sequence[str] = DATASETS,
                        data_root: str | Path | None = None,
                        settings: TableSettings = TableSettings(),
-                       method_rows=METHOD_ROWS, attacks: Sequence[str] = ATTACKS,
+                       attacks: Sequence[str] = ATTACKS, methods=METHODS,
                        log: Callable[[str], None] = print) -> list[dict]:
-  """Runs (or resumes) the table; returns its rows and writes `.md` and `.csv`.
+  """Runs (or resumes) the table; returns one row per run and writes `.md` and `.csv`.
+
+  Seeds are the outer loop, so a table cut short holds whole seeds.
 
   Args:
-    workdir: root of every run's workdir and of the table files.
-    datasets: sequential dataset names ("ml-1m" is reported as unavailable here).
+    workdir: root of every run's directory and of the table files.
+    datasets: sequential dataset names; one whose data is missing or has no
+      timestamps is listed as unavailable in the table's notes.
     data_root: folder holding `<dataset>/` raw data (default: the loaders' default).
-    settings: budget, attack strength, target and seed.
-    method_rows: `(label, encoder, method)` rows.
-    attacks: "none" and/or attack names.
+    settings: budget, attack strength, target, seeds and encoders.
+    attacks: "none" and/or sequential attack names.
+    methods: `(label, method)` rows.
     log: progress lines.
   """
   root = Path(workdir)
   rows: list[dict] = []
-  notes: list[str] = [f"Attack: {settings.malicious_share:.1%} malicious clients, "
-                      f"target `{settings.target}`; seed {settings.seed}."]
-
-  def write():
-    io.atomic_write_text(root / "fortress_table.md", to_markdown(rows, notes))
-    io.atomic_write_text(root / "fortress_table.csv", to_csv(rows))
-
+  reference: dict[str, dict] = {}
+  notes: list[str] = [f"Attacks: {settings.malicious_share:.1%} malicious clients (at least "
+                      f"1), target `{settings.target}`; seeds 0..{settings.seeds - 1}."]
+  write = lambda: (io.atomic_write_text(root / "fortress_table.md",
+                                        to_markdown(rows, notes, attacks, reference)),
+                   io.atomic_write_text(root / "fortress_runs.csv", to_csv(rows)))
+  t_start = time.perf_counter()
   for name in datasets:
     data_dir = (Path(data_root) / name) if data_root is not None else default_data_dir(name)
     try:
@@ -164,30 +227,23 @@ def run_fortress_table(workdir: str | Path, *, datasets: Sequence[str] = DATASET
       write()
       continue
     pop = metrics_lib.mostpop_metrics(dataset, ks=(10,))
-    notes.append(f"{dataset.summary()}; MostPop HR@10 {pop['recall@10']:.4f}, "
-                 f"NDCG@10 {pop['ndcg@10']:.4f}.")
-    for label, encoder, method in method_rows:
-      for attack in attacks:
-        config = _config(method, encoder, attack, dataset, settings)
-        wd = root / name / f"{encoder}-{method}-{attack}"
-        summary = _finished(wd, config, dataset.name)
-        if summary is None:
-          log(f"== {name} / {label} / attack={attack} -> {wd}")
-          t0 = time.perf_counter()
-          summary = run(config, dataset, workdir=wd, eval_config=EVAL, log=log,
-                        simulator_factory=SeqSimulator)
-          log(f"   done in {time.perf_counter() - t0:.0f}s")
-        else:
-          log(f"== {name} / {label} / attack={attack}: finished, skipped")
-        summary = dict(summary, train_seconds=_train_seconds(wd))
-        rows.append(_row(name, label, encoder, attack, summary))
-        write()
-  log(to_markdown(rows, notes))
+    reference[name] = {"hr@10": pop["recall@10"], "ndcg@10": pop["ndcg@10"]}
+    notes.append(f"{dataset.summary()}.")
+    for seed in range(settings.seeds):
+      for encoder in settings.encoders:
+        for label, method in methods:
+          for attack in attacks:
+            config = make_config(method, encoder, attack, dataset, seed, settings)
+            wd = run_dir(root, name, config)
+            log(f"== {name} / {row_label(label, encoder)} / {attack} / seed {seed} -> {wd}")
+            t0 = time.perf_counter()
+            summary = run(config, dataset, workdir=wd, eval_config=EVAL, log=log,
+                          simulator_factory=SeqSimulator)
+            log(f"   {time.perf_counter() - t0:.0f}s")
+            rows.append(_run_row(name, row_label(label, encoder), config, summary, wd))
+            write()
+  notes.append(f"This invocation: {time.perf_counter() - t_start:.0f}s wall time; training "
+               f"time of all runs {np.nansum([r['train_seconds'] for r in rows]):.0f}s.")
+  write()
+  log(to_markdown(rows, notes, attacks, reference))
   return rows
-
-
-def _train_seconds(wd: Path) -> float:
-  try:
-    return float(sum(r.get("train/seconds", 0.0) for r in io.read_jsonl(wd / "metrics.jsonl")))
-  except OSError:
-    return float("nan")

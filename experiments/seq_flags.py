@@ -7,7 +7,9 @@ The sequential task reuses the core flags where they mean the same thing
 `--malicious_share`, `--num_malicious`, `--eval_every`, `--topk`) and adds its own
 below. Two core defaults differ for sequences when the flag is not given:
 `--topk` is 10 (HR@10 / NDCG@10) and `--malicious_share` is 0.01 (0.1% of ML-100K's
-943 users is no attacker at all).
+943 users is no attacker at all). `--task`, `--method` and `--attack` are defined in
+`flags_lib` over both tasks' names; `check_task_flags` rejects a name or a flag of
+the other task in one line.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from absl import flags
 from experiments import flags_lib
 from fedjax_rec.models.encoders import ENCODERS
 from fedjax_rec.runner import EvalConfig
-from fedjax_rec.sequential.attacks import SEQ_ATTACKS
-from fedjax_rec.sequential.config import METHODS, SeqConfig, method_config
+from fedjax_rec.sequential.config import SeqConfig, method_config
 from fedjax_rec.sequential.objective import REC_LOSSES
 from fedjax_rec.server import ServerConfig
 
@@ -35,18 +36,6 @@ def _define(kind: str, name: str, default, help_text: str, **kw) -> None:
     getattr(flags, f"DEFINE_{kind}")(name, default, help=help_text, **kw)
 
 
-_define("enum", "task", "core", "core: CL4FedRec-style NCF; sequential: FORTRESS & co.",
-        enum_values=["core", "sequential"])
-_define("string", "method", None, "Sequential method: " + ", ".join(METHODS) +
-        " (default fedseq).")
-if hasattr(FLAGS["method"].parser, "enum_values"):
-  # The core defines --method as an enum of its own methods: accept the sequential
-  # ones too; `train.py` checks that a method matches its --task.
-  _parser = FLAGS["method"].parser
-  _parser.enum_values = list(_parser.enum_values) + [m for m in METHODS
-                                                     if m not in _parser.enum_values]
-  FLAGS["method"].help += (" With --task=sequential: " + ", ".join(METHODS) +
-                           " (default fedseq).")
 _define("enum", "encoder", "sasrec", "Sequential encoder.", enum_values=list(ENCODERS))
 _define("integer", "max_len", 50, "Sequential window: most recent items kept.")
 _define("integer", "num_blocks", None, "SASRec blocks (default 2).")
@@ -60,6 +49,11 @@ _define("float", "cl_tau", None, "InfoNCE temperature of the views.")
 _define("bool", "server_defense", None, "FORTRESS server defense (default: on for fortress).")
 _define("float", "sep_weight", None, "Server separation-loss weight.")
 _define("float", "var_weight", None, "Server variance-loss weight.")
+
+# Flags that only --task=sequential reads.
+SEQ_ONLY_FLAGS = ("encoder", "max_len", "num_blocks", "dropout", "rec_loss", "seq_cl_weight",
+                  "user_cl_weight", "item_cl_weight", "temporal_weight", "cl_tau",
+                  "server_defense", "sep_weight", "var_weight")
 
 _OBJECTIVE = {"rec_loss": "loss", "num_negatives": "num_negatives",
               "seq_cl_weight": "seq_weight", "user_cl_weight": "user_weight",
@@ -76,16 +70,22 @@ def _replace(obj, mapping):
   return dataclasses.replace(obj, **repl) if repl else obj
 
 
+def check_task_flags() -> str:
+  """Checks `--method` and the task-only flags against `--task`; returns the method.
+
+  Raises:
+    flags_lib.UsageError: one line naming the flag.
+  """
+  method = flags_lib.method_from_flags()
+  flags_lib.check_task_only_flags({"core": flags_lib.CORE_ONLY_FLAGS,
+                                   "sequential": SEQ_ONLY_FLAGS})
+  return method
+
+
 def seq_config_from_flags(dataset) -> SeqConfig:
   """The method preset, overridden by every explicitly given flag."""
   try:
-    method = FLAGS.method if FLAGS["method"].present else "fedseq"
-    if method not in METHODS:
-      raise ValueError(f"--method={method} is not a sequential method; with "
-                       f"--task=sequential use one of {', '.join(METHODS)}")
-    if FLAGS.attack not in ("none",) + SEQ_ATTACKS:
-      raise ValueError(f"--attack={FLAGS.attack} has no sequential version; use one of "
-                       f"{', '.join(('none',) + SEQ_ATTACKS)}")
+    method = check_task_flags()
     encoder = dataclasses.replace(_replace(SeqConfig().encoder, _ENCODER), name=FLAGS.encoder,
                                   max_len=FLAGS.max_len)
     base = method_config(method, SeqConfig(encoder=encoder))

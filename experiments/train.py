@@ -28,6 +28,7 @@ FLAGS = flags.FLAGS
 
 def main_sequential():
   """`--task=sequential`: FORTRESS and its baselines on time-ordered sequences."""
+  seq_flags.check_task_flags()
   if FLAGS.dataset not in SEQ_DATASETS:
     raise flags_lib.UsageError(f"--task=sequential needs --dataset in {', '.join(SEQ_DATASETS)}, "
                                f"got {FLAGS.dataset}")
@@ -50,9 +51,8 @@ def main(argv):
     except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError) as e:
       flags_lib.fail(str(e))
     return
-  if FLAGS.method in seq_flags.METHODS:
-    flags_lib.fail(f"--method={FLAGS.method} needs --task=sequential")
   try:
+    seq_flags.check_task_flags()
     mesh = flags_lib.setup_devices()
     eval_config = flags_lib.eval_config_from_flags()
     dataset = load_dataset(FLAGS.dataset, FLAGS.data_dir, seed=FLAGS.seed,
