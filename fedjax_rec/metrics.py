@@ -213,6 +213,21 @@ def ranking_metrics(score_fn: ScoreFn, params: Any, exclude: UserItems, test: Us
   return out
 
 
+def target_exposure(cache: dict, dataset: Any, score_fn: ScoreFn, params: Any,
+                    targets: np.ndarray | Sequence[int] | None, ks: Sequence[int],
+                    batch_size: int = 256) -> dict[str, float]:
+  """`exposure_ratio` of `targets` over `dataset`'s users; `{}` without targets.
+
+  `dataset.interacted()` is built once and kept in `cache` (a simulator's eval cache).
+  """
+  if targets is None or not len(targets):
+    return {}
+  if "interacted" not in cache:
+    cache["interacted"] = dataset.interacted()
+  return exposure_ratio(score_fn, params, cache["interacted"], targets, ks=ks,
+                        batch_size=batch_size)
+
+
 def exposure_ratio(score_fn: ScoreFn, params: Any, interacted: UserItems,
                    targets: np.ndarray | Sequence[int], ks: Sequence[int] = (5, 10, 20),
                    batch_size: int = 256, users: np.ndarray | None = None) -> dict[str, float]:

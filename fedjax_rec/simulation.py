@@ -8,6 +8,7 @@ step. The host only picks each round's client ids.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from typing import Any, NamedTuple
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_rec import memory
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec import server as server_lib
 from fedjax_rec import sharding
@@ -33,9 +35,12 @@ from fedjax_rec.rounds import (_attack_phase, _part, make_client_phase, make_rou
 from fedjax_rec.server import ServerState
 from fedjax_rec.types import Array, ClientStates, PyTree
 
-__all__ = ["SimConfig", "SimState", "Simulator", "default_num_malicious", "_attack_phase",
-           "_part", "make_client_phase", "make_round_step", "make_server_phase",
-           "uploads_from_parts"]
+__all__ = ["SimConfig", "SimState", "Simulator", "default_num_malicious", "epoch_summary",
+           "_attack_phase", "_part", "make_client_phase", "make_round_step",
+           "make_server_phase", "uploads_from_parts"]
+
+# `fold_in` of the epoch key that seeds the method's end-of-epoch steps (beyond any round).
+EPOCH_END = 1 << 20
 
 
 class SimState(NamedTuple):
@@ -79,7 +84,9 @@ class Simulator:
     self.client_data = self._build_client_data(epoch=0)
     # Rows never outnumber samples: a fixed capacity keeps shapes when negatives change.
     self._row_capacity = int(self.dataset.train.nnz * (1 + config.num_negatives))
-    self.device_data = self._place_data(self.client_data)
+    with memory.memory_guard(config.clients_per_round, "placing the client data",
+                             "the rows of all clients do not fit: use fewer users or more memory"):
+      self.device_data = self._place_data(self.client_data)
     lengths = self.client_data.num_rows
     if config.round_assignment == "stratified":
       self.plan = clients_lib.stratified_plan(lengths, config.clients_per_round,
@@ -89,6 +96,8 @@ class Simulator:
     if mesh is not None:
       self.plan = sharding.pad_plan(self.plan, mesh.size)
     self._grid = clients_lib.length_grid(int(max(lengths.max(initial=1), 1)))
+    self._fitting_plans: set[clients_lib.BucketPlan] = set()
+    self.check_fits(self.plan)
     self.round_step = jax.jit(
         make_round_step(config, self.method, self.aggregator, dataset.num_users, self.attack,
                         mesh),
@@ -116,6 +125,23 @@ class Simulator:
     if takes("local_lr") and "local_lr" not in kwargs:
       kwargs["local_lr"] = self.config.local.lr
     return kwargs
+
+  def check_fits(self, plan: clients_lib.BucketPlan) -> None:
+    """Refuses, before allocating, a round that cannot fit the device's free memory.
+
+    Only where the device reports its limit (accelerators; not CPU).
+
+    Raises:
+      memory.MemoryLimitError: naming the round size.
+    """
+    if plan in self._fitting_plans:
+      return
+    devices = self.mesh.size if self.mesh is not None else 1
+    needed = memory.round_bytes_lower_bound(plan.padded_samples // devices,
+                                            self.config.model.embed_dim,
+                                            self.config.model.hidden)
+    memory.check_round_fits(needed, plan.num_slots, jax.local_devices()[0].memory_stats())
+    self._fitting_plans.add(plan)
 
   def _place_data(self, data: clients_lib.ClientData):
     return sharding.replicate(clients_lib.to_device(data, self._row_capacity), self.mesh)
@@ -191,27 +217,39 @@ class Simulator:
       slots, plan = self.round_slots(users)
     else:
       slots = clients_lib.fill_slots(self.client_data.num_rows, users, plan)
+    self.check_fits(plan)
     slots = tuple(sharding.shard_clients(s, self.mesh) for s in slots)
     key_data = np.asarray(jax.random.key_data(jax.random.key(0) if key is None else key))
-    return self.round_step(server, clients, attackers, self.device_data, slots,
-                           self.attack_slots(np.asarray(attackers_in_round, np.int64)),
-                           key_data, lengths=plan.lengths,
-                           pos_lengths=self._pos_lengths(plan.lengths)), plan
+    with memory.memory_guard(plan.num_slots):
+      return self.round_step(server, clients, attackers, self.device_data, slots,
+                             self.attack_slots(np.asarray(attackers_in_round, np.int64)),
+                             key_data, lengths=plan.lengths,
+                             pos_lengths=self.pos_lengths(plan.lengths)), plan
 
-  def _pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
+  def pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
     """Per-class bound on positives (cached: it scans every client's rows)."""
     key = (id(self.client_data), lengths)
     if key not in self._eval_cache:
       self._eval_cache[key] = tuple(self.client_data.positive_capacity(l) for l in lengths)
     return self._eval_cache[key]
 
+  def refresh_data(self, epoch: int) -> bool:
+    """Draws fresh negatives for `epoch` if the config asks; whether it did."""
+    if not (self.config.resample_negatives and epoch > 0):
+      return False
+    self.client_data = self._build_client_data(epoch)
+    self.device_data = self._place_data(self.client_data)
+    return True
+
+  def epoch_key(self, epoch: int) -> Array:
+    """The key of global epoch `epoch`: round `r` folds in `r`, the epoch end `EPOCH_END`."""
+    return jax.random.fold_in(jax.random.key(self.config.seed), epoch)
+
   def run_epoch(self, state: SimState) -> tuple[SimState, dict[str, float]]:
     """One global epoch: every client once, then the method's server steps."""
     epoch = int(state.epoch)
-    if self.config.resample_negatives and epoch > 0:
-      self.client_data = self._build_client_data(epoch)
-      self.device_data = self._place_data(self.client_data)
-    key_epoch = jax.random.fold_in(jax.random.key(self.config.seed), epoch)
+    self.refresh_data(epoch)
+    key_epoch = self.epoch_key(epoch)
     server, clients, attackers = state.server, state.clients, state.attackers
     t0 = time.perf_counter()
     round_metrics = []
@@ -224,29 +262,18 @@ class Simulator:
       round_metrics.append(out)
     params, aux, end_metrics = self._epoch_end(
         server.params, server.aux,
-        np.asarray(jax.random.key_data(jax.random.fold_in(key_epoch, 1 << 20))))
+        np.asarray(jax.random.key_data(jax.random.fold_in(key_epoch, EPOCH_END))))
     server = server._replace(params=params, aux=aux)
     jax.block_until_ready(server.params)
     seconds = time.perf_counter() - t0
-    host = sharding.fetch(round_metrics)
-    summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]} if host else {}
-    summary.update({k: float(v) for k, v in sharding.fetch(end_metrics).items()})
-    summary.update(epoch=epoch + 1, seconds=seconds, rounds=len(host),
-                   padding_efficiency=real / max(padded, 1))
+    summary = epoch_summary(sharding.fetch(round_metrics), sharding.fetch(end_metrics),
+                            epoch=epoch, seconds=seconds, real=real, padded=padded)
     return SimState(server, clients, attackers, jnp.asarray(epoch + 1, jnp.int32)), summary
 
   # ---- evaluation ---------------------------------------------------------
   def score_fn(self):
     """`(params, user_ids) -> [b, num_items]` with params `(public, user_emb)`."""
-    if "score" not in self._eval_cache:
-      model = self.config.model
-
-      def score(params, user_ids):
-        public, user_emb = params
-        return ncf.score_all(model, public.mlp, user_emb[user_ids], public.item_emb)
-
-      self._eval_cache["score"] = score
-    return self._eval_cache["score"]
+    return _score_fn(self.config.model)
 
   def evaluate(self, state: SimState, ks=(20,), targets=None, er_ks=(5, 10, 20),
                batch_size: int = 256) -> dict[str, float]:
@@ -255,13 +282,39 @@ class Simulator:
     params = sharding.fetch((state.server.params, state.clients.user_emb))
     out = metrics_lib.ranking_metrics(self.score_fn(), params, self._seen, self.dataset.test,
                                       ks=ks, batch_size=batch_size)
-    if targets is not None and len(targets):
-      if "interacted" not in self._eval_cache:
-        self._eval_cache["interacted"] = self.dataset.interacted()
-      out.update(metrics_lib.exposure_ratio(self.score_fn(), params,
-                                            self._eval_cache["interacted"], targets,
-                                            ks=er_ks, batch_size=batch_size))
+    out.update(metrics_lib.target_exposure(self._eval_cache, self.dataset, self.score_fn(),
+                                           params, targets, er_ks, batch_size))
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _score_fn(model: ncf.NCFConfig):
+  """One score function per model shape: runs of it (seeds, replicas) share its compilation."""
+
+  def score(params, user_ids):
+    public, user_emb = params
+    return ncf.score_all(model, public.mlp, user_emb[user_ids], public.item_emb)
+
+  return score
+
+
+def epoch_summary(round_metrics: list[dict], end_metrics: dict, *, epoch: int,
+                  seconds: float, real: int, padded: int) -> dict[str, float]:
+  """One epoch's host metrics: the rounds' means, the epoch end's, timing and padding.
+
+  Args:
+    round_metrics: every round's host metrics (scalars).
+    end_metrics: the method's end-of-epoch metrics.
+    epoch: the epoch just run (0-based; reported 1-based).
+    seconds: its wall time.
+    real: real rows trained; `padded`: rows the plans padded them to.
+  """
+  summary = ({k: float(np.mean([m[k] for m in round_metrics])) for k in round_metrics[0]}
+             if round_metrics else {})
+  summary.update({k: float(v) for k, v in end_metrics.items()})
+  summary.update(epoch=epoch + 1, seconds=seconds, rounds=len(round_metrics),
+                 padding_efficiency=real / max(padded, 1))
+  return summary
 
 
 def tree_size_bytes(tree: PyTree) -> int:

@@ -239,10 +239,6 @@ class SeqSimulator:
       out[f"hr@{k}"] = m[f"recall@{k}"]
       out[f"ndcg@{k}"] = m[f"ndcg@{k}"]
       out[f"recall@{k}"] = m[f"recall@{k}"]
-    if targets is not None and len(targets):
-      if "interacted" not in self._eval_cache:
-        self._eval_cache["interacted"] = self.dataset.interacted()
-      out.update(metrics_lib.exposure_ratio(self.score_fn(), params,
-                                            self._eval_cache["interacted"], targets,
-                                            ks=er_ks, batch_size=batch_size))
+    out.update(metrics_lib.target_exposure(self._eval_cache, self.dataset, self.score_fn(),
+                                           params, targets, er_ks, batch_size))
     return out
