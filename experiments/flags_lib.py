@@ -187,8 +187,9 @@ def method_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
     if flag not in _METHOD_FLAGS[name]:
       raise UsageError(f"--{flag} does not apply to --method={name}")
     out[flag] = FLAGS[flag].value
-  try:  # the builder checks the values (popularity is a stand-in here)
-    extra = {"popularity": [1, 1, 1, 1]} if name in ("cl4fedrec", "rcl4fedrec") else {}
+  try:  # the builder checks the values; popularity is a stand-in (the data's size is
+    # checked when the run is built), long enough for any sensible synthetic user size
+    extra = ({"popularity": [1] * 100_000} if name in ("cl4fedrec", "rcl4fedrec") else {})
     make_method(name, get_preset(FLAGS.preset).model, **out, **extra)
   except (ValueError, TypeError) as e:
     raise UsageError(f"--method={name}: {e}") from None

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
@@ -111,3 +112,12 @@ def test_bad_cl_flags_fail_at_parsing(args, needle):
   assert proc.returncode != 0
   err = [l for l in proc.stderr.splitlines() if l.strip() and "tpu" not in l.lower()]
   assert len(err) == 1 and needle in err[0], proc.stderr
+
+
+def test_cl_method_runs_from_flags(tmp_path):
+  """Valid CL flags pass parsing and train (flag validation must not refuse defaults)."""
+  proc = _train("--method=rcl4fedrec", "--epochs=1", "--clients_per_round=600",
+                "--num_synthetic_users=4", f"--workdir={tmp_path}", timeout=900)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert np.isfinite(summary["final"]["test/recall@20"])
