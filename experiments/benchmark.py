@@ -2,6 +2,7 @@ r"""Speed of the simulator, side by side in one process; writes BENCHMARKS.md.
 
   python -m experiments.benchmark                 # ML-1M, both presets
   python -m experiments.benchmark --epochs=3 --out=BENCHMARKS.md
+  python -m experiments.benchmark --scaling      # seconds per round against round size
 
 For each configuration: seconds per global epoch (median over `--epochs` after
 one warm-up epoch that compiles), client updates per second, padding efficiency
@@ -26,6 +27,7 @@ import optax
 from absl import app
 from absl import flags
 
+from experiments import benchmark_scaling
 from fedjax_rec.data.loaders import default_data_dir, load_dataset
 from fedjax_rec.models import ncf
 from fedjax_rec.presets import get_preset
@@ -36,6 +38,10 @@ flags.DEFINE_integer("epochs", 3, "Timed epochs per configuration (after one war
 flags.DEFINE_string("out", "BENCHMARKS.md", "Markdown file to write ('' to skip).")
 flags.DEFINE_list("only", [], "Run only the configurations whose name contains one of these.")
 flags.DEFINE_string("data_dir", None, "ML-1M directory (default $FEDJAX_REC_DATA/ml-1m).")
+flags.DEFINE_integer("seeds_benchmark", 0, "S > 1: instead, time S vmapped replicas against "
+                     "S sequential runs (experiments/benchmark_seeds.py).")
+flags.DEFINE_bool("scaling", False, "Run the scaling benchmark instead (`--scaling_*` flags; "
+                  "experiments/benchmark_scaling.py).")
 
 
 @dataclasses.dataclass
@@ -165,7 +171,14 @@ def to_markdown(rows: list[Row]) -> str:
 
 def main(argv):
   del argv
+  if FLAGS.scaling:
+    benchmark_scaling.main_scaling()
+    return
   ml1m = FLAGS.data_dir or default_data_dir("ml-1m")
+  if FLAGS.seeds_benchmark > 1:
+    from experiments.benchmark_seeds import main_seeds  # pylint: disable=import-outside-toplevel
+    main_seeds(ml1m, FLAGS.seeds_benchmark, FLAGS.epochs)
+    return
   rows = []
   for name, config, dataset, note in configurations(ml1m):
     if FLAGS.only and not any(o in name for o in FLAGS.only):

@@ -18,6 +18,7 @@ from experiments import flags_lib
 from experiments import seq_flags
 from fedjax_rec.data.loaders import load_dataset
 from fedjax_rec.data.readers import DataFormatError
+from fedjax_rec.memory import MemoryLimitError
 from fedjax_rec.runner import WorkdirError, run
 from fedjax_rec.sequential.data import SEQ_DATASETS, load_seq_dataset
 from fedjax_rec.sequential.simulation import SeqSimulator
@@ -48,7 +49,8 @@ def main(argv):
   if FLAGS.task == "sequential":
     try:
       main_sequential()
-    except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError) as e:
+    except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError,
+            MemoryLimitError) as e:
       flags_lib.fail(str(e))
     return
   try:
@@ -62,7 +64,8 @@ def main(argv):
     run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config, write=lead,
         log=print if lead else (lambda line: None),
         simulator_factory=lambda c, d: Simulator(c, d, mesh=mesh))
-  except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError) as e:
+  except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError,
+          MemoryLimitError) as e:
     flags_lib.fail(str(e))
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from fedjax_rec import io
+from fedjax_rec import memory
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.data.dataset import ImplicitDataset
 from fedjax_rec.simulation import SimConfig, Simulator
@@ -89,7 +90,8 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
   for epoch in range(start, config.epochs):
     if progress and epoch == start:
       log(f"epoch {epoch + 1}: compiling the round (once per run) ...")
-    state, train_m = sim.run_epoch(state)
+    with memory.memory_guard(config.clients_per_round):  # errors surfacing after dispatch
+      state, train_m = sim.run_epoch(state)
     row = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in train_m.items() if k != "epoch"}}
     if (epoch + 1) % eval_config.every == 0 or epoch + 1 == config.epochs:
       t0 = time.perf_counter()

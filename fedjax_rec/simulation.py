@@ -137,9 +137,8 @@ class Simulator:
     if plan in self._fitting_plans:
       return
     devices = self.mesh.size if self.mesh is not None else 1
-    needed = memory.round_bytes_lower_bound(plan.padded_samples // devices,
-                                            self.config.model.embed_dim,
-                                            self.config.model.hidden)
+    needed = memory.round_bytes_floor(plan.padded_samples // devices,
+                                      self.config.model.embed_dim)
     memory.check_round_fits(needed, plan.num_slots, jax.local_devices()[0].memory_stats())
     self._fitting_plans.add(plan)
 

@@ -264,30 +264,36 @@ def stratified_plan(lengths: np.ndarray, clients_per_round: int, *,
   Slot `p` of every round holds one client of block `p`, at most as long as the
   block's longest client, so the slot lengths are known exactly. Cutting these
   (descending) slot lengths into contiguous classes that minimise the padded
-  total is a small dynamic programme.
+  total is a small dynamic programme. A cheapest plan with the fewest classes
+  only cuts where the slot length changes (a cut inside a run of equal lengths
+  can move to the run's start at no cost), so the programme runs over those
+  runs: O(max_buckets · runs²) with runs <= max_length / multiple, whatever the
+  round size.
   """
   lengths = np.sort(np.asarray(lengths, np.int64))[::-1]
   n = len(lengths)
   r = num_rounds(n, clients_per_round)
   need = -(-np.maximum(lengths[::r], 1) // multiple) * multiple  # [slots] descending
   slots = len(need)
-  k_max = max(1, min(max_buckets, slots))
-  # cost[k, j]: least padded total of the first j slots in k classes.
-  cost = np.full((k_max + 1, slots + 1), np.inf)
-  cut = np.zeros((k_max + 1, slots + 1), np.int64)
+  starts = np.flatnonzero(np.r_[True, need[1:] != need[:-1]])  # [runs]
+  edge = np.append(starts, slots)  # run j covers slots edge[j]:edge[j + 1]
+  runs = len(starts)
+  k_max = max(1, min(max_buckets, runs))
+  # cost[k, j]: least padded total of the first j runs in k classes.
+  cost = np.full((k_max + 1, runs + 1), np.inf)
+  cut = np.zeros((k_max + 1, runs + 1), np.int64)
   cost[0, 0] = 0.0
-  idx = np.arange(slots)
   for k in range(1, k_max + 1):
-    for j in range(1, slots + 1):
-      cand = cost[k - 1, :j] + (j - idx[:j]) * need[:j]
+    for j in range(1, runs + 1):
+      cand = cost[k - 1, :j] + (edge[j] - starts[:j]) * need[starts[:j]]
       cut[k, j] = int(np.argmin(cand))
       cost[k, j] = cand[cut[k, j]]
-  k = int(np.argmin(cost[1:, slots])) + 1
-  bounds = [slots]
+  k = int(np.argmin(cost[1:, runs])) + 1
+  bounds = [runs]
   while k > 0:
     bounds.append(cut[k, bounds[-1]])
     k -= 1
-  bounds = bounds[::-1]
+  bounds = [int(edge[j]) for j in bounds[::-1]]
   return BucketPlan(tuple(int(need[a]) for a in bounds[:-1]),
                     tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:])))
 

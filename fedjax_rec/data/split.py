@@ -86,17 +86,25 @@ def sample_negatives(seen: UserItems, num_items: int, per_positive: int,
   num_users = positives.num_users
   counts = positives.lengths * per_positive
   users = np.repeat(np.arange(num_users, dtype=np.int64), counts)
-  seen_keys = np.unique(np.repeat(np.arange(num_users, dtype=np.int64), seen.lengths)
-                        * num_items + seen.items)
+  seen_keys = np.sort(np.repeat(np.arange(num_users, dtype=np.int64), seen.lengths)
+                      * num_items + seen.items)
   if np.any(seen.lengths >= num_items):
     bad = int(np.argmax(seen.lengths >= num_items))
     raise ValueError(f"user {bad} has interacted with every item: no negatives exist")
   negs = rng.integers(0, num_items, size=len(users)).astype(np.int64)
   todo = np.arange(len(users))
   while len(todo):
-    clash = np.isin(users[todo] * num_items + negs[todo], seen_keys)
+    clash = _is_member(users[todo] * num_items + negs[todo], seen_keys)
     todo = todo[clash]
     negs[todo] = rng.integers(0, num_items, size=len(todo))
   indptr = np.zeros(num_users + 1, np.int64)
   np.cumsum(counts, out=indptr[1:])
   return UserItems(indptr, negs.astype(np.int32))
+
+
+def _is_member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+  """`np.isin(keys, sorted_keys)` by binary search: no hashing or sorting of `keys`."""
+  if not len(sorted_keys):
+    return np.zeros(len(keys), bool)
+  at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+  return sorted_keys[at] == keys
