@@ -35,7 +35,8 @@ from fedjax_rec.simulation import SimConfig, Simulator
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("epochs", 3, "Timed epochs per configuration (after one warm-up).")
-flags.DEFINE_string("out", "BENCHMARKS.md", "Markdown file to write ('' to skip).")
+flags.DEFINE_string("out", "BENCHMARKS.md", "Markdown file whose epoch section is rewritten "
+                    "(other sections are kept; '' to skip).")
 flags.DEFINE_list("only", [], "Run only the configurations whose name contains one of these.")
 flags.DEFINE_string("data_dir", None, "ML-1M directory (default $FEDJAX_REC_DATA/ml-1m).")
 flags.DEFINE_integer("seeds_benchmark", 0, "S > 1: instead, time S vmapped replicas against "
@@ -152,7 +153,7 @@ def to_markdown(rows: list[Row]) -> str:
   except OSError:
     rev = ""
   lines = [
-      "# Benchmarks", "",
+      "## Global epochs", "",
       f"Written by `python -m experiments.benchmark` on {when}" + (f" at {rev}" if rev else "")
       + ".", "", f"Machine: {machine()}.", "",
       "Seconds per global epoch are the median of timed epochs after a warm-up epoch "
@@ -191,8 +192,8 @@ def main(argv):
     print(f"{r.name:40s} epoch {r.epoch_s:7.3f}s  floor {r.floor_s:7.3f}s  ratio {r.ratio:5.2f}",
           flush=True)
   if FLAGS.out and rows:
-    from fedjax_rec.io import atomic_write_text  # pylint: disable=import-outside-toplevel
-    atomic_write_text(FLAGS.out, to_markdown(rows))
+    from fedjax_rec.io import replace_section  # pylint: disable=import-outside-toplevel
+    replace_section(FLAGS.out, "epochs", to_markdown(rows))
     print(f"wrote {FLAGS.out}")
 
 

@@ -84,3 +84,17 @@ def load_checkpoint(path: str | os.PathLike, template: Any) -> Any:
     raw = flax.serialization.msgpack_restore(f.read())
   restored = flax.serialization.from_state_dict(template, raw)
   return jax.tree.map(lambda t, x: jax.numpy.asarray(x, dtype=t.dtype), template, restored)
+
+
+def replace_section(path: str | os.PathLike, name: str, text: str) -> None:
+  """Writes `text` between `<!-- begin NAME -->` / `<!-- end NAME -->` markers of a
+  Markdown file, atomically; the rest of the file is kept (appended if absent)."""
+  begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+  block = f"{begin}\n{text.rstrip()}\n{end}\n"
+  old = Path(path).read_text() if Path(path).exists() else ""
+  if begin in old and end in old:
+    head, rest = old.split(begin, 1)
+    new = head + block + rest.split(end, 1)[1].removeprefix("\n")
+  else:
+    new = (old.rstrip() + "\n\n" if old.strip() else "") + block
+  atomic_write_text(path, new)
