@@ -3,6 +3,7 @@ r"""Trains a federated recommender and evaluates it every global epoch.
   python -m experiments.train                       # synthetic data, `paper` preset
   python -m experiments.train --dataset=ml-1m --workdir=runs/ml1m
   python -m experiments.train --dataset=ml-1m-presplit --preset=ahum-reference
+  python -m experiments.train --dataset=ml-1m --num_seeds=4 --workdir=runs/ml1m_x4
   python -m experiments.train --task=sequential --dataset=ml-100k --method=fortress \
       --encoder=sasrec --attack=a_hum --workdir=runs/ml100k_fortress
 """
@@ -19,12 +20,16 @@ from experiments import seq_flags
 from fedjax_rec.data.loaders import load_dataset
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.memory import MemoryLimitError
+from fedjax_rec.replicas import run_replicas
 from fedjax_rec.runner import WorkdirError, run
 from fedjax_rec.sequential.data import SEQ_DATASETS, load_seq_dataset
 from fedjax_rec.sequential.simulation import SeqSimulator
 from fedjax_rec.simulation import Simulator
 
 FLAGS = flags.FLAGS
+flags.DEFINE_integer("num_seeds", 1, "Independent replicas (seeds --seed .. --seed + S - 1, "
+                     "same data split) trained as one vmapped program; metrics rows carry a "
+                     "`seed` column.", lower_bound=1)
 
 
 def main_sequential():
@@ -47,6 +52,8 @@ def main(argv):
   if len(argv) > 1:
     flags_lib.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.task == "sequential":
+    if FLAGS.num_seeds > 1:
+      flags_lib.fail("--num_seeds > 1 needs --task=core")
     try:
       main_sequential()
     except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError,
@@ -60,6 +67,13 @@ def main(argv):
     dataset = load_dataset(FLAGS.dataset, FLAGS.data_dir, seed=FLAGS.seed,
                            valid_frac=FLAGS.valid_frac)
     config = flags_lib.sim_config_from_flags(**flags_lib.attack_fields_from_flags(dataset))
+    if FLAGS.num_seeds > 1:
+      if mesh is not None or jax.process_count() > 1:
+        raise flags_lib.UsageError("--num_seeds > 1 runs on one device: pass --mesh_shape=1 "
+                                   "and no --coordinator_address")
+      run_replicas(config, dataset, FLAGS.num_seeds, workdir=FLAGS.workdir,
+                   eval_config=eval_config)
+      return
     lead = jax.process_index() == 0
     run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config, write=lead,
         log=print if lead else (lambda line: None),

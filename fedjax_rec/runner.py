@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rec import io
@@ -75,7 +76,7 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
   wd = Path(workdir) if workdir is not None else None
   cfg = config_dict(config, dataset.name, eval_config)
   if wd is not None:
-    state, rows = _resume(wd, cfg, sim, state, log)
+    state, rows = resume_workdir(wd, cfg, sim, state, log)
     if (wd / "summary.json").exists() and int(state.epoch) >= config.epochs:
       log(f"{wd}: already finished ({config.epochs} epochs); nothing to do")
       return json.loads((wd / "summary.json").read_text())
@@ -100,7 +101,7 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
       row.update({f"test/{k}": v for k, v in ev.items()})
       row["eval_seconds"] = time.perf_counter() - t0
     rows.append(row)
-    log(_epoch_line(row))
+    log(epoch_line(row))
     if wd is not None and write:
       io.write_jsonl(wd / "metrics.jsonl", rows)
       if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs:
@@ -115,7 +116,12 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
   return summary
 
 
-def _resume(wd: Path, cfg: dict, sim: Simulator, state, log):
+def resume_workdir(wd: Path, cfg: dict, sim: Simulator, state, log):
+  """`(state, rows)` to continue from: the checkpoint of a run of config `cfg` in `wd`.
+
+  Raises:
+    WorkdirError: `wd` holds another run, or results without a config.
+  """
   rows: list[dict] = []
   cfg_path = wd / "config.json"
   if cfg_path.exists():
@@ -124,13 +130,17 @@ def _resume(wd: Path, cfg: dict, sim: Simulator, state, log):
     except json.JSONDecodeError as e:
       raise WorkdirError(f"{cfg_path}: not a fedjax_rec config ({e.msg}); "
                          "refusing to overwrite it: choose another --workdir") from None
+    old_seeds = old.get("num_seeds", 1) if isinstance(old, dict) else None
+    if old_seeds is not None and old_seeds != cfg.get("num_seeds", 1):
+      raise WorkdirError(f"{wd} holds a run with --num_seeds={old_seeds}; "
+                         "rerun with that --num_seeds or choose another --workdir")
     if old != cfg:
       raise WorkdirError(f"{wd} holds a run with a different configuration; "
                          "choose another --workdir or delete that one")
     ckpt = wd / "checkpoint.msgpack"
     if ckpt.exists():
       state = sim.place(io.load_checkpoint(ckpt, state))
-      done = int(state.epoch)
+      done = int(jnp.min(state.epoch))  # replicas (`replicas.py`) carry one per seed
       if (wd / "metrics.jsonl").exists():
         rows = [r for r in io.read_jsonl(wd / "metrics.jsonl") if r.get("epoch", 0) <= done]
       log(f"{wd}: resuming after epoch {done}")
@@ -145,7 +155,7 @@ def _fmt(m: dict) -> str:
   return " ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float))
 
 
-def _epoch_line(row: dict) -> str:
+def epoch_line(row: dict) -> str:
   parts = [f"epoch {row['epoch']:3d}"]
   for k, v in row.items():
     if k.startswith("test/"):

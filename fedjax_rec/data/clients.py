@@ -312,3 +312,20 @@ def fill_slots(num_rows: np.ndarray, users: np.ndarray, plan: BucketPlan) -> tup
   if start < len(users):
     raise ValueError(f"{len(users)} clients do not fit a plan of {plan.num_slots} slots")
   return tuple(out)
+
+
+def merge_plans(plans: list[BucketPlan]) -> BucketPlan:
+  """The plan whose every slot is as long as that slot in each of `plans`.
+
+  Clients that fit any one of the plans fit the merge, so rounds of several
+  independent runs share its shapes.
+
+  Raises:
+    ValueError: the plans have different slot counts.
+  """
+  if len({p.num_slots for p in plans}) != 1:
+    raise ValueError(f"plans of {sorted({p.num_slots for p in plans})} slots cannot merge")
+  slot_len = np.max([np.repeat(p.lengths, p.capacities) for p in plans], axis=0)
+  starts = np.flatnonzero(np.diff(slot_len, prepend=-1))
+  caps = np.diff(np.append(starts, len(slot_len)))
+  return BucketPlan(tuple(int(x) for x in slot_len[starts]), tuple(int(c) for c in caps))
