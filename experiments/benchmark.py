@@ -145,7 +145,7 @@ def configurations(ml1m_dir):
          get_preset("paper", round_assignment="uniform"), spec, "Algorithm 1's plain shuffle")
 
 
-def to_markdown(rows: list[Row]) -> str:
+def to_markdown(rows: list[Row], title: str = "Global epochs") -> str:
   when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   try:
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -153,7 +153,7 @@ def to_markdown(rows: list[Row]) -> str:
   except OSError:
     rev = ""
   lines = [
-      "## Global epochs", "",
+      f"## {title}", "",
       f"Written by `python -m experiments.benchmark` on {when}" + (f" at {rev}" if rev else "")
       + ".", "", f"Machine: {machine()}.", "",
       "Seconds per global epoch are the median of timed epochs after a warm-up epoch "
@@ -186,16 +186,20 @@ def main(argv):
       continue
     rows.append(bench(name, config, dataset, FLAGS.epochs, note))
   from experiments.benchmark_seq import seq_benchmark_rows  # pylint: disable=import-outside-toplevel
+  seq_rows = []
   for r in seq_benchmark_rows(epochs=FLAGS.epochs, only=FLAGS.only):
-    rows.append(Row(r.name, r.dataset, r.epoch_s, r.updates_per_s, r.padding_eff, r.floor_s,
-                    r.compile_s, r.note))
+    seq_rows.append(Row(r.name, r.dataset, r.epoch_s, r.updates_per_s, r.padding_eff,
+                        r.floor_s, r.compile_s, r.note))
     print(f"{r.name:40s} epoch {r.epoch_s:7.3f}s  floor {r.floor_s:7.3f}s  ratio {r.ratio:5.2f}",
           flush=True)
-  if FLAGS.out and rows:
+  if FLAGS.out:
     from fedjax_rec.io import replace_section  # pylint: disable=import-outside-toplevel
-    replace_section(FLAGS.out, "epochs", to_markdown(rows))
-    print(f"wrote {FLAGS.out}")
-
+    # Each group rewrites only its own section, so `--only` keeps the other groups.
+    for section, title, group in (("epochs", "Global epochs (NCF)", rows),
+                                  ("sequential", "Global epochs (sequential)", seq_rows)):
+      if group:
+        replace_section(FLAGS.out, section, to_markdown(group, title))
+        print(f"wrote the {section!r} section of {FLAGS.out}")
 
 if __name__ == "__main__":
   app.run(main)
