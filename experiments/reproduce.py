@@ -136,7 +136,8 @@ def table(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
     for metric in exp.metrics:
       col = f"test/{metric}"
       vals = sub[col].to_numpy(float) if col in sub else np.array([np.nan])
-      row[f"{metric} (ours)"] = f"{np.mean(vals):.4f} ± {np.std(vals):.4f}"
+      row[f"{metric} (ours)"] = (f"{np.mean(vals):.4f} ± {np.std(vals):.4f}" if len(vals) > 1
+                                 else f"{np.mean(vals):.4f} (1 seed)")
       row[f"{metric} (paper)"] = paper.get(metric, "")
     out.append(row)
   return pd.DataFrame(out)
