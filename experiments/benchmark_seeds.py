@@ -4,10 +4,12 @@ r"""S vmapped replicas against S sequential runs: the `--seeds_benchmark` mode o
 
 For the `paper` preset on ML-1M, seeds 0..S-1: each sequential run is built,
 warmed up by one epoch (which compiles) and timed over `--epochs` epochs, one
-after the other; then one `ReplicaSimulator` of the same S seeds does the same.
-The ratio of the replicas' epoch to the sum of the sequential runs' epochs is
-what one vmapped program saves (below 1: it is faster). Set-up and compilation
-are reported apart: S separate processes would compile S times.
+after the other; then a `ReplicaSimulator` of the same S seeds does the same,
+all vmapped and one replica at a time inside the program (`vmap_size=1`).
+Printed: the replicas' epoch over the sequential runs' epochs summed (steady
+state; below 1: the vmapped program is faster), the same for set-up plus the
+first (compiling) epoch, where S separate runs compile S times, and for a whole
+run of the preset's epochs.
 """
 
 from __future__ import annotations
@@ -23,85 +25,107 @@ from fedjax_rec.replicas import ReplicaSimulator
 from fedjax_rec.simulation import SimConfig, Simulator
 
 
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """Attributes:
+    epoch_s: seconds per epoch (median of the timed epochs).
+    setup_s: set-up and the first (compiling) epoch.
+    padding_eff: real rows / padded rows (mean over seeds).
+  """
+
+  epoch_s: float
+  setup_s: float
+  padding_eff: float
+
+  def run_s(self, epochs: int) -> float:
+    """A whole `epochs`-epoch run: set-up and the compiling epoch, then the others."""
+    return self.setup_s + (epochs - 1) * self.epoch_s
+
+
 @dataclasses.dataclass
 class SeedsResult:
   """Attributes:
     num_seeds: S.
-    sequential_s: each sequential run's seconds per epoch (median of the timed epochs).
-    replicas_s: the vmapped replicas' seconds per epoch (all S together).
-    sequential_setup_s: set-up + warm-up (compiling) epoch of each sequential run.
-    replicas_setup_s: the same for the replicas.
-    padding_eff: each sequential run's, and the replicas' shared plan's (mean over seeds).
+    sequential: each sequential run's timing.
+    replicas: the replicas' timing (all S together) by `vmap_size` (None: all vmapped).
   """
 
   num_seeds: int
-  sequential_s: list[float]
-  replicas_s: float
-  sequential_setup_s: list[float]
-  replicas_setup_s: float
-  padding_eff: tuple[float, float]
+  sequential: list[Timing]
+  replicas: dict[int | None, Timing]
 
   @property
-  def ratio(self) -> float:
-    return self.replicas_s / sum(self.sequential_s)
+  def sequential_total(self) -> Timing:
+    return Timing(sum(t.epoch_s for t in self.sequential),
+                  sum(t.setup_s for t in self.sequential),
+                  float(np.mean([t.padding_eff for t in self.sequential])))
 
-  def lines(self) -> list[str]:
-    seq = sum(self.sequential_s)
-    return [
-        f"{self.num_seeds} sequential runs: {seq:.2f} s per epoch in all "
-        f"({', '.join(f'{s:.2f}' for s in self.sequential_s)}); set-up + compile "
-        f"{sum(self.sequential_setup_s):.1f} s; padding eff. {self.padding_eff[0]:.3f}",
-        f"{self.num_seeds} vmapped replicas: {self.replicas_s:.2f} s per epoch; set-up + "
-        f"compile {self.replicas_setup_s:.1f} s; padding eff. {self.padding_eff[1]:.3f}",
-        f"ratio replicas / sequential = {self.ratio:.3f} per epoch; with set-up and compile "
-        f"{(self.replicas_s + self.replicas_setup_s) / (seq + sum(self.sequential_setup_s)):.3f}",
-    ]
+  def ratio(self, vmap_size: int | None) -> float:
+    """Steady state: the replicas' epoch over the sequential runs' epochs summed."""
+    return self.replicas[vmap_size].epoch_s / self.sequential_total.epoch_s
+
+  def run_ratio(self, vmap_size: int | None, epochs: int) -> float:
+    return self.replicas[vmap_size].run_s(epochs) / self.sequential_total.run_s(epochs)
+
+  def lines(self, epochs: int) -> list[str]:
+    seq = self.sequential_total
+    out = [f"{self.num_seeds} sequential runs: {seq.epoch_s:.2f} s per epoch in all "
+           f"({', '.join(f'{t.epoch_s:.2f}' for t in self.sequential)}); set-up + first "
+           f"(compiling) epoch {seq.setup_s:.1f} s; padding eff. {seq.padding_eff:.3f}"]
+    for size, t in self.replicas.items():
+      name = f"{self.num_seeds} replicas, " + ("all vmapped" if size is None else
+                                                f"vmap_size={size}")
+      out.append(f"{name}: {t.epoch_s:.2f} s per epoch; set-up + first (compiling) epoch "
+                 f"{t.setup_s:.1f} s; padding eff. {t.padding_eff:.3f}; replicas / "
+                 f"sequential: {self.ratio(size):.3f} per epoch, {self.run_ratio(size, 1):.3f} "
+                 f"for set-up + first epoch, {self.run_ratio(size, epochs):.3f} for a "
+                 f"{epochs}-epoch run")
+    return out
 
 
-def _timed(run_epoch, state, epochs: int) -> tuple[float, float, float]:
-  """`(warm-up epoch seconds, median timed epoch seconds, padding efficiency)`."""
+def _timed(build, epochs: int) -> Timing:
+  """Builds `(simulator, state)`, runs the compiling epoch, then times `epochs` more."""
   t0 = time.perf_counter()
-  state, _ = run_epoch(state)
-  warm = time.perf_counter() - t0
+  sim, state = build()
+  state, _ = sim.run_epoch(state)
+  setup = time.perf_counter() - t0
   secs, eff = [], []
   for _ in range(epochs):
     t0 = time.perf_counter()
-    state, m = run_epoch(state)
+    state, m = sim.run_epoch(state)
     secs.append(time.perf_counter() - t0)
     summaries = m if isinstance(m, list) else [m]  # replicas: one per seed
     eff.append(np.mean([x["padding_efficiency"] for x in summaries]))
-  return warm, float(np.median(secs)), float(np.mean(eff))
+  return Timing(float(np.median(secs)), setup, float(np.mean(eff)))
+
+
+def _built(sim):
+  return sim, sim.init()
 
 
 def seeds_benchmark(config: SimConfig, dataset, num_seeds: int, epochs: int,
-                    log=print) -> SeedsResult:
-  """Times `num_seeds` sequential `Simulator` runs, then one `ReplicaSimulator`."""
-  seq_s, seq_setup, seq_eff = [], [], []
+                    vmap_sizes=(None, 1), log=print) -> SeedsResult:
+  """Times `num_seeds` sequential `Simulator` runs, then `ReplicaSimulator`s of them."""
+  sequential = []
   for s in range(num_seeds):
-    t0 = time.perf_counter()
-    sim = Simulator(dataclasses.replace(config, seed=config.seed + s), dataset)
-    state = sim.init()
-    build = time.perf_counter() - t0
-    warm, epoch_s, eff = _timed(sim.run_epoch, state, epochs)
-    del sim, state
-    seq_s.append(epoch_s)
-    seq_setup.append(build + warm)
-    seq_eff.append(eff)
-    log(f"sequential seed {config.seed + s}: {epoch_s:.2f} s/epoch "
-        f"(set-up + compile {build + warm:.1f} s)")
-  t0 = time.perf_counter()
-  rep = ReplicaSimulator(config, dataset, num_seeds)
-  state = rep.init()
-  build = time.perf_counter() - t0
-  warm, rep_s, rep_eff = _timed(rep.run_epoch, state, epochs)
-  log(f"{num_seeds} replicas: {rep_s:.2f} s/epoch (set-up + compile {build + warm:.1f} s)")
-  return SeedsResult(num_seeds, seq_s, rep_s, seq_setup, build + warm,
-                     (float(np.mean(seq_eff)), rep_eff))
+    seed = config.seed + s
+    t = _timed(lambda: _built(Simulator(dataclasses.replace(config, seed=seed), dataset)),
+               epochs)
+    sequential.append(t)
+    log(f"sequential seed {seed}: {t.epoch_s:.2f} s/epoch (set-up + compile {t.setup_s:.1f} s)")
+  replicas = {}
+  for size in vmap_sizes:
+    t = _timed(lambda: _built(ReplicaSimulator(config, dataset, num_seeds, size)), epochs)
+    replicas[size] = t
+    log(f"{num_seeds} replicas, vmap_size={size}: {t.epoch_s:.2f} s/epoch "
+        f"(set-up + compile {t.setup_s:.1f} s)")
+  return SeedsResult(num_seeds, sequential, replicas)
 
 
 def main_seeds(data_dir, num_seeds: int, epochs: int) -> SeedsResult:
   """`--seeds_benchmark`: the `paper` preset on ML-1M; prints the comparison."""
   dataset = load_dataset("ml-1m", data_dir, seed=0)
-  result = seeds_benchmark(get_preset("paper"), dataset, num_seeds, max(epochs, 1))
-  print("\n".join(result.lines()), flush=True)
+  config = get_preset("paper")
+  result = seeds_benchmark(config, dataset, num_seeds, max(epochs, 1))
+  print("\n".join(result.lines(config.epochs)), flush=True)
   return result

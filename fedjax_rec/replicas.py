@@ -10,6 +10,11 @@ One `Simulator` per seed does the host-side work (negatives, round assignment,
 slot filling, evaluation); the state of all replicas is one `SimState` whose
 leaves have a leading `[S]` axis, and a round is `jax.vmap` of the same
 `rounds.make_round_step` over that axis, so the S rounds run as one program.
+With `vmap_size` set, that many replicas are vmapped together and the groups
+run one after another in the same program (`lax.map`): less memory at once, the
+same results. On a CPU the round is bound by its arithmetic, so one vmapped
+program costs about what S runs do per epoch; what it saves there is S - 1
+compilations (`python -m experiments.benchmark --seeds_benchmark=4`).
 
 Vmapped rounds need the same static shapes in every replica, but a seed's
 negatives change its clients' row counts and so its `BucketPlan`. The replicas
@@ -61,14 +66,22 @@ def take(tree: PyTree, s: int) -> PyTree:
   return jax.tree.map(lambda x: x[s], tree)
 
 
-def replicate_round_step(round_step: Callable) -> Callable:
-  """`round_step` vmapped over a leading replica axis of everything but the shapes."""
+def replicate_round_step(round_step: Callable, vmap_size: int | None = None) -> Callable:
+  """`round_step` over a leading replica axis of everything but the (static) shapes.
+
+  Args:
+    round_step: `rounds.make_round_step`'s function of one replica.
+    vmap_size: replicas vmapped together; groups run in sequence (`lax.map`).
+      None: all of them at once.
+  """
 
   def step(server, clients, attackers, client_data, slots, attack_slots, key_data, lengths,
            pos_lengths):
     one = functools.partial(round_step, lengths=lengths, pos_lengths=pos_lengths)
-    return jax.vmap(one)(server, clients, attackers, client_data, slots, attack_slots,
-                         key_data)
+    args = (server, clients, attackers, client_data, slots, attack_slots, key_data)
+    if vmap_size is None or vmap_size >= len(key_data):
+      return jax.vmap(one)(*args)
+    return jax.lax.map(lambda xs: one(*xs), args, batch_size=vmap_size)
 
   return step
 
@@ -76,9 +89,19 @@ def replicate_round_step(round_step: Callable) -> Callable:
 class ReplicaSimulator:
   """S independent runs of `config` (seeds `config.seed + s`) in one jitted round."""
 
-  def __init__(self, config: SimConfig, dataset: ImplicitDataset, num_seeds: int):
+  def __init__(self, config: SimConfig, dataset: ImplicitDataset, num_seeds: int,
+               vmap_size: int | None = None):
+    """Args:
+      config: the run of seed `config.seed`; replica `s` has seed `config.seed + s`.
+      dataset: the split dataset, shared by the replicas.
+      num_seeds: S.
+      vmap_size: replicas vmapped together, the groups in sequence (None: all).
+    """
     if num_seeds < 1:
       raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+    self.vmap_size = vmap_size
+    if vmap_size is not None and vmap_size < 1:
+      raise ValueError(f"vmap_size must be >= 1 or None, got {vmap_size}")
     self.config = config
     self.dataset = dataset
     self.seeds = tuple(config.seed + s for s in range(num_seeds))
@@ -89,7 +112,8 @@ class ReplicaSimulator:
     lead = self.sims[0]
     self.round_step = jax.jit(
         replicate_round_step(make_round_step(config, lead.method, lead.aggregator,
-                                             dataset.num_users, lead.attack)),
+                                             dataset.num_users, lead.attack),
+                             self.vmap_size),
         donate_argnums=(0, 1, 2), static_argnames=("lengths", "pos_lengths"))
     self._epoch_end = jax.jit(jax.vmap(
         lambda params, aux, key_data: lead.method.epoch_end(
@@ -187,16 +211,17 @@ class ReplicaSimulator:
 def run_replicas(config: SimConfig, dataset: ImplicitDataset, num_seeds: int, *,
                  workdir: str | Path | None = None,
                  eval_config: runner.EvalConfig = runner.EvalConfig(),
-                 checkpoint_every: int = 1, log: Callable[[str], None] = print) -> dict:
+                 checkpoint_every: int = 1, log: Callable[[str], None] = print,
+                 vmap_size: int | None = None) -> dict:
   """`runner.run` for `num_seeds` replicas; returns the summary dict.
 
   The workdir is one run's layout: `config.json` (the base config plus
   `num_seeds`), `metrics.jsonl` with one row per (epoch, replica) carrying a
   `seed` column, `checkpoint.msgpack` holding the stacked state (a rerun resumes
   from it), and `summary.json` with each replica's final row and their mean and
-  standard deviation.
+  standard deviation. `vmap_size` is `ReplicaSimulator`'s (it changes speed, not results).
   """
-  sim = ReplicaSimulator(config, dataset, num_seeds)
+  sim = ReplicaSimulator(config, dataset, num_seeds, vmap_size)
   state = sim.init()
   rows: list[dict] = []
   wd = Path(workdir) if workdir is not None else None

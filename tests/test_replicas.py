@@ -55,22 +55,24 @@ def _assert_replica_equals(state, per_epoch, s, ref_state, ref_summaries):
         np.testing.assert_allclose(summaries[s][k], ref[k], err_msg=k, **TOL)
 
 
-# name: (config fields, replicas, epochs, first epoch).
+# name: (config fields, replicas, replicas vmapped together, epochs, first epoch).
 CASES = {
-    # Fresh negatives in every replica (re-stacked client data): the first epoch that draws them.
-    "fedavg_resampled": (dict(resample_negatives=True, max_buckets=2), 3, 1, 1),
-    # A robust aggregator on Algorithm 1's uniform rounds (merged plans, fallbacks).
-    "median_uniform": (dict(aggregator="median", round_assignment="uniform"), 2, 2, 0),
-    # A poisoning attack: attacker states and slots are per replica too.
-    "a_hum": (dict(attack="a_hum", num_malicious=3, targets=(5, 7)), 2, 2, 0),
+    # Fresh negatives in every replica (re-stacked client data): the first epoch that draws
+    # them. Three replicas two at a time: a vmapped pair, then the third.
+    "fedavg_resampled": (dict(resample_negatives=True, max_buckets=2), 3, 2, 1, 1),
+    # A robust aggregator on Algorithm 1's uniform rounds (merged plans, fallbacks), one
+    # replica after another.
+    "median_uniform": (dict(aggregator="median", round_assignment="uniform"), 2, 1, 2, 0),
+    # A poisoning attack: attacker states and slots are per replica too. All vmapped.
+    "a_hum": (dict(attack="a_hum", num_malicious=3, targets=(5, 7)), 2, None, 2, 0),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_replicas_equal_separate_runs(dataset, case):
-  fields, num_seeds, epochs, start = CASES[case]
+  fields, num_seeds, vmap_size, epochs, start = CASES[case]
   config = small_config(seed=10, **fields)
-  rep = ReplicaSimulator(config, dataset, num_seeds)
+  rep = ReplicaSimulator(config, dataset, num_seeds, vmap_size)
   state, per_epoch = rep.init()._replace(epoch=jnp.full(num_seeds, start, jnp.int32)), []
   for _ in range(epochs):
     state, ms = rep.run_epoch(state)
@@ -92,7 +94,7 @@ def test_replicas_equal_separate_runs(dataset, case):
 
 
 def test_stratified_replicas_compile_once(dataset):
-  rep = ReplicaSimulator(small_config(), dataset, 2)
+  rep = ReplicaSimulator(small_config(), dataset, 2, vmap_size=None)
   state = rep.init()
   for _ in range(2):
     state, _ = rep.run_epoch(state)
@@ -162,7 +164,17 @@ def test_replicas_equal_separate_runs_with_client_randomness(dataset):
       method_kwargs=(("num_hot", 5), ("num_sparse", 10), ("num_synthetic_users", 6),
                      ("reg_steps", 2), ("synthetic_items", 5), ("synthetic_steps", 2)),
       local=LocalConfig(user_optimizer="sgd", user_lr=0.05, lr=0.05, batch_size=8))
-  rep = ReplicaSimulator(config, dataset, 2)
+  rep = ReplicaSimulator(config, dataset, 2, vmap_size=None)
   state, summaries = rep.run_epoch(rep.init())
   for s, (ref_state, ref_ms, _) in enumerate(_separate_runs(config, dataset, rep.seeds, 1)):
     _assert_replica_equals(state, [summaries], s, ref_state, ref_ms)
+
+
+def test_seeds_benchmark_ratios():
+  from experiments import benchmark_seeds as bs  # pylint: disable=import-outside-toplevel
+  r = bs.SeedsResult(2, sequential=[bs.Timing(3.0, 20.0, 0.9), bs.Timing(5.0, 20.0, 0.9)],
+                     replicas={None: bs.Timing(6.0, 24.0, 0.88)})
+  assert r.ratio(None) == 6.0 / 8.0
+  assert r.run_ratio(None, 1) == 24.0 / 40.0
+  assert r.run_ratio(None, 3) == (24.0 + 2 * 6.0) / (40.0 + 2 * 8.0)
+  assert "0.750 per epoch" in r.lines(3)[-1]
