@@ -9,6 +9,7 @@ and `--attack` accept the names of both tasks (`--task`); `method_from_flags` an
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 
 from absl import flags
@@ -56,7 +57,10 @@ flags.DEFINE_enum("preset", "paper", sorted(PRESETS), "Configuration preset (SPE
 flags.DEFINE_integer("epochs", None, "Global epochs T.")
 flags.DEFINE_integer("clients_per_round", None, "Clients per round B.")
 flags.DEFINE_integer("seed", 0, "Root seed (init, negatives, shuffles, attacks).")
-flags.DEFINE_string("workdir", None, "Where results and checkpoints go (resumed if rerun).")
+flags.DEFINE_string("workdir", None, "Where results and checkpoints go.")
+flags.DEFINE_bool("resume", True, "Continue the run already in --workdir from its checkpoint "
+                  "(--noresume refuses a --workdir that holds one; results are never "
+                  "overwritten).")
 flags.DEFINE_integer("embed_dim", None, "Embedding size d.")
 flags.DEFINE_list("hidden", None, "Hidden layer widths of the MLP, e.g. 64,32,16.")
 flags.DEFINE_enum("server_optimizer", None, ["sgd", "adam"], "Server optimizer.")
@@ -265,3 +269,13 @@ def fail(message: str, code: int = 2):
   """One line on stderr and a non-zero exit: no traceback wall for bad input."""
   print(f"error: {message}", file=sys.stderr)
   sys.exit(code)
+
+
+def check_resume() -> None:
+  """`--noresume` with a --workdir that already holds a run: refuse, never overwrite."""
+  wd = FLAGS.workdir
+  if wd and not FLAGS.resume and any(
+      os.path.exists(os.path.join(wd, name))
+      for name in ("config.json", "checkpoint.msgpack", "metrics.jsonl")):
+    raise UsageError(f"--workdir={wd} already holds a run and --noresume was given: pass "
+                     "--resume to continue it, or choose another --workdir")

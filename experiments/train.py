@@ -55,6 +55,7 @@ def main(argv):
     if FLAGS.num_seeds > 1:
       flags_lib.fail("--num_seeds > 1 needs --task=core")
     try:
+      flags_lib.check_resume()
       main_sequential()
     except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError,
             MemoryLimitError) as e:
@@ -62,6 +63,7 @@ def main(argv):
     return
   try:
     seq_flags.check_task_flags()
+    flags_lib.check_resume()
     mesh = flags_lib.setup_devices()
     eval_config = flags_lib.eval_config_from_flags()
     dataset = load_dataset(FLAGS.dataset, FLAGS.data_dir, seed=FLAGS.seed,

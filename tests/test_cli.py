@@ -121,3 +121,12 @@ def test_cl_method_runs_from_flags(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert np.isfinite(summary["final"]["test/recall@20"])
+
+
+def test_noresume_refuses_a_workdir_with_a_run(tmp_path):
+  (tmp_path / "config.json").write_text("{}")
+  proc = _train("--noresume", f"--workdir={tmp_path}")
+  assert proc.returncode != 0
+  err = [l for l in proc.stderr.splitlines() if l.strip() and "tpu" not in l.lower()]
+  assert len(err) == 1 and "--resume" in err[0] and str(tmp_path) in err[0], proc.stderr
+  assert (tmp_path / "config.json").read_text() == "{}"
