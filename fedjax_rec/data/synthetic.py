@@ -35,9 +35,8 @@ class SyntheticConfig:
   max_activity: int = 300
 
 
-def make_interactions(config: SyntheticConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """Returns unique `(users, items)` pairs, deterministic in `seed`."""
-  c = config
+def _model(c: SyntheticConfig, seed: int):
+  """`(rng, item popularity, item cluster, user home cluster, user activity)`."""
   if c.max_activity >= c.num_items:
     raise ValueError("max_activity must be below num_items")
   rng = np.random.default_rng(seed)
@@ -47,6 +46,13 @@ def make_interactions(config: SyntheticConfig, seed: int) -> tuple[np.ndarray, n
   home = rng.integers(0, c.num_clusters, c.num_users)
   activity = np.clip(rng.lognormal(np.log(c.mean_activity), c.activity_sigma, c.num_users),
                      c.min_activity, c.max_activity).astype(np.int64)
+  return rng, pop, cluster, home, activity
+
+
+def make_interactions(config: SyntheticConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Returns unique `(users, items)` pairs, deterministic in `seed`."""
+  c = config
+  rng, pop, cluster, home, activity = _model(c, seed)
   # Per-user item weights: one [num_clusters, num_items] table, rows by home cluster.
   in_cluster = cluster[None, :] == np.arange(c.num_clusters)[:, None]
   w_cluster = pop[None, :] * in_cluster
@@ -80,15 +86,7 @@ def draw_interactions(config: SyntheticConfig, seed: int) -> tuple[np.ndarray, n
     `(users [nnz] int64, items [nnz] int32)`, sorted by user.
   """
   c = config
-  if c.max_activity >= c.num_items:
-    raise ValueError("max_activity must be below num_items")
-  rng = np.random.default_rng(seed)
-  pop = 1.0 / np.arange(1, c.num_items + 1) ** c.popularity_exponent
-  pop = pop[rng.permutation(c.num_items)]
-  cluster = rng.integers(0, c.num_clusters, c.num_items)
-  home = rng.integers(0, c.num_clusters, c.num_users)
-  activity = np.clip(rng.lognormal(np.log(c.mean_activity), c.activity_sigma, c.num_users),
-                     c.min_activity, c.max_activity).astype(np.int64)
+  rng, pop, cluster, home, activity = _model(c, seed)
   size = np.bincount(cluster, minlength=c.num_clusters)
   if c.affinity >= 1 and np.any(activity > size[home]):
     raise ValueError("affinity=1 needs every user's activity within its home cluster")
