@@ -53,7 +53,8 @@ def test_malformed_data_names_file_and_line(tmp_path):
   assert "Traceback" not in proc.stderr
 
 
-def _tiny():
+def tiny_run():
+  """A 60-user synthetic dataset and a 2-epoch config small enough for a CLI test."""
   ds = load_synthetic(SyntheticConfig(num_users=60, num_items=50, num_clusters=3,
                                       mean_activity=8, min_activity=3, max_activity=20))
   cfg = SimConfig(model=NCFConfig(embed_dim=4, hidden=(4,)), clients_per_round=16, epochs=2,
@@ -62,7 +63,7 @@ def _tiny():
 
 
 def test_workdir_results_and_resume(tmp_path):
-  ds, cfg = _tiny()
+  ds, cfg = tiny_run()
   lines = []
   summary = run(cfg, ds, workdir=tmp_path, eval_config=EvalConfig(ks=(5,)), log=lines.append)
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -80,7 +81,7 @@ def test_workdir_results_and_resume(tmp_path):
 
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path):
-  ds, cfg = _tiny()
+  ds, cfg = tiny_run()
   full = run(cfg, ds, workdir=tmp_path / "full", eval_config=EvalConfig(ks=(5,)),
              log=lambda s: None)
   import dataclasses

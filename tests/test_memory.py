@@ -12,11 +12,10 @@ import jax
 import pytest
 
 from fedjax_rec import memory
-from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
+from tests import test_cli
 from fedjax_rec.memory import MemoryLimitError
-from fedjax_rec.models.ncf import NCFConfig
 from fedjax_rec.runner import run
-from fedjax_rec.simulation import SimConfig, Simulator
+from fedjax_rec.simulation import Simulator
 
 XLA_OOM = ("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.\n"
            "BufferAssignment OOM Debugging.\n...")
@@ -78,11 +77,8 @@ def test_round_floor_counts_upload_rows():
 
 
 def _tiny():
-  ds = load_synthetic(SyntheticConfig(num_users=60, num_items=50, num_clusters=3,
-                                      mean_activity=8, min_activity=3, max_activity=20))
-  cfg = SimConfig(model=NCFConfig(embed_dim=4, hidden=(4,)), clients_per_round=16, epochs=1,
-                  max_buckets=2)
-  return ds, cfg
+  ds, cfg = test_cli.tiny_run()
+  return ds, dataclasses.replace(cfg, epochs=1)
 
 
 @pytest.mark.parametrize("error", [_xla_oom(), MemoryError("numpy")])
