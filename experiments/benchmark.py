@@ -41,6 +41,9 @@ flags.DEFINE_list("only", [], "Run only the configurations whose name contains o
 flags.DEFINE_string("data_dir", None, "ML-1M directory (default $FEDJAX_REC_DATA/ml-1m).")
 flags.DEFINE_integer("seeds_benchmark", 0, "S > 1: instead, time S vmapped replicas against "
                      "S sequential runs (experiments/benchmark_seeds.py).")
+flags.DEFINE_bool("pairs", True, "Also time each issue target (CL4FedRec vs Original, each "
+                  "robust aggregator vs FedAvg) as interleaved epochs A, B, A, B, ... so that "
+                  "load drift on a shared machine cancels out of the ratio.")
 flags.DEFINE_bool("scaling", False, "Run the scaling benchmark instead (`--scaling_*` flags; "
                   "experiments/benchmark_scaling.py).")
 
@@ -110,6 +113,72 @@ def bench(name: str, config: SimConfig, dataset, epochs: int, note: str = "") ->
         f"ratio {row.ratio:5.2f}  eff {row.padding_eff:.3f}  "
         f"{row.updates_per_s:9.0f} updates/s  (setup+compile {compile_s:.1f}s)", flush=True)
   return row
+
+
+@dataclasses.dataclass
+class Pair:
+  name: str
+  target: float
+  a_s: list
+  b_s: list
+
+  @property
+  def ratios(self) -> np.ndarray:
+    return np.asarray(self.b_s) / np.asarray(self.a_s)
+
+  @property
+  def ratio(self) -> float:
+    return float(np.median(self.ratios))
+
+
+def bench_pair(name: str, config_a: SimConfig, config_b: SimConfig, dataset, epochs: int,
+               target: float) -> Pair:
+  """Seconds per epoch of B over A, from epochs run alternately (A, B, A, B, ...).
+
+  Each pair of neighbouring epochs sees about the same load, so their ratio is robust to
+  drift; the reported ratio is the median over the pairs.
+  """
+  sims = [Simulator(c, dataset) for c in (config_a, config_b)]
+  states = [s.init() for s in sims]
+  for k, sim in enumerate(sims):
+    states[k], _ = sim.run_epoch(states[k])  # compiles
+  times = ([], [])
+  for _ in range(epochs):
+    for k, sim in enumerate(sims):
+      states[k], m = sim.run_epoch(states[k])
+      times[k].append(m["seconds"])
+  pair = Pair(name, target, *times)
+  print(f"{name:40s} A {np.median(pair.a_s):7.3f}s  B {np.median(pair.b_s):7.3f}s  "
+        f"ratio {pair.ratio:5.2f} (pairs {pair.ratios.min():.2f}-{pair.ratios.max():.2f}, "
+        f"target <= {target})", flush=True)
+  return pair
+
+
+def pair_configurations(ml1m_dir):
+  """(comparison, A, B, dataset, target): the issues' speed targets on ML-1M."""
+  spec = load_dataset("ml-1m", ml1m_dir, seed=0)
+  yield ("CL4FedRec / Original", get_preset("paper"), get_preset("paper", method="cl4fedrec"),
+         spec, 3.0)
+  for agg in ("median", "trimmed_mean", "krum", "hics", "norm_bound"):
+    yield (f"{agg} / FedAvg", get_preset("paper"), get_preset("paper", aggregator=agg), spec,
+           1.5)
+
+
+def pairs_markdown(pairs: list[Pair]) -> str:
+  when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  lines = [
+      "## Speed targets as interleaved ratios (ML-1M, `paper` preset)", "",
+      f"Written by `python -m experiments.benchmark` on {when}. Machine: {machine()}.", "",
+      "A and B are built side by side and their timed epochs alternate (A, B, A, B, ...) "
+      "after one compiling epoch each, so load from other jobs falls on both alike; the "
+      "ratio is the median of the per-pair ratios B / A (range over the pairs beside it).",
+      "", "| comparison (B / A) | A s / epoch | B s / epoch | ratio | pair range | target | met |",
+      "|---|---:|---:|---:|---|---:|---|"]
+  for p in pairs:
+    lines.append(f"| {p.name} | {np.median(p.a_s):.3f} | {np.median(p.b_s):.3f} | "
+                 f"{p.ratio:.2f} | {p.ratios.min():.2f}-{p.ratios.max():.2f} | "
+                 f"<= {p.target} | {'yes' if p.ratio <= p.target else 'no'} |")
+  return "\n".join(lines) + "\n"
 
 
 def machine() -> str:
@@ -185,6 +254,12 @@ def main(argv):
     if FLAGS.only and not any(o in name for o in FLAGS.only):
       continue
     rows.append(bench(name, config, dataset, FLAGS.epochs, note))
+  pairs = []
+  if FLAGS.pairs:
+    for name, config_a, config_b, dataset, target in pair_configurations(ml1m):
+      if FLAGS.only and not any(o in name for o in FLAGS.only):
+        continue
+      pairs.append(bench_pair(name, config_a, config_b, dataset, FLAGS.epochs, target))
   from experiments.benchmark_seq import seq_benchmark_rows  # pylint: disable=import-outside-toplevel
   seq_rows = []
   for r in seq_benchmark_rows(epochs=FLAGS.epochs, only=FLAGS.only):
@@ -195,6 +270,9 @@ def main(argv):
   if FLAGS.out:
     from fedjax_rec.io import replace_section  # pylint: disable=import-outside-toplevel
     # Each group rewrites only its own section, so `--only` keeps the other groups.
+    if pairs:
+      replace_section(FLAGS.out, "ratios", pairs_markdown(pairs))
+      print(f"wrote the 'ratios' section of {FLAGS.out}")
     for section, title, group in (("epochs", "Global epochs (NCF)", rows),
                                   ("sequential", "Global epochs (sequential)", seq_rows)):
       if group:

@@ -1,0 +1,37 @@
+"""The interleaved A/B epoch timing of `experiments.benchmark` at toy size.
+
+Runs in a subprocess: `experiments.benchmark` defines absl flags that other experiments
+programs imported into this process also define.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from experiments import benchmark as b
+    from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
+    from fedjax_rec.presets import get_preset
+
+    data = load_synthetic(SyntheticConfig(num_users=60, num_items=40, mean_activity=10, min_activity=5, max_activity=20), seed=0)
+    a = get_preset("ahum-reference", clients_per_round=16)
+    pair = b.bench_pair("median / FedAvg", a, get_preset("ahum-reference",
+                        clients_per_round=16, aggregator="median"), data, 2, 1.5)
+    assert len(pair.a_s) == len(pair.b_s) == 2, pair
+    assert all(t > 0 for t in pair.a_s + pair.b_s), pair
+    np.testing.assert_allclose(pair.ratio, np.median(np.array(pair.b_s) / np.array(pair.a_s)))
+    text = b.pairs_markdown([pair])
+    assert text.count("| median / FedAvg |") == 1, text
+    assert ("| yes |" in text) == (pair.ratio <= 1.5), text
+    print("OK")
+""")
+
+
+def test_bench_pair_alternates_and_reports():
+  out = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
+                       timeout=600, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "OK" in out.stdout
