@@ -165,10 +165,8 @@ def pair_configurations(ml1m_dir):
 
 
 def pairs_markdown(pairs: list[Pair]) -> str:
-  when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   lines = [
-      "## Speed targets as interleaved ratios (ML-1M, `paper` preset)", "",
-      f"Written by `python -m experiments.benchmark` on {when}. Machine: {machine()}.", "",
+      "## Speed targets as interleaved ratios (ML-1M, `paper` preset)", "", _stamp(), "",
       "A and B are built side by side and their timed epochs alternate (A, B, A, B, ...) "
       "after one compiling epoch each, so load from other jobs falls on both alike; the "
       "ratio is the median of the per-pair ratios B / A (range over the pairs beside it).",
@@ -214,17 +212,21 @@ def configurations(ml1m_dir):
          get_preset("paper", round_assignment="uniform"), spec, "Algorithm 1's plain shuffle")
 
 
-def to_markdown(rows: list[Row], title: str = "Global epochs") -> str:
+def _stamp() -> str:
+  """'Written by ... on <date> at <revision>.' and the machine, for a section's head."""
   when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   try:
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                          text=True, check=False).stdout.strip()
   except OSError:
     rev = ""
+  return (f"Written by `python -m experiments.benchmark` on {when}"
+          + (f" at {rev}" if rev else "") + f".\n\nMachine: {machine()}.")
+
+
+def to_markdown(rows: list[Row], title: str = "Global epochs") -> str:
   lines = [
-      f"## {title}", "",
-      f"Written by `python -m experiments.benchmark` on {when}" + (f" at {rev}" if rev else "")
-      + ".", "", f"Machine: {machine()}.", "",
+      f"## {title}", "", _stamp(), "",
       "Seconds per global epoch are the median of timed epochs after a warm-up epoch "
       "(which compiles); evaluation is not included. *Floor*: one fused forward and "
       "backward of the same model over all of the epoch's samples in a single batch; "
