@@ -128,6 +128,7 @@ def run_dir(workdir: Path, exp: Experiment, cfg) -> Path:
 
 
 def table(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
+  """Each row's metrics at its last epoch: mean ± sample std over seeds, paper beside."""
   last = frame.sort_values("epoch").groupby(["label", "seed"]).tail(1)
   out = []
   for label, _, paper in exp.rows:
@@ -136,7 +137,8 @@ def table(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
     for metric in exp.metrics:
       col = f"test/{metric}"
       vals = sub[col].to_numpy(float) if col in sub else np.array([np.nan])
-      row[f"{metric} (ours)"] = (f"{np.mean(vals):.4f} ± {np.std(vals):.4f}" if len(vals) > 1
+      row[f"{metric} (ours)"] = (f"{np.mean(vals):.4f} ± {np.std(vals, ddof=1):.4f}"
+                                 if len(vals) > 1
                                  else f"{np.mean(vals):.4f} (1 seed)")
       row[f"{metric} (paper)"] = paper.get(metric, "")
     out.append(row)

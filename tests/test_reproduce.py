@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from absl import flags
 
@@ -60,3 +61,16 @@ def test_runs_tables_figures_and_resume(tmp_path: Path, parsed_flags):
   assert {r.workdir: (r.workdir / "summary.json").stat().st_mtime_ns for r in runs} == stamps
   assert again.equals(frame)
 
+
+
+def test_table_mean_and_sample_std_over_seeds():
+  exp = _experiment()
+  frame = pd.DataFrame({
+      "label": ["alpha=0.0"] * 4 + ["alpha=5.0"],
+      "seed": [0, 0, 1, 1, 0], "epoch": [1, 2, 1, 2, 2],
+      "test/er@5": [9.0, 0.25, 9.0, 0.75, 0.5], "test/recall@20": [9.0, 0.1, 9.0, 0.3, 0.2]})
+  tab = reproduce.table(exp, frame).set_index("configuration")
+  # Last epoch of each seed only; sample std (ddof=1) of (0.25, 0.75) is 0.3536.
+  assert tab.loc["alpha=0.0", "er@5 (ours)"] == "0.5000 ± 0.3536"
+  assert tab.loc["alpha=0.0", "recall@20 (ours)"] == "0.2000 ± 0.1414"
+  assert tab.loc["alpha=5.0", "er@5 (ours)"] == "0.5000 (1 seed)"
