@@ -156,9 +156,9 @@ def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
     ax.set_xlabel(exp.x_axis)
   else:
     mean = frame.groupby(["label", "epoch"])[metric].mean().reset_index()
-    for label, _, _ in exp.rows:
+    for k, (label, _, _) in enumerate(exp.rows):
       sub = mean[mean.label == label]
-      ax.plot(sub.epoch, sub[metric], marker=".", label=label)
+      ax.plot(sub.epoch, sub[metric], marker=".", label=label, **plots.line_style(k))
     ax.set_xlabel("global epoch")
     ax.legend(fontsize=7)
   ax.set_ylabel(exp.metrics[0])

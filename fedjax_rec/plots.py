@@ -47,6 +47,15 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
   return Path(path)
 
 
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def line_style(k: int) -> dict:
+  """Colour and dash of the `k`-th line of a panel: ten colours, then the next dash, so up
+  to 40 lines stay distinct (matplotlib's default cycle repeats colours after ten)."""
+  return {"color": f"C{k % 10}", "linestyle": _LINESTYLES[(k // 10) % len(_LINESTYLES)]}
+
+
 def epoch_axis(ax: Axes) -> None:
   """Integer ticks and a label for a global-epoch x axis."""
   ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -70,11 +79,12 @@ def plot_metric_per_epoch(frame: pd.DataFrame, metric: str) -> Figure:
   fig, axes = new_figure(ncols=max(len(datasets), 1))
   for ax, name in zip(axes, datasets):
     part = data[data["dataset"] == name]
-    for label, rows in part.groupby("_label", sort=False):
+    for k, (label, rows) in enumerate(part.groupby("_label", sort=False)):
       stats = rows.groupby("epoch")[metric].agg(["mean", "std"]).fillna({"std": 0.0})
-      ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=label)
+      style = line_style(k)
+      ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=label, **style)
       ax.fill_between(stats.index, stats["mean"] - stats["std"],
-                      stats["mean"] + stats["std"], alpha=0.2)
+                      stats["mean"] + stats["std"], alpha=0.2, color=style["color"])
     ax.set(title=name, ylabel=metric.removeprefix("test/"))
     epoch_axis(ax)
     ax.legend(fontsize="small")

@@ -61,3 +61,14 @@ def test_plot_cli(tmp_path):
                         "--metrics=test/nope"], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=120)
   assert bad.returncode == 2 and "test/nope" in bad.stderr
+
+
+def test_line_styles_stay_distinct_past_ten_lines():
+  from fedjax_rec.plots import line_style, new_figure  # pylint: disable=import-outside-toplevel
+  styles = [line_style(k) for k in range(40)]
+  assert len({(s["color"], s["linestyle"]) for s in styles}) == 40
+  fig, (ax,) = new_figure()
+  for k in range(12):
+    ax.plot([0, 1], [k, k], **line_style(k))
+  drawn = {(line.get_color(), line.get_linestyle()) for line in ax.get_lines()}
+  assert len(drawn) == 12  # the default cycle would repeat two colours
