@@ -154,9 +154,8 @@ def bench_pair(name: str, config_a: SimConfig, config_b: SimConfig, dataset, epo
   return pair
 
 
-def pair_configurations(ml1m_dir):
-  """(comparison, A, B, dataset, target): the issues' speed targets on ML-1M."""
-  spec = load_dataset("ml-1m", ml1m_dir, seed=0)
+def pair_configurations(spec):
+  """(comparison, A, B, dataset, target): the issues' speed targets on ML-1M (`spec`)."""
   yield ("CL4FedRec / Original", get_preset("paper"), get_preset("paper", method="cl4fedrec"),
          spec, 3.0)
   for agg in ("median", "trimmed_mean", "krum", "hics", "norm_bound"):
@@ -194,9 +193,8 @@ def machine() -> str:
           f"{jax.default_backend()} ({devices})")
 
 
-def configurations(ml1m_dir):
-  spec = load_dataset("ml-1m", ml1m_dir, seed=0)
-  pre = load_dataset("ml-1m-presplit", ml1m_dir, seed=0, valid_frac=0.0)
+def configurations(spec, pre):
+  """(name, config, dataset, note) rows on ML-1M: `spec` (SPEC split), `pre` (pre-split)."""
   yield "paper / original / fedavg", get_preset("paper"), spec, ""
   yield ("ahum-reference / original / fedavg", get_preset("ahum-reference"), pre,
          "pre-split data")
@@ -251,17 +249,14 @@ def main(argv):
     from experiments.benchmark_seeds import main_seeds  # pylint: disable=import-outside-toplevel
     main_seeds(ml1m, FLAGS.seeds_benchmark, FLAGS.epochs)
     return
-  rows = []
-  for name, config, dataset, note in configurations(ml1m):
-    if FLAGS.only and not any(o in name for o in FLAGS.only):
-      continue
-    rows.append(bench(name, config, dataset, FLAGS.epochs, note))
-  pairs = []
-  if FLAGS.pairs:
-    for name, config_a, config_b, dataset, target in pair_configurations(ml1m):
-      if FLAGS.only and not any(o in name for o in FLAGS.only):
-        continue
-      pairs.append(bench_pair(name, config_a, config_b, dataset, FLAGS.epochs, target))
+  selected = lambda name: not FLAGS.only or any(o in name for o in FLAGS.only)
+  spec = load_dataset("ml-1m", ml1m, seed=0)  # loaded once for both groups
+  pre = load_dataset("ml-1m-presplit", ml1m, seed=0, valid_frac=0.0)
+  rows = [bench(name, config, dataset, FLAGS.epochs, note)
+          for name, config, dataset, note in configurations(spec, pre) if selected(name)]
+  pairs = [bench_pair(name, config_a, config_b, dataset, FLAGS.epochs, target)
+           for name, config_a, config_b, dataset, target in pair_configurations(spec)
+           if FLAGS.pairs and selected(name)]
   from experiments.benchmark_seq import seq_benchmark_rows  # pylint: disable=import-outside-toplevel
   seq_rows = []
   for r in seq_benchmark_rows(epochs=FLAGS.epochs, only=FLAGS.only):
