@@ -95,7 +95,10 @@ flags.DEFINE_string("target", "least_popular", "Target items: least_popular, lea
                     "items:3,17,42 or band:LO:HI:K (popularity over train+valid+test).")
 flags.DEFINE_integer("num_byzantine", None, "Defense: assumed attackers per row `f` "
                      "(Krum, Trimmed Mean).")
-flags.DEFINE_float("clip_norm", None, "Defense: NormBound row clip.")
+flags.DEFINE_float("clip_norm", None, "Defense: NormBound L2 bound c for each uploaded row "
+                   "and each client's MLP gradient (default 0.1).")
+flags.DEFINE_float("clip_quantile", None, "Defense: NormBound adaptive bound instead of "
+                   "--clip_norm: this quantile of the round's accepted norms, in (0, 1].")
 flags.DEFINE_float("client_clip", None, "Defense: HiCS per-client clip.")
 flags.DEFINE_float("row_clip", None, "Defense: HiCS per-row clip.")
 flags.DEFINE_integer("min_uploaders", None, "Defense: HiCS rows need this many uploaders.")
@@ -205,17 +208,27 @@ def aggregator_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
   name = FLAGS.aggregator
   taken = {"krum": {"num_byzantine": "num_byzantine"},
            "trimmed_mean": {"num_byzantine": "num_trim"},
-           "norm_bound": {"clip_norm": "clip_norm"},
+           "norm_bound": {"clip_norm": "clip_norm", "clip_quantile": "clip_quantile"},
            "hics": {"client_clip": "client_clip", "row_clip": "row_clip",
                     "min_uploaders": "min_uploaders"}}.get(name, {})
   out = {}
-  for flag in ("num_byzantine", "clip_norm", "client_clip", "row_clip", "min_uploaders"):
+  for flag in ("num_byzantine", "clip_norm", "clip_quantile", "client_clip", "row_clip",
+               "min_uploaders"):
     value = FLAGS[flag].value
     if value is None:
       continue
     if flag not in taken:
       raise UsageError(f"--{flag} does not apply to --aggregator={name}")
     out[taken[flag]] = value
+  if "clip_norm" in out and "clip_quantile" in out:
+    raise UsageError("--clip_norm and --clip_quantile exclude each other (a fixed or an "
+                     "adaptive NormBound bound)")
+  from fedjax_rec.aggregators import make_aggregator  # pylint: disable=import-outside-toplevel
+  try:  # checks the values now, so that a bad one is named by its flag
+    make_aggregator(name, 1, **out)
+  except ValueError as e:
+    given = " ".join(f"--{f}={FLAGS[f].value}" for f in taken if FLAGS[f].value is not None)
+    raise UsageError(f"--aggregator={name} {given}: {e}") from None
   return tuple(sorted(out.items()))
 
 

@@ -77,8 +77,10 @@ EXPERIMENTS = {
             (d, {"attack": "a_hum", "epochs": 12,
                  **({} if d == "none" else {"aggregator": d})}, {})
             for d in ("none", "norm_bound", "median", "hics")] + [
-            ("norm_bound c=0.1", {"attack": "a_hum", "epochs": 12, "aggregator": "norm_bound",
-                                  "aggregator_kwargs": _kw(clip_norm=0.1)}, {})] + [
+            (label, {"attack": "a_hum", "epochs": 12, "aggregator": "norm_bound",
+                     "aggregator_kwargs": kw}, {})
+            for label, kw in (("norm_bound c=1", _kw(clip_norm=1.0)),
+                              ("norm_bound q=0.9", _kw(clip_quantile=0.9)))] + [
             ("no attack", {"epochs": 12}, {})],
         metrics=("er@5", "recall@20"), preset="ahum-reference", dataset="ml-1m-presplit"),
 }

@@ -27,6 +27,7 @@ from absl import flags
 from experiments import reproduce_fortress
 from experiments.repro_specs import EXPERIMENTS, Experiment
 from fedjax_rec import io, plots
+from fedjax_rec.aggregators import resolve_kwargs
 from fedjax_rec.attacks import select_targets
 from fedjax_rec.data.loaders import load_dataset, popularity_all
 from fedjax_rec.presets import get_preset
@@ -122,7 +123,8 @@ def run_dir(workdir: Path, exp: Experiment, cfg) -> Path:
 
   Table 3's CL4FedRec row and Table 2's, say, are the same run and train once.
   """
-  key = json.dumps([exp.dataset, FLAGS.eval_every, repr(cfg)])
+  key = json.dumps([exp.dataset, FLAGS.eval_every, repr(cfg),
+                    resolve_kwargs(cfg.aggregator, cfg.aggregator_kwargs)])
   digest = hashlib.sha256(key.encode()).hexdigest()[:12]
   return workdir / "runs" / f"{exp.dataset}-{cfg.method}-s{cfg.seed}-{digest}"
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rec import io
+from fedjax_rec.aggregators import resolve_kwargs
 from fedjax_rec import memory
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.data.dataset import ImplicitDataset
@@ -44,7 +45,15 @@ class WorkdirError(ValueError):
 
 
 def config_dict(config: SimConfig, dataset_name: str, eval_config: EvalConfig) -> dict:
-  return json.loads(json.dumps({"sim": dataclasses.asdict(config), "dataset": dataset_name,
+  """The JSON record of a run (`config.json`; also what run directories are hashed on).
+
+  The aggregator's hyper-parameters are recorded with their defaults filled in
+  (`aggregators.resolve_kwargs`), so a run made under an older default is never resumed
+  or reused under a newer one.
+  """
+  sim = dataclasses.asdict(config)
+  sim["aggregator_kwargs"] = resolve_kwargs(config.aggregator, config.aggregator_kwargs)
+  return json.loads(json.dumps({"sim": sim, "dataset": dataset_name,
                                 "eval": dataclasses.asdict(eval_config)}, default=str))
 
 

@@ -31,6 +31,9 @@ def _train(*args, timeout=120):
     (["--aggregator=nope"], "--aggregator"),
     (["--hidden=a,b"], "--hidden"),
     (["--clip_norm=1"], "--clip_norm"),
+    (["--aggregator=norm_bound", "--clip_quantile=2"], "--clip_quantile=2.0"),
+    (["--aggregator=norm_bound", "--clip_quantile=0.5", "--clip_norm=1"], "exclude"),
+    (["--aggregator=hics", "--row_clip=-1"], "--row_clip=-1.0"),
     (["--epochs=-1"], "epochs"),
     (["--dataset=ml-100k", "--data_dir=/nonexistent/dir"], "/nonexistent/dir"),
 ])
@@ -78,6 +81,24 @@ def test_workdir_results_and_resume(tmp_path):
   with pytest.raises(WorkdirError, match="different configuration"):
     run(dataclasses.replace(cfg, seed=1), ds, workdir=tmp_path,
         eval_config=EvalConfig(ks=(5,)), log=lines.append)
+
+
+def test_run_under_another_aggregator_default_is_not_resumed(tmp_path):
+  """config.json records the aggregator's defaults; a run recorded under other ones
+  (as an older version with another default wrote it) is refused, not resumed."""
+  import dataclasses
+  from fedjax_rec import runner as runner_lib
+  ds, cfg = tiny_run()
+  cfg = dataclasses.replace(cfg, aggregator="norm_bound", epochs=1)
+  record = runner_lib.config_dict(cfg, ds.name, EvalConfig(ks=(5,)))
+  assert dict(record["sim"]["aggregator_kwargs"])["clip_norm"] == 0.1
+  run(cfg, ds, workdir=tmp_path, eval_config=EvalConfig(ks=(5,)), log=lambda s: None)
+  old = json.loads((tmp_path / "config.json").read_text())
+  old["sim"]["aggregator_kwargs"] = [["clip_norm", 1.0], ["clip_quantile", None],
+                                     ["max_abs", 1e6]]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  with pytest.raises(WorkdirError, match="different configuration"):
+    run(cfg, ds, workdir=tmp_path, eval_config=EvalConfig(ks=(5,)), log=lambda s: None)
 
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path):

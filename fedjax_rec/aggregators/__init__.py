@@ -11,7 +11,9 @@ Default hyper-parameters (used by `make_aggregator` and the builders alike):
   share of 0.1% of users and rounds of 256 clients, a round holds about 0.26 attackers on
   average, so more than one attacker uploading the same target row in one round is rare;
   `f = 1` keeps the trimming/selection as mild as possible for benign rows.
-* `clip_norm`, `client_clip`, `row_clip` = 1.0. The BCE gradient of one item row is
+* `clip_norm` = 0.1 (NormBound): measured on ML-1M under both presets, see `norm_bound.py`;
+  `clip_quantile` makes NormBound's bound adaptive instead (off by default).
+* `client_clip`, `row_clip` = 1.0 (HiCS). The BCE gradient of one item row is
   `(sigmoid(s) - y) * ds/dv` with `|sigmoid(s) - y| <= 1` and a Jacobian of unit scale for
   the presets' initialisations, so 1.0 sits at the upper end of benign row norms: it seldom
   binds on benign rows but caps each attacker's row (and, for HiCS, its whole upload). The
@@ -47,7 +49,7 @@ _BUILDERS = {
 # Hyper-parameters each name accepts (besides num_items and convention), with defaults.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "fedavg": {"max_abs": None},
-    "norm_bound": {"clip_norm": 1.0, "max_abs": 1e6},
+    "norm_bound": {"clip_norm": 0.1, "clip_quantile": None, "max_abs": 1e6},
     "median": {"max_abs": 1e6},
     "trimmed_mean": {"num_trim": 1, "max_abs": 1e6},
     "krum": {"num_byzantine": 1, "max_abs": 1e6, "block_items": None},
@@ -55,6 +57,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 AGGREGATORS = tuple(_BUILDERS)
+
+
+def resolve_kwargs(name: str, kwargs) -> tuple[tuple[str, Any], ...]:
+  """`kwargs` (pairs or a dict) with the documented defaults filled in, as sorted pairs.
+
+  Configs store this form, so a run records the values it used: a default changed in a
+  later version cannot silently resume (or reuse) a run made under the old one. Unknown
+  names are left for `make_aggregator` to reject.
+  """
+  given = dict(kwargs)
+  return tuple(sorted({**DEFAULTS.get(name, {}), **given}.items()))
 
 
 def make_aggregator(name: str, num_items: int, convention: str = "sum",
@@ -84,5 +97,5 @@ def make_aggregator(name: str, num_items: int, convention: str = "sum",
 
 __all__ = [
     "AGGREGATORS", "Aggregator", "CONVENTIONS", "DEFAULTS", "fedavg", "hics", "krum",
-    "make_aggregator", "median", "norm_bound", "trimmed_mean", "validate",
+    "make_aggregator", "median", "norm_bound", "resolve_kwargs", "trimmed_mean", "validate",
 ]

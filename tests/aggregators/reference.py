@@ -180,6 +180,17 @@ def oracle(name, uploads, num_items, convention, **kw):
 
   fallback = 0
   clipped_rows = real_rows = 0
+  if name == "norm_bound":
+    if kw.get("clip_quantile") is None:
+      row_bound = mlp_bound = kw["clip_norm"]
+    else:  # adaptive: the quantile of the round's accepted norms (1.0 when there are none)
+      all_rows = [v for _, vs in rows.values() for v in vs]
+      row_bound = (np.quantile([np.linalg.norm(v) for v in all_rows], kw["clip_quantile"])
+                   if all_rows else 1.0)
+      mlp_bound = (np.quantile(np.linalg.norm(mlp_vs, axis=1), kw["clip_quantile"])
+                   if n_clients else 1.0)
+    extra["row_bound"] = row_bound
+    extra["mlp_bound"] = mlp_bound
   for i, (cs, vs) in rows.items():
     n = len(cs)
     if n == 0:
@@ -189,8 +200,8 @@ def oracle(name, uploads, num_items, convention, **kw):
       item_grad[i] = stat_fedavg(vs, weight[cs], convention)
     elif name == "norm_bound":
       real_rows += n
-      clipped_rows += sum(np.linalg.norm(v) > kw["clip_norm"] for v in vs)
-      vs = np.array([clip(v, kw["clip_norm"]) for v in vs])
+      clipped_rows += sum(np.linalg.norm(v) > row_bound for v in vs)
+      vs = np.array([clip(v, row_bound) for v in vs])
       item_grad[i] = stat_fedavg(vs, weight[cs], convention)
     elif name == "median":
       item_grad[i] = rescale(stat_median(vs), n, convention)
@@ -210,7 +221,7 @@ def oracle(name, uploads, num_items, convention, **kw):
   elif name == "fedavg":
     mlp = stat_fedavg(mlp_vs, mlp_ws, convention)
   elif name == "norm_bound":
-    mlp_vs = np.array([clip(v, kw["clip_norm"]) for v in mlp_vs])
+    mlp_vs = np.array([clip(v, mlp_bound) for v in mlp_vs])
     mlp = stat_fedavg(mlp_vs, mlp_ws, convention)
   elif name == "median":
     mlp = rescale(stat_median(mlp_vs), n_clients, convention)

@@ -24,6 +24,7 @@ CONVENTIONS = ("sum", "mean", "weighted")
 CORE = [
     ("fedavg", {}),
     ("norm_bound", {"clip_norm": 1.5}),
+    ("norm_bound", {"clip_quantile": 0.5}),  # adaptive bound
     ("median", {}),
     ("trimmed_mean", {"num_trim": 1}),
     ("krum", {"num_byzantine": 1}),
@@ -31,6 +32,8 @@ CORE = [
 ]
 VARIANTS = [
     ("trimmed_mean", {"num_trim": 2}),
+    ("norm_bound", {"clip_quantile": 0.9}),
+    ("norm_bound", {"clip_quantile": 1.0}),  # the largest norm: nothing is clipped
     ("krum", {"num_byzantine": 0, "block_items": 4}),  # several blocks, the last partial
     ("krum", {"num_byzantine": 3, "block_items": 5}),
     ("hics", {"client_clip": 100.0, "row_clip": 100.0, "min_uploaders": 3}),
@@ -294,3 +297,39 @@ def test_norm_bound_clipped_share():
 def test_default_hyper_parameters_run_under_jit(name):
   uploads = random_uploads(3)
   assert_matches_oracle(name, "mean", {}, uploads)
+
+
+def test_norm_bound_adaptive_median():
+  # Row norms 5, 1, 0 -> median bound 1: [3, 4] -> [0.6, 0.8]. MLP norms 3, 1 -> bound 2.
+  u = Uploads(
+      row_client=jnp.asarray([0, 1, 1, 0], jnp.int32),
+      row_item=jnp.asarray([0, 0, 1, 1], jnp.int32),
+      row_grad=jnp.asarray([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0], [100.0, 0.0]]),
+      row_mask=jnp.asarray([True, True, True, False]),
+      mlp={"w": jnp.asarray([[0.0, 3.0], [0.0, 1.0]])},
+      client_weight=jnp.ones((2,)),
+      client_mask=jnp.ones((2,), bool),
+      client_malicious=jnp.zeros((2,), bool),
+  )
+  aggregate, _, metrics = jax.jit(agg_lib.norm_bound(2, clip_quantile=0.5).apply)(u, ())
+  np.testing.assert_allclose(np.asarray(aggregate.item_grad), [[0.6, 1.8], [0.0, 0.0]],
+                             rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(aggregate.mlp["w"]), [0.0, 3.0], rtol=1e-6)
+  np.testing.assert_allclose(metrics["row_bound"], 1.0)
+  np.testing.assert_allclose(metrics["mlp_bound"], 2.0)
+  np.testing.assert_allclose(metrics["clipped_share"], 1 / 3)
+  np.testing.assert_allclose(metrics["mlp_clipped_share"], 1 / 2)
+  # A rejected client (NaN) leaves the bound to the others: rows 1, 0 -> 0.5; MLP 1.
+  bad = u._replace(mlp={"w": jnp.asarray([[jnp.nan, 3.0], [0.0, 1.0]])})
+  _, _, metrics = jax.jit(agg_lib.norm_bound(2, clip_quantile=0.5).apply)(bad, ())
+  np.testing.assert_allclose(metrics["row_bound"], 0.5)
+  np.testing.assert_allclose(metrics["mlp_bound"], 1.0)
+  assert metrics["rejected"] == 1
+
+
+@pytest.mark.parametrize("q", [0.0, -0.1, 1.5])
+def test_norm_bound_rejects_bad_quantile(q):
+  with pytest.raises(ValueError, match="clip_quantile"):
+    agg_lib.norm_bound(2, clip_quantile=q)
+  with pytest.raises(ValueError, match="clip_norm"):
+    agg_lib.norm_bound(2, clip_norm=0.0)
