@@ -46,8 +46,6 @@ flags.DEFINE_list("scaling_clients", ["256", "1024", "4096", "16384", "65536"],
 flags.DEFINE_integer("scaling_rounds", 3, "Scaling: timed rounds per size (after one that "
                      "compiles).")
 flags.DEFINE_string("scaling_preset", "paper", "Scaling: model and optimizer preset.")
-flags.DEFINE_integer("scaling_chunk", None, "Scaling: run each round's local updates this "
-                     "many clients at a time (Simulator client_chunk); default: one vmap.")
 flags.DEFINE_string("scaling_out", "benchmarks/scaling.md", "Scaling: Markdown table to "
                     "write; the figure goes beside it with a .png suffix.")
 
@@ -65,7 +63,6 @@ class ScalingConfig:
   timed_rounds: int = 3
   preset: str = "paper"
   seed: int = 0
-  client_chunk: int | None = None
 
   def synthetic(self) -> SyntheticConfig:
     return SyntheticConfig(num_users=self.num_users, num_items=self.num_items,
@@ -179,7 +176,7 @@ def run_scaling(config: ScalingConfig, log: Callable[[str], None] = print) -> Sc
   sim_config = get_preset(config.preset, clients_per_round=sizes[0], epochs=1,
                           seed=config.seed)
   t0 = time.perf_counter()
-  sim = Simulator(sim_config, dataset, client_chunk=config.client_chunk)
+  sim = Simulator(sim_config, dataset)
   state = sim.init()
   jax.block_until_ready(state)
   setup_s = time.perf_counter() - t0
@@ -265,9 +262,7 @@ def to_markdown(result: ScalingResult, command: str, figure: str | None = None) 
       f"Data: {result.dataset} (synthetic, O(interactions) sampler, mean activity "
       f"{c.mean_activity:g}), generated and split in {result.data_s:.1f} s; simulator set-up "
       f"(negatives, client rows, placement, state) {result.setup_s:.1f} s. Model: preset "
-      f"`{c.preset}`; stratified rounds; FedAvg; local updates "
-      + ("in one vmap per length class." if c.client_chunk is None else
-         f"{c.client_chunk:,} clients at a time (`--scaling_chunk`)."), "",
+      f"`{c.preset}`; stratified rounds; FedAvg.", "",
       f"*s / round*: median (and fastest) wall time of {c.timed_rounds} rounds after the "
       "one that compiles; one round = the jitted client updates, aggregation and server "
       "step, host dispatch included. *CPU s*: the process's CPU time (all threads) per "
@@ -345,8 +340,7 @@ def main_scaling() -> None:
   config = ScalingConfig(num_users=FLAGS.scaling_users, num_items=FLAGS.scaling_items,
                          mean_activity=FLAGS.scaling_mean_activity,
                          clients=tuple(int(b) for b in FLAGS.scaling_clients),
-                         timed_rounds=FLAGS.scaling_rounds, preset=FLAGS.scaling_preset,
-                         client_chunk=FLAGS.scaling_chunk)
+                         timed_rounds=FLAGS.scaling_rounds, preset=FLAGS.scaling_preset)
   result = run_scaling(config)
   for field in ("round_s", "round_min_s", "cpu_s"):
     slope = result.slope(field=field)

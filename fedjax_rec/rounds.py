@@ -38,8 +38,7 @@ def _attack_phase(attack: Attack, public, ctx, attackers: PyTree, slots: Array, 
   return attackers, up, real
 
 
-def make_client_phase(config: SimConfig, method: Method, num_users: int, mesh=None,
-                      client_chunk: int | None = None):
+def make_client_phase(config: SimConfig, method: Method, num_users: int, mesh=None):
   """Builds `client_phase(public, ctx, clients, data, slots, lengths, key)`.
 
   `slots` holds each length class's `[capacity]` user ids (-1: empty slot) and
@@ -47,25 +46,9 @@ def make_client_phase(config: SimConfig, method: Method, num_users: int, mesh=No
   from the device-resident `data`, then runs the one-user update vmapped over
   its slots. Returns `(clients, parts)`, `parts` being each class's sparse
   upload fields (see `uploads_from_parts`).
-
-  `client_chunk`: None runs each class as one vmap; a size `k` runs classes of
-  more than `k` slots as a sequential `lax.map` over vmapped chunks of `k`
-  (one device only), which bounds the local updates' temporaries to `k`
-  clients at a time. The results are the same clients' updates.
   """
-  if client_chunk is not None and client_chunk < 1:
-    raise ValueError(f"client_chunk must be >= 1 or None, got {client_chunk}")
-  if client_chunk is not None and mesh is not None:
-    raise ValueError("client_chunk applies to one device; with a mesh each device already "
-                     "holds 1 / mesh.size of the round's clients")
   client_update = make_client_update(method.loss_fn, config.local)
   vmapped = jax.vmap(client_update, in_axes=(None, None, 0, 0, 0, 0))
-
-  def local_updates(public, ctx, u, opt, data, keys):
-    if client_chunk is None or u.shape[0] <= client_chunk:
-      return vmapped(public, ctx, u, opt, data, keys)
-    return jax.lax.map(lambda a: client_update(public, ctx, *a), (u, opt, data, keys),
-                       batch_size=client_chunk)
 
   def client_phase(public, ctx, clients: ClientStates, client_data, slots, lengths, key,
                    pos_lengths=None):
@@ -82,7 +65,7 @@ def make_client_phase(config: SimConfig, method: Method, num_users: int, mesh=No
       u = clients.user_emb[gather_idx]
       opt = jax.tree.map(lambda x: x[gather_idx], clients.opt_state)
       keys = per_client_keys(key, slot_user)
-      new_u, new_opt, up = local_updates(public, ctx, u, opt, data, keys)
+      new_u, new_opt, up = vmapped(public, ctx, u, opt, data, keys)
       clients = ClientStates(
           clients.user_emb.at[scatter_idx].set(new_u, mode="drop"),
           jax.tree.map(lambda s, x: s.at[scatter_idx].set(x, mode="drop"),
@@ -133,7 +116,7 @@ def make_server_phase(config: SimConfig, aggregator):
 
 
 def make_round_step(config: SimConfig, method: Method, aggregator, num_users: int,
-                    attack: Attack | None = None, mesh=None, client_chunk: int | None = None):
+                    attack: Attack | None = None, mesh=None):
   """Builds the pure round function.
 
   Returns:
@@ -144,7 +127,7 @@ def make_round_step(config: SimConfig, method: Method, aggregator, num_users: in
     attacker ids (-1 for empty slots), or None without an attack; `key_data` is
     the raw `uint32` data of the round's key (plain arrays cross hosts).
   """
-  client_phase = make_client_phase(config, method, num_users, mesh, client_chunk)
+  client_phase = make_client_phase(config, method, num_users, mesh)
   server_phase = make_server_phase(config, aggregator)
 
   def round_step(server: ServerState, clients: ClientStates, attackers: PyTree, client_data,

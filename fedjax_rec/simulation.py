@@ -62,16 +62,12 @@ class SimState(NamedTuple):
 class Simulator:
   """Host-side driver: data layout, jitted round, epoch loop and evaluation."""
 
-  def __init__(self, config: SimConfig, dataset: ImplicitDataset, mesh=None,
-               client_chunk: int | None = None):
+  def __init__(self, config: SimConfig, dataset: ImplicitDataset, mesh=None):
     """Args:
       config: the run.
       dataset: the split dataset.
       mesh: a `sharding.make_mesh` mesh to split each round's clients over, or
         None for one device.
-      client_chunk: one device only: run a round's local updates `client_chunk`
-        clients at a time (`rounds.make_client_phase`), bounding their memory;
-        None: each length class in one vmap.
     """
     self.config = config
     self.mesh = mesh
@@ -104,7 +100,7 @@ class Simulator:
     self.check_fits(self.plan)
     self.round_step = jax.jit(
         make_round_step(config, self.method, self.aggregator, dataset.num_users, self.attack,
-                        mesh, client_chunk),
+                        mesh),
         donate_argnums=(1, 2), static_argnames=("lengths", "pos_lengths"))
     self._eval_cache: dict[str, Any] = {}
     self._epoch_end = jax.jit(

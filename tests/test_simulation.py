@@ -181,30 +181,3 @@ def test_learning_on_synthetic_data():
   for _ in range(7):
     state, _ = sim.run_epoch(state)
   assert sim.evaluate(state)["recall@20"] > first + 0.02
-
-
-@pytest.mark.parametrize("method,kw", [("original", ()),
-                                       ("cl4fedrec", (("num_synthetic_users", 4),))])
-def test_client_chunk_equals_one_vmap(dataset, method, kw):
-  """Local updates run a few clients at a time (`lax.map` over vmapped chunks, with a
-  remainder chunk) give the round of one vmap per length class."""
-  cfg = small_config(method=method, method_kwargs=kw, clients_per_round=32, max_buckets=2)
-  users = np.arange(32)
-  out = []
-  for chunk in (None, 5):
-    sim = Simulator(cfg, dataset, client_chunk=chunk)
-    st = sim.init()
-    (server, clients, _, metrics), _ = sim.apply_round(st.server, st.clients, st.attackers,
-                                                        users, key=jax.random.key(1))
-    out.append((server.params, clients.user_emb, metrics["item_update_norm"]))
-  for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1]), strict=True):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-  assert float(out[0][2]) > 0
-
-
-def test_client_chunk_rejects_bad_values(dataset):
-  with pytest.raises(ValueError, match="client_chunk"):
-    Simulator(small_config(), dataset, client_chunk=0)
-  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("clients",))
-  with pytest.raises(ValueError, match="client_chunk"):
-    Simulator(small_config(), dataset, mesh=mesh, client_chunk=4)

@@ -56,9 +56,13 @@ def fedavg_mlp(uploads: Uploads, convention: str) -> PyTree:
     den = jnp.sum(weight)
 
   def leaf_fn(x):
-    w = leaf_client_mask(weight, x).astype(x.dtype)
     masked = jnp.where(leaf_client_mask(mask, x), x, 0.0)
-    return _safe_div(jnp.sum(masked * w, axis=0), den)
+    # A weighted sum over the client axis as one dot ([C] . [C, ...]): XLA's CPU column
+    # reduction `sum(w * x, axis=0)` is several times slower and grew faster than the
+    # clients (README "Scaling out"). HIGHEST keeps float32 products on accelerators.
+    total = jnp.tensordot(weight.astype(x.dtype), masked, axes=(0, 0),
+                          precision=jax.lax.Precision.HIGHEST)
+    return _safe_div(total, den)
 
   return jax.tree.map(leaf_fn, uploads.mlp)
 
