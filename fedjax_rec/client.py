@@ -146,7 +146,14 @@ def make_client_update(loss_fn: LossFn, config: LocalConfig):
     zeros_mlp = jax.tree.map(jnp.zeros_like, public.mlp)
     carry = (user_emb, opt_state, rows, public.mlp, jnp.zeros_like(rows), zeros_mlp)
     keys = jax.random.split(key, config.local_epochs)
-    (u, opt, _, _, acc_rows, acc_mlp), _ = jax.lax.scan(one_epoch, carry, keys)
+    if config.local_epochs == 1 and num_batches == 1:
+      # One full-batch step (both presets): no loop carries the MLP, so under the round's
+      # vmap it stays the one shared public copy, and its products are single matmuls over
+      # every client's rows rather than per-client copies. Same keys as the loop below.
+      key_step = jax.random.split(jax.random.split(keys[0])[1], 1)[0]
+      (u, opt, _, _, acc_rows, acc_mlp), _ = one_step(carry, (data.mask, key_step))
+    else:
+      (u, opt, _, _, acc_rows, acc_mlp), _ = jax.lax.scan(one_epoch, carry, keys)
     acc_rows = jnp.where(data.mask[:, None], acc_rows, 0.0)
     weight = jnp.sum(jnp.where(data.mask, data.weight, 0.0))
     return u, opt, ClientUpload(acc_rows, acc_mlp, weight)
