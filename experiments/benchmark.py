@@ -17,7 +17,9 @@ import dataclasses
 import datetime
 import os
 import platform
+import shlex
 import subprocess
+import sys
 import time
 
 import jax
@@ -218,7 +220,9 @@ def _stamp() -> str:
                          text=True, check=False).stdout.strip()
   except OSError:
     rev = ""
-  return (f"Written by `python -m experiments.benchmark` on {when}"
+  args = " ".join(shlex.quote(a) for a in sys.argv[1:])
+  command = "python -m experiments.benchmark" + (f" {args}" if args else "")
+  return (f"Written by `{command}` on {when}"
           + (f" at {rev}" if rev else "") + f".\n\nMachine: {machine()}.")
 
 
