@@ -201,11 +201,11 @@ def configurations(spec, pre):
   yield ("ahum-reference / original / fedavg", get_preset("ahum-reference"), pre,
          "pre-split data")
   yield ("paper / cl4fedrec / fedavg", get_preset("paper", method="cl4fedrec"), spec,
-         "issue: <= 3x original")
+         "target: <= 3x original")
   yield ("paper / rcl4fedrec / fedavg", get_preset("paper", method="rcl4fedrec"), spec, "")
   for agg in ("median", "trimmed_mean", "krum", "hics", "norm_bound"):
     yield (f"paper / original / {agg}", get_preset("paper", aggregator=agg), spec,
-           "issue: <= 1.5x fedavg")
+           "target: <= 1.5x fedavg")
   yield ("ahum-reference / original / median", get_preset("ahum-reference", aggregator="median"),
          pre, "pre-split data")
   yield ("paper / original / fedavg / uniform rounds",
