@@ -273,9 +273,9 @@ def test_hics_sparsification_and_clipping():
   assert int(metrics["sparsified_rows"]) == 0
 
 
-def test_norm_bound_clipped_share():
-  # Row norms 5, 1, 0 (clip 2): one of three real rows clipped; [3,4] -> [1.2, 1.6].
-  u = Uploads(
+def _three_rows() -> Uploads:
+  """Two clients, real rows of norms 5, 1 and 0 (one padded row), MLP norms 3 and 1."""
+  return Uploads(
       row_client=jnp.asarray([0, 1, 1, 0], jnp.int32),
       row_item=jnp.asarray([0, 0, 1, 1], jnp.int32),
       row_grad=jnp.asarray([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0], [100.0, 0.0]]),
@@ -285,6 +285,11 @@ def test_norm_bound_clipped_share():
       client_mask=jnp.ones((2,), bool),
       client_malicious=jnp.zeros((2,), bool),
   )
+
+
+def test_norm_bound_clipped_share():
+  # Row norms 5, 1, 0 (clip 2): one of three real rows clipped; [3,4] -> [1.2, 1.6].
+  u = _three_rows()
   aggregate, _, metrics = jax.jit(agg_lib.norm_bound(2, clip_norm=2.0).apply)(u, ())
   np.testing.assert_allclose(np.asarray(aggregate.item_grad), [[1.2, 2.6], [0.0, 0.0]])
   assert np.asarray(aggregate.item_touched).tolist() == [True, True]
@@ -301,16 +306,7 @@ def test_default_hyper_parameters_run_under_jit(name):
 
 def test_norm_bound_adaptive_median():
   # Row norms 5, 1, 0 -> median bound 1: [3, 4] -> [0.6, 0.8]. MLP norms 3, 1 -> bound 2.
-  u = Uploads(
-      row_client=jnp.asarray([0, 1, 1, 0], jnp.int32),
-      row_item=jnp.asarray([0, 0, 1, 1], jnp.int32),
-      row_grad=jnp.asarray([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0], [100.0, 0.0]]),
-      row_mask=jnp.asarray([True, True, True, False]),
-      mlp={"w": jnp.asarray([[0.0, 3.0], [0.0, 1.0]])},
-      client_weight=jnp.ones((2,)),
-      client_mask=jnp.ones((2,), bool),
-      client_malicious=jnp.zeros((2,), bool),
-  )
+  u = _three_rows()
   aggregate, _, metrics = jax.jit(agg_lib.norm_bound(2, clip_quantile=0.5).apply)(u, ())
   np.testing.assert_allclose(np.asarray(aggregate.item_grad), [[0.6, 1.8], [0.0, 0.0]],
                              rtol=1e-6)
