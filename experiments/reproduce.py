@@ -27,12 +27,11 @@ from absl import flags
 from experiments import reproduce_fortress
 from experiments.repro_specs import EXPERIMENTS, Experiment
 from fedjax_rec import io, plots
-from fedjax_rec.aggregators import resolve_kwargs
 from fedjax_rec.attacks import select_targets
 from fedjax_rec.data.loaders import load_dataset, popularity_all
 from fedjax_rec.presets import get_preset
 from fedjax_rec.geometry import singular_values
-from fedjax_rec.runner import EvalConfig, run
+from fedjax_rec.runner import EvalConfig, config_dict, run
 from fedjax_rec.simulation import Simulator, default_num_malicious
 
 FLAGS = flags.FLAGS
@@ -78,13 +77,14 @@ def run_experiment(exp: Experiment, workdir: Path, seeds: int) -> tuple[pd.DataF
   """Runs (or resumes) every configuration and seed; returns per-epoch rows and the runs."""
   frames, runs = [], []
   total = len(exp.rows) * seeds
+  eval_config = EvalConfig(every=FLAGS.eval_every)
   for label, overrides, _ in exp.rows:
     for seed in range(seeds):
       dataset = _dataset(exp.dataset, seed)
       cfg = _config(exp, overrides, dataset, seed)
-      wd = run_dir(workdir, exp, cfg)
+      wd = run_dir(workdir, exp, cfg, eval_config)
       prefix = f"[{len(runs) + 1}/{total}] {exp.name}: {label} seed {seed}"
-      run(cfg, dataset, workdir=wd, eval_config=EvalConfig(every=FLAGS.eval_every),
+      run(cfg, dataset, workdir=wd, eval_config=eval_config,
           log=lambda line, prefix=prefix: print(f"{prefix} | {line}", flush=True))
       rows = pd.DataFrame(io.read_jsonl(wd / "metrics.jsonl"))
       rows["label"], rows["seed"] = label, seed
@@ -118,13 +118,13 @@ def spectra_figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
   plots.save_figure(fig, out)
 
 
-def run_dir(workdir: Path, exp: Experiment, cfg) -> Path:
+def run_dir(workdir: Path, exp: Experiment, cfg, eval_config: EvalConfig) -> Path:
   """One directory per distinct (dataset, configuration, evaluation): tables share runs.
 
-  Table 3's CL4FedRec row and Table 2's, say, are the same run and train once.
+  Table 3's CL4FedRec row and Table 2's, say, are the same run and train once. The key
+  is the run's own `config.json` record (`runner.config_dict`).
   """
-  key = json.dumps([exp.dataset, FLAGS.eval_every, repr(cfg),
-                    resolve_kwargs(cfg.aggregator, cfg.aggregator_kwargs)])
+  key = json.dumps(config_dict(cfg, exp.dataset, eval_config), sort_keys=True)
   digest = hashlib.sha256(key.encode()).hexdigest()[:12]
   return workdir / "runs" / f"{exp.dataset}-{cfg.method}-s{cfg.seed}-{digest}"
 

@@ -94,6 +94,18 @@ class ClientUpload(NamedTuple):
 LossFn = Callable[[Array, Array, PyTree, LocalData, PyTree, Array], Array]
 
 
+def _loop(step, carry, xs):
+  """`lax.scan(step, carry, xs)`'s final carry; a single step is called directly.
+
+  Without a loop nothing carries the MLP, so under the round's vmap it stays the one
+  shared public copy and its products are single matmuls over every client's rows,
+  instead of per-client copies (both presets take one full-batch step per round).
+  """
+  if jax.tree.leaves(xs)[0].shape[0] == 1:
+    return step(carry, jax.tree.map(lambda x: x[0], xs))[0]
+  return jax.lax.scan(step, carry, xs)[0]
+
+
 def make_client_update(loss_fn: LossFn, config: LocalConfig):
   """Builds `client_update(public, ctx, user_emb, opt_state, data, key)` for one user.
 
@@ -140,20 +152,12 @@ def make_client_update(loss_fn: LossFn, config: LocalConfig):
         batch_of = rank // bsz
         masks = (batch_of[None, :] == jnp.arange(num_batches)[:, None]) & data.mask
       keys = jax.random.split(key_steps, num_batches)
-      carry, _ = jax.lax.scan(one_step, carry, (masks, keys))
-      return carry, None
+      return _loop(one_step, carry, (masks, keys)), None
 
     zeros_mlp = jax.tree.map(jnp.zeros_like, public.mlp)
     carry = (user_emb, opt_state, rows, public.mlp, jnp.zeros_like(rows), zeros_mlp)
     keys = jax.random.split(key, config.local_epochs)
-    if config.local_epochs == 1 and num_batches == 1:
-      # One full-batch step (both presets): no loop carries the MLP, so under the round's
-      # vmap it stays the one shared public copy, and its products are single matmuls over
-      # every client's rows rather than per-client copies. Same keys as the loop below.
-      key_step = jax.random.split(jax.random.split(keys[0])[1], 1)[0]
-      (u, opt, _, _, acc_rows, acc_mlp), _ = one_step(carry, (data.mask, key_step))
-    else:
-      (u, opt, _, _, acc_rows, acc_mlp), _ = jax.lax.scan(one_epoch, carry, keys)
+    u, opt, _, _, acc_rows, acc_mlp = _loop(one_epoch, carry, keys)
     acc_rows = jnp.where(data.mask[:, None], acc_rows, 0.0)
     weight = jnp.sum(jnp.where(data.mask, data.weight, 0.0))
     return u, opt, ClientUpload(acc_rows, acc_mlp, weight)
