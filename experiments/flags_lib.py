@@ -34,7 +34,7 @@ DEFAULT_METHOD = {"core": "original", "sequential": "fedseq"}
 TASK_ATTACKS = {"core": ("none", "a_hum", "a_ra", "psmu"), "sequential": ("none",) + SEQ_ATTACKS}
 # Flags that only the core task reads (with --task=sequential they would be ignored).
 CORE_ONLY_FLAGS = ("preset", "hidden", "user_optimizer", "user_lr", "local_epochs",
-                   "local_batch_size", "local_lr", "resample_negatives", "round_assignment",
+                   "local_batch_size", "local_lr", "local_optimizer", "upload", "resample_negatives", "round_assignment",
                    "max_buckets", "lambda1", "lambda2", "tau", "eta", "num_synthetic_users",
                    "synthetic_items", "alpha", "valid_frac")
 
@@ -69,7 +69,12 @@ flags.DEFINE_enum("user_optimizer", None, ["sgd", "adam"], "Private embedding op
 flags.DEFINE_float("user_lr", None, "Private embedding learning rate.")
 flags.DEFINE_integer("local_epochs", None, "Local epochs L.")
 flags.DEFINE_integer("local_batch_size", None, "Local batch size (0: full batch).")
-flags.DEFINE_float("local_lr", None, "Learning rate of local public copies (L > 1).")
+flags.DEFINE_float("local_lr", None, "Learning rate of the local copies of the public "
+                   "parameters.")
+flags.DEFINE_enum("local_optimizer", None, ["sgd", "adam"], "Optimizer of the local copies of "
+                  "the public parameters (a fresh state every round).")
+flags.DEFINE_enum("upload", None, ["gradient", "delta"], "What a client uploads: the sum of "
+                  "its local public gradients, or received minus trained public parameters.")
 flags.DEFINE_enum("convention", None, ["sum", "mean", "weighted"], "FedAvg convention.")
 flags.DEFINE_integer("num_negatives", None, "Negatives per positive.")
 flags.DEFINE_bool("resample_negatives", None, "Draw fresh negatives every epoch.")
@@ -117,7 +122,8 @@ _SIM_FIELDS = ("epochs", "clients_per_round", "convention", "num_negatives",
                "resample_negatives", "round_assignment", "max_buckets")
 _MODEL_FIELDS = {"embed_dim": "embed_dim", "hidden": "hidden"}
 _LOCAL_FIELDS = {"local_epochs": "local_epochs", "local_batch_size": "batch_size",
-                 "local_lr": "lr", "user_optimizer": "user_optimizer", "user_lr": "user_lr"}
+                 "local_lr": "lr", "local_optimizer": "optimizer", "upload": "upload",
+                 "user_optimizer": "user_optimizer", "user_lr": "user_lr"}
 _SERVER_FIELDS = {"server_optimizer": "optimizer", "server_lr": "lr"}
 
 

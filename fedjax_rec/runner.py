@@ -32,12 +32,15 @@ class EvalConfig:
     ks: cut-offs of Recall/NDCG/Precision.
     er_ks: cut-offs of ER@K (when the run has targets).
     batch_size: users per evaluation batch.
+    valid: also rank the validation items (`valid/` metrics; for choosing
+      settings, never on test).
   """
 
   every: int = 1
   ks: tuple[int, ...] = (20,)
   er_ks: tuple[int, ...] = (5, 10, 20)
   batch_size: int = 256
+  valid: bool = False
 
 
 class WorkdirError(ValueError):
@@ -108,6 +111,10 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
       ev = sim.evaluate(state, ks=eval_config.ks, targets=targets if len(targets) else None,
                         er_ks=eval_config.er_ks, batch_size=eval_config.batch_size)
       row.update({f"test/{k}": v for k, v in ev.items()})
+      if eval_config.valid:
+        ev = sim.evaluate(state, ks=eval_config.ks, batch_size=eval_config.batch_size,
+                          split="valid")
+        row.update({f"valid/{k}": v for k, v in ev.items()})
       row["eval_seconds"] = time.perf_counter() - t0
     rows.append(row)
     log(epoch_line(row))
@@ -167,8 +174,8 @@ def _fmt(m: dict) -> str:
 def epoch_line(row: dict) -> str:
   parts = [f"epoch {row['epoch']:3d}"]
   for k, v in row.items():
-    if k.startswith("test/"):
-      parts.append(f"{k[5:]}={v:.4f}")
+    if k.startswith(("test/", "valid/")) and isinstance(v, float):
+      parts.append(f"{k.removeprefix('test/')}={v:.4f}")
   parts.append(f"{row['train/seconds']:.2f}s")
   if "eval_seconds" in row:
     parts.append(f"(eval {row['eval_seconds']:.2f}s)")

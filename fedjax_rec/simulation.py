@@ -275,10 +275,17 @@ class Simulator:
     return _score_fn(self.config.model)
 
   def evaluate(self, state: SimState, ks=(20,), targets=None, er_ks=(5, 10, 20),
-               batch_size: int = 256) -> dict[str, float]:
-    """Test-set Recall/NDCG/Precision@K (and ER@K for `targets`) over benign users."""
+               batch_size: int = 256, split: str = "test") -> dict[str, float]:
+    """Recall/NDCG/Precision@K (and ER@K for `targets`) over benign users.
+
+    `split="test"` ranks the test items with train and validation masked;
+    `split="valid"` ranks the validation items with train masked (test unseen).
+    """
     # Evaluation is an oracle outside the protocol; it runs on a host copy.
     params = sharding.fetch((state.server.params, state.clients.user_emb))
+    if split == "valid":
+      return metrics_lib.ranking_metrics(self.score_fn(), params, self.dataset.train,
+                                         self.dataset.valid, ks=ks, batch_size=batch_size)
     out = metrics_lib.ranking_metrics(self.score_fn(), params, self._seen, self.dataset.test,
                                       ks=ks, batch_size=batch_size)
     out.update(metrics_lib.target_exposure(self._eval_cache, self.dataset, self.score_fn(),

@@ -53,3 +53,67 @@ def fedavg_sum_reference(row_uploads, mlp_uploads, num_items, dim):
       touched[item] = True
   mlp = jax.tree.map(lambda *xs: np.sum(np.stack(xs), axis=0), *mlp_uploads)
   return grad, touched, mlp
+
+
+def client_reference_batched(model_cfg, public, u, user_tx, opt_state, item, label, weight,
+                             local, key):
+  """One client's mini-batch local training on its unpadded rows, one batch at a time.
+
+  `item`, `label`, `weight` are the client's distinct rows in the simulator's order;
+  a row of weight w stands for w samples, expanded here into samples. The batches come
+  from `client.batch_layout` with the client's key (the shuffle is shared; everything
+  after it is re-derived). The local rows' Adam is written out per row (lazy: a row's
+  moments move only when the row is in the batch).
+
+  Returns:
+    (new_u, new_opt_state, {item: uploaded row}, uploaded MLP).
+  """
+  from fedjax_rec.client import batch_layout
+  n = len(item)
+  rows = np.asarray(public.item_emb)[item].astype(np.float64)
+  received_rows = rows.copy()
+  mlp = public.mlp
+  mlp_tx = optax.adam(local.lr) if local.optimizer == "adam" else optax.sgd(local.lr)
+  mlp_opt = mlp_tx.init(mlp)
+  mu, nu, count = np.zeros_like(rows), np.zeros_like(rows), 0
+  acc_rows = np.zeros_like(rows)
+  acc_mlp = jax.tree.map(lambda x: np.zeros(x.shape, np.float64), mlp)
+  for key_epoch in jax.random.split(key, local.local_epochs):
+    key_perm, _ = jax.random.split(key_epoch)
+    layout = np.asarray(batch_layout(key_perm, jnp.ones(n, bool), local.batch_size))
+    for batch in layout:
+      batch = [int(i) for i in batch if i < n]
+      if not batch:
+        continue
+      samples = np.repeat(np.arange(len(batch)), weight[batch].astype(int))
+
+      def loss(u, brows, mlp):
+        v = brows[samples]
+        logits = ncf.logits(model_cfg, mlp, jnp.broadcast_to(u, v.shape), v)
+        return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, label[batch][samples]))
+
+      g_u, g_rows, g_mlp = jax.grad(loss, argnums=(0, 1, 2))(
+          u, jnp.asarray(rows[batch], jnp.float32), mlp)
+      g_rows = np.asarray(g_rows, np.float64)
+      upd, opt_state = user_tx.update(g_u, opt_state, u)
+      u = optax.apply_updates(u, upd)
+      if local.optimizer == "adam":
+        count += 1
+        for j, r in enumerate(batch):
+          mu[r] = 0.9 * mu[r] + 0.1 * g_rows[j]
+          nu[r] = 0.999 * nu[r] + 0.001 * g_rows[j] ** 2
+          rows[r] -= local.lr * (mu[r] / (1 - 0.9 ** count)) / (
+              np.sqrt(nu[r] / (1 - 0.999 ** count)) + 1e-8)
+      else:
+        for j, r in enumerate(batch):
+          rows[r] -= local.lr * g_rows[j]
+      for j, r in enumerate(batch):
+        acc_rows[r] += g_rows[j]
+      upd, mlp_opt = mlp_tx.update(g_mlp, mlp_opt, mlp)
+      mlp = optax.apply_updates(mlp, upd)
+      acc_mlp = jax.tree.map(lambda a, g: a + np.asarray(g), acc_mlp, g_mlp)
+  if local.upload == "delta":
+    acc_rows = received_rows - rows
+    acc_mlp = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b), public.mlp,
+                           mlp)
+  return u, opt_state, {int(t): acc_rows[i] for i, t in enumerate(item)}, acc_mlp

@@ -116,8 +116,55 @@ def _one_round(sim, state, users, plan=None):
   return server.params, clients.user_emb
 
 
-def test_invariant_to_padding_and_client_order(dataset):
-  sim = Simulator(small_config(), dataset)
+MINIBATCH = {
+    "adam-delta": LocalConfig(local_epochs=3, batch_size=4, optimizer="adam", lr=0.05,
+                              user_optimizer="adam", user_lr=0.05, upload="delta"),
+    "sgd-gradient": LocalConfig(local_epochs=2, batch_size=5, optimizer="sgd", lr=0.05,
+                                user_optimizer="sgd", user_lr=0.05, upload="gradient"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MINIBATCH))
+def test_minibatch_round_equals_reference_loop(dataset, name):
+  """`L > 1` local epochs over `b < n` mini-batches, lazy Adam or SGD, delta or gradient."""
+  local = MINIBATCH[name]
+  cfg = small_config(local=local)
+  sim = Simulator(cfg, dataset)
+  state = sim.init()
+  users, _ = sim.epoch_rounds(0)[0]
+  assert sim.client_data.num_rows[users].max() > 3 * local.batch_size  # several batches
+  slots, plan = sim.round_slots(users)
+  phase = jax.jit(make_client_phase(cfg, sim.method, dataset.num_users),
+                  static_argnames=("lengths",))
+  key = jax.random.key(0)
+  clients, parts = phase(state.server.params, (), state.clients, sim.device_data, slots,
+                         lengths=plan.lengths, key=key)
+  uploads = uploads_from_parts(parts)
+  slot_users = np.concatenate(slots)
+  got = _uploads_by_client(uploads, slot_users)
+  slot_of = {int(u): i for i, u in enumerate(slot_users) if u >= 0}
+  data = sim.client_data
+  tx = user_optimizer(local)
+  for user in users:  # the oracle loops over clients on purpose
+    lo, hi = data.indptr[user], data.indptr[user + 1]
+    opt = jax.tree.map(lambda x: x[user], state.clients.opt_state)
+    u, _, rows, mlp = reference.client_reference_batched(
+        cfg.model, state.server.params, state.clients.user_emb[user], tx, opt,
+        data.item[lo:hi], data.label[lo:hi], data.weight[lo:hi], local,
+        jax.random.fold_in(key, int(user)))
+    np.testing.assert_allclose(clients.user_emb[user], u, rtol=1e-4, atol=1e-6)
+    assert sorted(got[int(user)]) == sorted(rows)
+    for item, g in rows.items():
+      np.testing.assert_allclose(got[int(user)][item], g, rtol=1e-4, atol=1e-6)
+    got_mlp = jax.tree.map(lambda x: np.asarray(x[slot_of[int(user)]]), uploads.mlp)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 got_mlp, mlp)
+
+
+@pytest.mark.parametrize("local", [None] + sorted(MINIBATCH))
+def test_invariant_to_padding_and_client_order(dataset, local):
+  sim = Simulator(small_config() if local is None else small_config(local=MINIBATCH[local]),
+                  dataset)
   users, _ = sim.epoch_rounds(0)[0]
   base_p, base_u = _one_round(sim, sim.init(), users)
   # Extra padding: one bucket, twice the longest client, with 4 spare slots.

@@ -48,17 +48,32 @@ def split_random(pairs_user: np.ndarray, pairs_item: np.ndarray, num_users: int,
 
 
 def from_presplit(train: UserItems, test: UserItems, num_items: int, *, seed: int,
-                  valid_frac: float = 0.0, name: str = "presplit") -> ImplicitDataset:
-  """Wraps a given train/test split; optionally carves validation from train."""
+                  valid_frac: float = 0.0, name: str = "presplit",
+                  valid_order: str = "tail") -> ImplicitDataset:
+  """Wraps a given train/test split; optionally carves validation from train.
+
+  Args:
+    valid_order: "tail" holds out the last `floor(valid_frac · n)` train items of each
+      user in file order, the way such files cut their test set from the end of each
+      user's list (a random carve is far easier than that test); "random" a seeded
+      random share.
+  """
   num_users = train.num_users
+  if valid_order not in ("tail", "random"):
+    raise ValueError(f"valid_order must be 'tail' or 'random', got {valid_order!r}")
   if valid_frac > 0:
-    rng = np.random.default_rng(seed)
     users = np.repeat(np.arange(num_users), train.lengths)
-    order = np.lexsort((rng.random(train.nnz), users))
     counts = train.lengths
-    rank = np.empty(train.nnz, np.int64)
-    rank[order] = np.arange(train.nnz) - np.repeat(train.indptr[:-1], counts)
-    is_valid = rank < np.floor(valid_frac * counts).astype(np.int64)[users]
+    position = np.arange(train.nnz) - np.repeat(train.indptr[:-1], counts)
+    held = np.floor(valid_frac * counts).astype(np.int64)[users]
+    if valid_order == "tail":
+      is_valid = position >= counts[users] - held
+    else:
+      rng = np.random.default_rng(seed)
+      order = np.lexsort((rng.random(train.nnz), users))
+      rank = np.empty(train.nnz, np.int64)
+      rank[order] = position
+      is_valid = rank < held
     valid = UserItems.from_pairs(users[is_valid], train.items[is_valid], num_users)
     train = UserItems.from_pairs(users[~is_valid], train.items[~is_valid], num_users)
   else:

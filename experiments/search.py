@@ -1,0 +1,122 @@
+r"""The recorded validation search that chose the `paper` preset's local training.
+
+  python -m experiments.search --workdir=runs/search            # every candidate
+  python -m experiments.search --workdir=runs/search --only=c3  # one of them
+
+Each candidate is the `paper-onestep` model and data with other local training and
+server settings, trained 20 global epochs on the ML-1M pre-split with a validation
+share carved from the end of each user's train list (`from_presplit`, "tail"). The
+score is the best validation Recall@20 over the epochs; test metrics are recorded
+beside it but never used to choose. Every candidate's run directory resumes, and
+`<workdir>/search.json` (rewritten atomically) holds the table the README shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from absl import app
+from absl import flags
+
+from fedjax_rec import io
+from fedjax_rec.client import LocalConfig
+from fedjax_rec.data.loaders import default_data_dir, load_dataset
+from fedjax_rec.presets import PRESETS
+from fedjax_rec.runner import EvalConfig, run
+from fedjax_rec.server import ServerConfig
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", "runs/search", "Where the candidates' runs and the table go.")
+flags.DEFINE_string("data_dir", None, "The ML-1M pre-split (default: $FEDJAX_REC_DATA/ml-1m, "
+                    "else ../shared/data/ml-1m).")
+flags.DEFINE_list("only", None, "Run only these candidates (names).")
+flags.DEFINE_integer("epochs", 20, "Global epochs per candidate.")
+
+_DELTA = dict(upload="delta", user_optimizer="adam")
+_FEDAVG = ServerConfig(optimizer="sgd", lr=1.0)
+
+# name -> (local training, server, FedAvg convention). The grid, as run.
+CANDIDATES: dict[str, tuple[LocalConfig, ServerConfig, str]] = {
+    "onestep": (PRESETS["paper-onestep"].local, PRESETS["paper-onestep"].server, "sum"),
+    "c1": (LocalConfig(local_epochs=1, batch_size=64, optimizer="adam", lr=0.001,
+                       user_lr=0.001, **_DELTA), _FEDAVG, "mean"),
+    "c2": (LocalConfig(local_epochs=5, batch_size=64, optimizer="adam", lr=0.001,
+                       user_lr=0.001, **_DELTA), _FEDAVG, "mean"),
+    "c3": (LocalConfig(local_epochs=5, batch_size=64, optimizer="adam", lr=0.01,
+                       user_lr=0.01, **_DELTA), _FEDAVG, "mean"),
+    "c4": (LocalConfig(local_epochs=5, batch_size=256, optimizer="adam", lr=0.01,
+                       user_lr=0.01, **_DELTA), _FEDAVG, "mean"),
+    "c5": (LocalConfig(local_epochs=5, batch_size=64, optimizer="sgd", lr=0.1,
+                       user_lr=0.01, **_DELTA), _FEDAVG, "mean"),
+    "c6": (LocalConfig(local_epochs=5, batch_size=0, optimizer="sgd", lr=0.01,
+                       user_optimizer="adam", user_lr=0.05), ServerConfig("adam", 0.005), "sum"),
+    "c8": (LocalConfig(local_epochs=5, batch_size=64, optimizer="adam", lr=0.01,
+                       user_lr=0.01, **_DELTA), ServerConfig("sgd", 1.0), "weighted"),
+}
+
+
+def candidate_config(name: str, epochs: int):
+  local, server, convention = CANDIDATES[name]
+  return dataclasses.replace(PRESETS["paper-onestep"], local=local, server=server,
+                             convention=convention, epochs=epochs)
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  names = FLAGS.only or list(CANDIDATES)
+  unknown = sorted(set(names) - set(CANDIDATES))
+  if unknown:
+    _fail(f"--only: unknown candidates {', '.join(unknown)}; expected {', '.join(CANDIDATES)}")
+  data_dir = FLAGS.data_dir or default_data_dir("ml-1m")
+  try:
+    dataset = load_dataset("ml-1m-presplit", data_dir, seed=0, valid_frac=0.1)
+  except (FileNotFoundError, ValueError) as e:
+    _fail(str(e))
+  wd = Path(FLAGS.workdir)
+  table_path = wd / "search.json"
+  table = json.loads(table_path.read_text()) if table_path.exists() else {}
+  for name in names:
+    config = candidate_config(name, FLAGS.epochs)
+    summary = run(config, dataset, workdir=wd / name,
+                  eval_config=EvalConfig(valid=True), log=lambda s: print(f"[{name}] {s}"))
+    rows = [r for r in io.read_jsonl(wd / name / "metrics.jsonl")]
+    best = max(rows, key=lambda r: r["valid/recall@20"])
+    table[name] = {"local": dataclasses.asdict(config.local),
+                   "server": dataclasses.asdict(config.server), "convention": config.convention,
+                   "best_valid_recall@20": best["valid/recall@20"], "best_epoch": best["epoch"],
+                   "final_valid_recall@20": rows[-1]["valid/recall@20"],
+                   "test_recall@20_at_best": best["test/recall@20"],
+                   "test_ndcg@20_at_best": best["test/ndcg@20"],
+                   "final_test_recall@20": rows[-1]["test/recall@20"],
+                   "epoch_seconds": sum(r["train/seconds"] for r in rows) / len(rows),
+                   "mostpop_test_recall@20": summary["mostpop"]["recall@20"]}
+    wd.mkdir(parents=True, exist_ok=True)
+    io.atomic_write_json(table_path, table)
+  print(markdown(table))
+
+
+def markdown(table: dict) -> str:
+  lines = ["| candidate | L | b | local opt, lr | user lr | upload | server | best valid R@20 "
+           "(epoch) | test R@20 there | s/epoch |", "|---" * 10 + "|"]
+  for name, t in sorted(table.items(), key=lambda kv: -kv[1]["best_valid_recall@20"]):
+    lo, sv = t["local"], t["server"]
+    lines.append(
+        f"| {name} | {lo['local_epochs']} | {lo['batch_size'] or 'full'} | {lo['optimizer']}, "
+        f"{lo['lr']:g} | {lo['user_optimizer']} {lo['user_lr']:g} | {lo['upload']} | "
+        f"{sv['optimizer']} {sv['lr']:g} ({t['convention']}) | "
+        f"{t['best_valid_recall@20']:.4f} ({t['best_epoch']}) | "
+        f"{t['test_recall@20_at_best']:.4f} | {t['epoch_seconds']:.1f} |")
+  return "\n".join(lines)
+
+
+def _fail(message: str, code: int = 2):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+if __name__ == "__main__":
+  app.run(main)
