@@ -295,6 +295,7 @@ def check_resume() -> None:
   wd = FLAGS.workdir
   if wd and not FLAGS.resume and any(
       os.path.exists(os.path.join(wd, name))
-      for name in ("config.json", "checkpoint.msgpack", "metrics.jsonl")):
+      for name in ("config.json", "checkpoint.msgpack", "checkpoint.prev.msgpack",
+                   "metrics.jsonl")):
     raise UsageError(f"--workdir={wd} already holds a run and --noresume was given: pass "
                      "--resume to continue it, or choose another --workdir")

@@ -6,11 +6,12 @@ renamed over the target, so a reader (or a crash) never sees half a file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import flax.serialization
 import jax
@@ -71,19 +72,107 @@ def _json_default(x):
   return str(x)
 
 
-def save_checkpoint(path: str | os.PathLike, state: Any) -> None:
-  """Writes the whole state pytree (msgpack via `flax.serialization`)."""
-  host = fetch(state)
-  atomic_write_bytes(path, flax.serialization.msgpack_serialize(
-      flax.serialization.to_state_dict(host)))
+# A checkpoint file: MAGIC, a format version (uint32, little-endian), the payload's length
+# (uint64) and its sha256, then the payload (msgpack of the state dict).
+CHECKPOINT_MAGIC = b"FJRCKPT\0"
+CHECKPOINT_VERSION = 1
+_HEADER = len(CHECKPOINT_MAGIC) + 4 + 8 + 32
+CHECKPOINT_NAME = "checkpoint.msgpack"
+PREVIOUS_NAME = "checkpoint.prev.msgpack"
+
+
+class CheckpointError(ValueError):
+  """A checkpoint file is truncated, altered, of another format, or of another state."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: Any, keep_previous: bool = True) -> None:
+  """Writes the whole state pytree (a checked header, then msgpack via `flax.serialization`).
+
+  With `keep_previous`, an existing `path` is first renamed to its `.prev` sibling
+  (`previous_path`), so the last two checkpoints survive; each rename is atomic, and a
+  crash between them leaves the previous one for `load_latest_checkpoint`.
+  """
+  path = Path(path)
+  payload = flax.serialization.msgpack_serialize(flax.serialization.to_state_dict(fetch(state)))
+  header = (CHECKPOINT_MAGIC + CHECKPOINT_VERSION.to_bytes(4, "little")
+            + len(payload).to_bytes(8, "little") + hashlib.sha256(payload).digest())
+  if keep_previous and path.is_file():
+    os.replace(path, previous_path(path))
+  atomic_write_bytes(path, header + payload)
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+  """`checkpoint.msgpack` -> `checkpoint.prev.msgpack` (the rotated older checkpoint)."""
+  path = Path(path)
+  return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
 def load_checkpoint(path: str | os.PathLike, template: Any) -> Any:
-  """Restores a state saved by `save_checkpoint` into `template`'s structure."""
-  with open(path, "rb") as f:
-    raw = flax.serialization.msgpack_restore(f.read())
-  restored = flax.serialization.from_state_dict(template, raw)
-  return jax.tree.map(lambda t, x: jax.numpy.asarray(x, dtype=t.dtype), template, restored)
+  """Restores a state saved by `save_checkpoint` into `template`'s structure.
+
+  Raises:
+    CheckpointError: one line naming the file: a bad header, length or checksum, or a
+      payload that does not fit `template`. A file without the header (written before
+      checkpoints carried one) is read as format 0 when its msgpack decodes whole.
+  """
+  path = Path(path)
+  data = path.read_bytes()
+  if data.startswith(CHECKPOINT_MAGIC):
+    if len(data) < _HEADER:
+      raise CheckpointError(f"{path}: truncated checkpoint (header of {len(data)} bytes)")
+    version = int.from_bytes(data[8:12], "little")
+    if version != CHECKPOINT_VERSION:
+      raise CheckpointError(f"{path}: checkpoint format {version}, expected "
+                            f"{CHECKPOINT_VERSION}")
+    size = int.from_bytes(data[12:20], "little")
+    payload = data[_HEADER:]
+    if len(payload) != size:
+      raise CheckpointError(f"{path}: truncated checkpoint ({len(payload)} of {size} "
+                            "payload bytes)")
+    if hashlib.sha256(payload).digest() != data[20:_HEADER]:
+      raise CheckpointError(f"{path}: checksum mismatch (the file was altered)")
+  else:
+    payload = data
+  try:
+    raw = flax.serialization.msgpack_restore(payload)
+    restored = flax.serialization.from_state_dict(template, raw)
+    out = jax.tree.map(lambda t, x: jax.numpy.asarray(x, dtype=t.dtype), template, restored)
+    for t, x in zip(jax.tree.leaves(template), jax.tree.leaves(out)):
+      if t.shape != x.shape:
+        raise ValueError(f"an array of shape {x.shape} where {t.shape} is expected")
+    return out
+  except Exception as e:  # pylint: disable=broad-except  (msgpack/flax raise many types)
+    raise CheckpointError(f"{path}: not a checkpoint of this run "
+                          f"({type(e).__name__}: {str(e)[:120]})") from None
+
+
+def load_latest_checkpoint(path: str | os.PathLike, template: Any,
+                           log: Callable[[str], None] = print) -> Any | None:
+  """The newest good checkpoint of `path` and its `.prev` sibling, or None if neither exists.
+
+  A refused file is logged (one line) and the previous one is tried.
+
+  Raises:
+    CheckpointError: checkpoints exist but none is good; the message says how to start over.
+  """
+  path = Path(path)
+  refused = []
+  for candidate in (path, previous_path(path)):
+    if not candidate.is_file():
+      continue
+    try:
+      state = load_checkpoint(candidate, template)
+    except CheckpointError as e:
+      log(f"refused {e}")
+      refused.append(str(e))
+      continue
+    if refused:
+      log(f"resuming from the previous checkpoint {candidate}")
+    return state
+  if refused:
+    raise CheckpointError(f"{'; '.join(refused)}; no good checkpoint is left: delete "
+                          f"{path.parent} or use another --workdir to start over")
+  return None
 
 
 def replace_section(path: str | os.PathLike, name: str, text: str) -> None:

@@ -242,6 +242,7 @@ def run_replicas(config: SimConfig, dataset: ImplicitDataset, num_seeds: int, *,
     if epoch == start:
       log(f"epoch {epoch + 1}: compiling the round (once per run) ...")
     state, train_ms = sim.run_epoch(state)
+    runner.check_finite(state, epoch + 1)
     new = [{"epoch": epoch + 1, "seed": seed,
             **{f"train/{k}": v for k, v in m.items() if k != "epoch"}}
            for seed, m in zip(sim.seeds, train_ms)]
@@ -258,7 +259,7 @@ def run_replicas(config: SimConfig, dataset: ImplicitDataset, num_seeds: int, *,
     if wd is not None:
       io.write_jsonl(wd / "metrics.jsonl", rows)
       if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs:
-        io.save_checkpoint(wd / "checkpoint.msgpack", state)
+        io.save_checkpoint(wd / io.CHECKPOINT_NAME, state)
   summary = replica_summary(rows, dataset.name, config.epochs, sim.seeds, mostpop)
   if wd is not None:
     io.atomic_write_json(wd / "summary.json", summary)

@@ -2,7 +2,10 @@
 
 `experiments/train.py` is a thin flag parser around `run`; tests call `run` too.
 A workdir holds `config.json`, `metrics.jsonl` (one row per global epoch),
-`checkpoint.msgpack` (the whole `SimState`) and, once finished, `summary.json`.
+`checkpoint.msgpack` (the whole `SimState`, with a format version and a sha256 checked on
+load; the one before it is kept as `checkpoint.prev.msgpack` and resumed from when the
+newest is refused) and, once finished, `summary.json`. A run stops (`NonFiniteError`,
+naming the epoch) as soon as its state holds NaN or Inf; such a state is never checkpointed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,6 +27,7 @@ from fedjax_rec import memory
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.data.dataset import ImplicitDataset
 from fedjax_rec.simulation import SimConfig, Simulator
+from fedjax_rec.types import Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +49,35 @@ class EvalConfig:
 
 
 class WorkdirError(ValueError):
-  """The workdir holds something this run must not overwrite."""
+  """The workdir holds something this run must not overwrite (or cannot be read)."""
+
+
+class NonFiniteError(RuntimeError):
+  """Training produced non-finite state; the run stops without checkpointing it."""
+
+
+@jax.jit
+def _finite_parts(state) -> dict[str, Array]:
+  """Whether every float of the public parameters and of the clients' states is finite."""
+  def finite(tree):
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+  return {"public parameters": finite(state.server.params),
+          "users' private state": finite(state.clients)}
+
+
+def check_finite(state, epoch: int) -> None:
+  """Raises `NonFiniteError` naming `epoch` (1-based) if `state` holds NaN or Inf.
+
+  Only the host reads the two flags (an oracle check outside the protocol, like
+  evaluation); no client state reaches server code.
+  """
+  bad = [name for name, ok in jax.device_get(_finite_parts(state)).items() if not ok]
+  if bad:
+    raise NonFiniteError(f"epoch {epoch}: non-finite {' and '.join(bad)}; stopped without "
+                         "checkpointing it (lower the learning rates or use a robust "
+                         "--aggregator)")
 
 
 def config_dict(config: SimConfig, dataset_name: str, eval_config: EvalConfig) -> dict:
@@ -105,6 +138,7 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
       log(f"epoch {epoch + 1}: compiling the round (once per run) ...")
     with memory.memory_guard(config.clients_per_round):  # errors surfacing after dispatch
       state, train_m = sim.run_epoch(state)
+    check_finite(state, epoch + 1)
     row = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in train_m.items() if k != "epoch"}}
     if (epoch + 1) % eval_config.every == 0 or epoch + 1 == config.epochs:
       t0 = time.perf_counter()
@@ -121,7 +155,7 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
     if wd is not None and write:
       io.write_jsonl(wd / "metrics.jsonl", rows)
       if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs:
-        io.save_checkpoint(wd / "checkpoint.msgpack", state)
+        io.save_checkpoint(wd / io.CHECKPOINT_NAME, state)
   summary = {"dataset": dataset.name, "epochs": config.epochs,
              "final": {k: v for k, v in rows[-1].items()} if rows else {},
              "mostpop": mostpop,
@@ -139,12 +173,14 @@ def resume_workdir(wd: Path, cfg: dict, sim: Simulator, state, log):
     WorkdirError: `wd` holds another run, or results without a config.
   """
   rows: list[dict] = []
+  if wd.exists() and not wd.is_dir():
+    raise WorkdirError(f"--workdir={wd} is a file, not a directory: choose another --workdir")
   cfg_path = wd / "config.json"
   if cfg_path.exists():
     try:
       old = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-      raise WorkdirError(f"{cfg_path}: not a fedjax_rec config ({e.msg}); "
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      raise WorkdirError(f"{cfg_path}: not a fedjax_rec config ({e}); "
                          "refusing to overwrite it: choose another --workdir") from None
     old_seeds = old.get("num_seeds", 1) if isinstance(old, dict) else None
     if old_seeds is not None and old_seeds != cfg.get("num_seeds", 1):
@@ -153,18 +189,38 @@ def resume_workdir(wd: Path, cfg: dict, sim: Simulator, state, log):
     if old != cfg:
       raise WorkdirError(f"{wd} holds a run with a different configuration; "
                          "choose another --workdir or delete that one")
-    ckpt = wd / "checkpoint.msgpack"
-    if ckpt.exists():
-      state = sim.place(io.load_checkpoint(ckpt, state))
+    try:
+      restored = io.load_latest_checkpoint(wd / io.CHECKPOINT_NAME, state, log)
+    except io.CheckpointError as e:
+      raise WorkdirError(str(e)) from None
+    if restored is not None:
+      state = sim.place(restored)
       done = int(jnp.min(state.epoch))  # replicas (`replicas.py`) carry one per seed
       if (wd / "metrics.jsonl").exists():
-        rows = [r for r in io.read_jsonl(wd / "metrics.jsonl") if r.get("epoch", 0) <= done]
+        rows = [r for r in read_metrics(wd / "metrics.jsonl") if r.get("epoch", 0) <= done]
       log(f"{wd}: resuming after epoch {done}")
   elif wd.exists() and any(wd.iterdir()):
     foreign = sorted(p.name for p in wd.iterdir())[:5]
-    if {"metrics.jsonl", "checkpoint.msgpack", "summary.json"} & set(foreign):
+    if {"metrics.jsonl", io.CHECKPOINT_NAME, "summary.json"} & set(foreign):
       raise WorkdirError(f"{wd} holds results but no config.json; refusing to overwrite them")
   return state, rows
+
+
+def read_metrics(path: Path) -> list[dict]:
+  """The rows of a run's `metrics.jsonl`.
+
+  Raises:
+    WorkdirError: a line that is not a JSON object (named by file and line).
+  """
+  try:
+    rows = io.read_jsonl(path)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise WorkdirError(f"{e}; fix or delete that line, or choose another --workdir") from None
+  for lineno, row in enumerate(rows, 1):
+    if not isinstance(row, dict):
+      raise WorkdirError(f"{path}: row {lineno} is not a JSON object; fix or delete it, or "
+                         "choose another --workdir")
+  return rows
 
 
 def _fmt(m: dict) -> str:
