@@ -5,8 +5,9 @@ returns a `pandas.DataFrame` with columns `user`, `item` (raw ids as the file ho
 them) and, where the format has them, `rating` (float64) and `timestamp` (int64
 seconds). `reindex` then maps raw ids to 0..n-1.
 
-MovieLens, pre-split and dispatcher live here; Amazon, Tenrec and MIND readers live in
-`readers_other` and are re-exported from this module.
+MovieLens and the dispatcher live here; Amazon, Tenrec and MIND readers live in
+`readers_other`, the pre-split reader in `readers_presplit`; both are re-exported from
+this module.
 
 Errors: a missing file raises `FileNotFoundError` naming the path and the expected
 layout; a malformed line raises `DataFormatError` as `"{path}:{lineno}: expected ...,
@@ -29,6 +30,7 @@ PathLike = str | os.PathLike
 
 _OTHER = ("read_amazon_csv", "read_amazon_json", "read_tenrec_qb_article",
           "read_mind_behaviors")
+_PRESPLIT = ("read_presplit", "load_presplit_dir", "PRESPLIT_ID_FACTOR", "PRESPLIT_ID_SLACK")
 
 __all__ = ["DataFormatError", "read_movielens_1m", "read_movielens_100k",
            "read_presplit", "load_interactions", "load_presplit_dir", "reindex",
@@ -49,6 +51,9 @@ def __getattr__(name: str):
   if name in _OTHER:
     from fedjax_rec.data import readers_other  # pylint: disable=import-outside-toplevel
     return getattr(readers_other, name)
+  if name in _PRESPLIT:
+    from fedjax_rec.data import readers_presplit  # pylint: disable=import-outside-toplevel
+    return getattr(readers_presplit, name)
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -99,7 +104,15 @@ def split_lines(text: str) -> list[str]:
   return [l[:-1] if l.endswith("\r") else l for l in lines]
 
 
-_CONVERT = {"int": int, "float": float, "str": str}
+def _int64(text: str) -> int:
+  value = int(text)
+  if not -2**63 <= value < 2**63:
+    raise ValueError("out of the int64 range")
+  return value
+
+
+_CONVERT = {"int": _int64, "float": float, "str": str}
+_KIND_WORD = {"int": "an integer", "float": "a number", "str": "text"}
 _DTYPE = {"int": np.int64, "float": np.float64, "str": str}
 
 
@@ -144,13 +157,51 @@ def parse_fixed(path: PathLike, text: str, sep: str, names: Sequence[str],
     parts = line.split(sep)
     if len(parts) != len(names):
       raise bad_line(path, lineno, desc, line)
-    try:
-      for col, kind, part in zip(cols, kinds, parts):
+    for i, (col, kind, part) in enumerate(zip(cols, kinds, parts)):
+      try:
         col.append(_CONVERT[kind](part))
-    except ValueError:
-      raise bad_line(path, lineno, desc, line) from None
+      except (ValueError, OverflowError):
+        raise DataFormatError(f"{path}:{lineno}: expected field {i + 1} ({names[i]}) to be "
+                              f"{_KIND_WORD[kind]} (not {shorten(part, 40)!r}), got "
+                              f"{shorten(line)!r}") from None
   return pd.DataFrame({n: np.asarray(c, dtype=_DTYPE[k]) if k != "str" else c
                        for n, k, c in zip(names, kinds, cols)})
+
+
+def check_ids(path: PathLike, text: str, df: pd.DataFrame, columns: Sequence[str],
+              offset: int = 0) -> pd.DataFrame:
+  """Refuses a negative id in integer `columns`, naming the file and line.
+
+  Args:
+    path: file name, for error messages.
+    text: the parsed text (row `i` of `df` is its `i`-th non-blank line).
+    df: the parsed rows.
+    columns: integer id columns.
+    offset: number of physical lines preceding `text` in the file.
+
+  Returns:
+    `df`, unchanged.
+  """
+  for col in columns:
+    values = df[col].to_numpy()
+    if values.dtype.kind != "i" or not len(values) or values.min() >= 0:
+      continue
+    row = int(np.flatnonzero(values < 0)[0])
+    lineno, line = nonblank_line(text, row)
+    raise DataFormatError(f"{path}:{lineno + offset}: negative {col} id {int(values[row])} "
+                          f"in {shorten(line)!r}; expected non-negative integer ids")
+  return df
+
+
+def nonblank_line(text: str, index: int) -> tuple[int, str]:
+  """(1-based line number, line) of the `index`-th (0-based) non-blank line."""
+  seen = 0
+  for lineno, line in enumerate(split_lines(text), 1):
+    if line.strip():
+      if seen == index:
+        return lineno, line
+      seen += 1
+  raise IndexError(index)
 
 
 def first_nonblank(text: str) -> tuple[int, str]:
@@ -188,7 +239,8 @@ def read_movielens_1m(path: PathLike) -> pd.DataFrame:
   else:
     names, kinds = ("user", "item"), ("int", "int")
     desc = "2 '::'-separated fields UserID::MovieID"
-  return parse_fixed(path, text, "::", names, kinds, desc)
+  return check_ids(path, text, parse_fixed(path, text, "::", names, kinds, desc),
+                   ("user", "item"))
 
 
 def read_movielens_100k(path: PathLike) -> pd.DataFrame:
@@ -201,48 +253,10 @@ def read_movielens_100k(path: PathLike) -> pd.DataFrame:
     Columns `user`, `item`, `timestamp` (int64) and `rating` (float64), file order.
   """
   text = read_text(path, ML100K_LAYOUT, encoding="latin-1")
-  return parse_fixed(path, text, "\t", ("user", "item", "rating", "timestamp"),
-                     ("int", "int", "float", "int"),
-                     "4 tab-separated fields user, item, rating, timestamp")
-
-
-# --------------------------------------------------------------------------- pre-split
-
-
-def _read_presplit_file(path: PathLike) -> pd.DataFrame:
-  text = read_text(path, PRESPLIT_LAYOUT)
-  desc = "space-separated non-negative integers 'uid i1 i2 ...'"
-  users, items = [], []
-  for lineno, line in enumerate(split_lines(text), 1):
-    toks = line.split()
-    if not toks:
-      continue
-    try:
-      ids = np.array([int(t) for t in toks], dtype=np.int64)
-    except (ValueError, OverflowError):
-      raise bad_line(path, lineno, desc, line) from None
-    if ids.min() < 0:
-      raise bad_line(path, lineno, desc, line)
-    users.append(np.full(len(ids) - 1, ids[0], dtype=np.int64))
-    items.append(ids[1:])
-  return pd.DataFrame({"user": np.concatenate(users), "item": np.concatenate(items)})
-
-
-def read_presplit(train_path: PathLike,
-                  test_path: PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
-  """Reads a pre-split dataset: one line per user, `uid i1 i2 ...` (0-based ints).
-
-  A line holding only a uid means the user has no items in that file.
-
-  Args:
-    train_path: `train.dat`, plain or gzipped.
-    test_path: `test.dat`, plain or gzipped.
-
-  Returns:
-    `(train_df, test_df)` with int64 columns `user`, `item`, in line order and
-    keeping each line's item order.
-  """
-  return _read_presplit_file(train_path), _read_presplit_file(test_path)
+  df = parse_fixed(path, text, "\t", ("user", "item", "rating", "timestamp"),
+                   ("int", "int", "float", "int"),
+                   "4 tab-separated fields user, item, rating, timestamp")
+  return check_ids(path, text, df, ("user", "item"))
 
 
 # -------------------------------------------------------------------------- dispatcher
@@ -264,6 +278,9 @@ def _find_file(name: str, data_dir: Path) -> Path:
   """Finds the standard file for dataset `name` in `data_dir`."""
   patterns = _CANDIDATES[name]
   looked = f"looked for {', '.join(patterns)} in {data_dir}"
+  if data_dir.is_file():
+    raise FileNotFoundError(f"{data_dir} is a file, not a directory: expected a {name} data "
+                            f"directory (--data_dir names the folder holding {patterns[0]})")
   if not data_dir.is_dir():
     raise FileNotFoundError(f"{data_dir} not found: expected a {name} data directory; "
                             f"{looked}")
@@ -303,29 +320,6 @@ def load_interactions(name: str, data_dir: PathLike) -> pd.DataFrame:
   if name not in readers:
     raise ValueError(f"unknown dataset {name!r}; known: {sorted(readers)}")
   return readers[name](_find_file(name, Path(data_dir)))
-
-
-def load_presplit_dir(data_dir: PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
-  """Reads `train.dat(.gz)` and `test.dat(.gz)` from `data_dir` or its
-  `processed-rdz98-implicit/` subfolder.
-
-  Args:
-    data_dir: directory holding the files (or their parent folder).
-
-  Returns:
-    `(train_df, test_df)` as from `read_presplit`.
-  """
-  data_dir = Path(data_dir)
-  for folder in (data_dir, data_dir / "processed-rdz98-implicit"):
-    found = [next((folder / f"{stem}{ext}" for ext in ("", ".gz")
-                   if (folder / f"{stem}{ext}").is_file()), None)
-             for stem in ("train.dat", "test.dat")]
-    if all(found):
-      return read_presplit(found[0], found[1])
-  raise FileNotFoundError(
-      f"{data_dir} not found or incomplete: expected {PRESPLIT_LAYOUT}; looked for "
-      f"train.dat(.gz) and test.dat(.gz) in {data_dir} and "
-      f"{data_dir / 'processed-rdz98-implicit'}")
 
 
 # ----------------------------------------------------------------------------- reindex
