@@ -36,7 +36,7 @@ TASK_ATTACKS = {"core": ("none", "a_hum", "a_ra", "psmu"), "sequential": ("none"
 CORE_ONLY_FLAGS = ("preset", "hidden", "user_optimizer", "user_lr", "local_epochs",
                    "local_batch_size", "local_lr", "local_optimizer", "upload", "resample_negatives", "round_assignment",
                    "max_buckets", "lambda1", "lambda2", "tau", "eta", "num_synthetic_users",
-                   "synthetic_items", "alpha", "valid_frac")
+                   "synthetic_items", "alpha", "valid_frac", "inject_faults")
 
 
 def _union(names_by_task: dict) -> list[str]:
@@ -117,9 +117,12 @@ flags.DEFINE_integer("process_id", 0, "This process's index in a multi-host run.
 flags.DEFINE_integer("distributed_timeout", 60, "Seconds to wait for the other processes.")
 flags.DEFINE_integer("eval_every", 1, "Evaluate every N global epochs.")
 flags.DEFINE_list("topk", ["20"], "Cut-offs K of Recall/NDCG/Precision.")
+flags.DEFINE_string("inject_faults", None, "Fault injection: nan:K, inf:K or huge:K makes the "
+                    "first K benign clients of every round upload NaN, Inf or 1e30 "
+                    "(fedjax_rec/faults.py).")
 
 _SIM_FIELDS = ("epochs", "clients_per_round", "convention", "num_negatives",
-               "resample_negatives", "round_assignment", "max_buckets")
+               "resample_negatives", "round_assignment", "max_buckets", "inject_faults")
 _MODEL_FIELDS = {"embed_dim": "embed_dim", "hidden": "hidden"}
 _LOCAL_FIELDS = {"local_epochs": "local_epochs", "local_batch_size": "batch_size",
                  "local_lr": "lr", "local_optimizer": "optimizer", "upload": "upload",
@@ -256,6 +259,9 @@ def attack_fields_from_flags(dataset) -> dict:
       num_malicious = default_num_malicious(dataset.num_users, FLAGS.malicious_share)
   except ValueError as e:
     raise UsageError(f"--target/--malicious_share: {e}") from None
+  if FLAGS.attack != "none" and num_malicious < 1:
+    from experiments.flag_checks import zero_attackers_message  # pylint: disable=import-outside-toplevel
+    raise UsageError(zero_attackers_message(FLAGS.attack, dataset.num_users, dataset.name))
   return dict(attack=FLAGS.attack, num_malicious=num_malicious if FLAGS.attack != "none" else 0,
               targets=tuple(int(t) for t in targets))
 

@@ -15,13 +15,14 @@ from absl import flags
 
 import jax
 
+from experiments import flag_checks
 from experiments import flags_lib
 from experiments import seq_flags
 from fedjax_rec.data.loaders import load_dataset
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.memory import MemoryLimitError
 from fedjax_rec.replicas import run_replicas
-from fedjax_rec.runner import WorkdirError, run
+from fedjax_rec.runner import NonFiniteError, WorkdirError, run
 from fedjax_rec.sequential.data import SEQ_DATASETS, load_seq_dataset
 from fedjax_rec.sequential.simulation import SeqSimulator
 from fedjax_rec.simulation import Simulator
@@ -40,9 +41,11 @@ def main_sequential():
                                f"got {FLAGS.dataset}")
   if FLAGS.mesh_shape not in (0, 1) or FLAGS.coordinator_address:
     raise flags_lib.UsageError("--task=sequential runs on one device (no --mesh_shape)")
+  flag_checks.check_flags()
   eval_config = seq_flags.seq_eval_config_from_flags()
   dataset = load_seq_dataset(FLAGS.dataset, FLAGS.data_dir, max_len=FLAGS.max_len,
                              seed=FLAGS.seed)
+  flag_checks.check_dataset_flags(dataset.num_users, dataset.num_items, FLAGS.dataset)
   config = seq_flags.seq_config_from_flags(dataset)
   run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config,
       simulator_factory=SeqSimulator)
@@ -58,16 +61,18 @@ def main(argv):
       flags_lib.check_resume()
       main_sequential()
     except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError,
-            MemoryLimitError) as e:
+            MemoryLimitError, NonFiniteError) as e:
       flags_lib.fail(str(e))
     return
   try:
     seq_flags.check_task_flags()
     flags_lib.check_resume()
+    flag_checks.check_flags()
     mesh = flags_lib.setup_devices()
     eval_config = flags_lib.eval_config_from_flags()
     dataset = load_dataset(FLAGS.dataset, FLAGS.data_dir, seed=FLAGS.seed,
                            valid_frac=FLAGS.valid_frac)
+    flag_checks.check_dataset_flags(dataset.num_users, dataset.num_items, FLAGS.dataset)
     config = flags_lib.sim_config_from_flags(**flags_lib.attack_fields_from_flags(dataset))
     if FLAGS.num_seeds > 1:
       if mesh is not None or jax.process_count() > 1:
@@ -81,7 +86,7 @@ def main(argv):
         log=print if lead else (lambda line: None),
         simulator_factory=lambda c, d: Simulator(c, d, mesh=mesh))
   except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError,
-          MemoryLimitError) as e:
+          MemoryLimitError, NonFiniteError) as e:
     flags_lib.fail(str(e))
 
 
