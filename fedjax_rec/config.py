@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from fedjax_rec.client import LocalConfig
+from fedjax_rec.faults import parse_faults
 from fedjax_rec.models import ncf
 from fedjax_rec.server import ServerConfig
 
@@ -35,6 +36,8 @@ class SimConfig:
     num_malicious: attacker clients (see `default_num_malicious`).
     targets: target item ids of the attack (and of ER@K).
     seed: root seed of the run.
+    inject_faults: `"none"`, or `"KIND:K"` (KIND nan, inf or huge): the first K benign
+      clients of every round upload that value (see `faults.py`).
   """
 
   model: ncf.NCFConfig = ncf.NCFConfig()
@@ -56,8 +59,10 @@ class SimConfig:
   num_malicious: int = 0
   targets: tuple[int, ...] = ()
   seed: int = 0
+  inject_faults: str = "none"
 
   def __post_init__(self):
+    parse_faults(self.inject_faults)
     if self.clients_per_round < 1:
       raise ValueError(f"clients_per_round must be >= 1, got {self.clients_per_round}")
     if self.epochs < 0:

@@ -15,6 +15,7 @@ from fedjax_rec.attacks import Attack
 from fedjax_rec.client import LocalData, make_client_update
 from fedjax_rec.config import SimConfig
 from fedjax_rec.data import clients as clients_lib
+from fedjax_rec.faults import inject_faults, parse_faults
 from fedjax_rec.methods import Method
 from fedjax_rec.server import ServerState
 from fedjax_rec.types import Array, ClientStates, PyTree, Uploads
@@ -125,10 +126,13 @@ def make_round_step(config: SimConfig, method: Method, aggregator, num_users: in
     `slots` and `lengths` (static) are as in `make_client_phase`; `pos_lengths`
     (static) bound each class's positives (they lead each client's rows); `attack_slots` is `[A]`
     attacker ids (-1 for empty slots), or None without an attack; `key_data` is
-    the raw `uint32` data of the round's key (plain arrays cross hosts).
+    the raw `uint32` data of the round's key (plain arrays cross hosts). With
+    `config.inject_faults` set, the first K benign slots' uploads are corrupted before
+    the server phase (`faults.py`; metric `injected_faults`).
   """
   client_phase = make_client_phase(config, method, num_users, mesh)
   server_phase = make_server_phase(config, aggregator)
+  faults = parse_faults(config.inject_faults)
 
   def round_step(server: ServerState, clients: ClientStates, attackers: PyTree, client_data,
                  slots, attack_slots, key_data, lengths, pos_lengths):
@@ -142,7 +146,12 @@ def make_round_step(config: SimConfig, method: Method, aggregator, num_users: in
       offset = sum(int(p["client_mask"].shape[0]) for p in parts)
       parts.append(_part(offset, up.row_item, up.row_grad, up.row_mask, up.mlp, up.weight,
                          real, malicious=True))
-    server, out = server_phase(server, uploads_from_parts(parts))
+    uploads = uploads_from_parts(parts)
+    if faults is not None:
+      uploads, faulty = inject_faults(uploads, *faults)
+    server, out = server_phase(server, uploads)
+    if faults is not None:
+      out["injected_faults"] = faulty
     return server, clients, attackers, out
 
   return round_step

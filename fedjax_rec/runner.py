@@ -85,10 +85,12 @@ def config_dict(config: SimConfig, dataset_name: str, eval_config: EvalConfig) -
 
   The aggregator's hyper-parameters are recorded with their defaults filled in
   (`aggregators.resolve_kwargs`), so a run made under an older default is never resumed
-  or reused under a newer one.
+  or reused under a newer one. `inject_faults` is recorded only when set.
   """
   sim = dataclasses.asdict(config)
   sim["aggregator_kwargs"] = resolve_kwargs(config.aggregator, config.aggregator_kwargs)
+  if sim.get("inject_faults") == "none":  # absent unless used: older records stay valid
+    del sim["inject_faults"]
   return json.loads(json.dumps({"sim": sim, "dataset": dataset_name,
                                 "eval": dataclasses.asdict(eval_config)}, default=str))
 
