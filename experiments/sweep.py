@@ -24,7 +24,7 @@ from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.data.synthetic import SyntheticConfig
 from fedjax_rec.grid import parse_grid
 from fedjax_rec.results_store import StoreError
-from fedjax_rec.runner import EvalConfig, WorkdirError
+from fedjax_rec.runner import EvalConfig, NonFiniteError, WorkdirError
 from fedjax_rec.sweep import SweepError, SweepSettings, format_summary, run_sweep
 
 FLAGS = flags.FLAGS
@@ -86,7 +86,8 @@ def main(argv):
     _fail(str(e))
   try:
     summary = run_sweep(points, FLAGS.workdir, settings)
-  except (StoreError, SweepError, WorkdirError, DataFormatError, FileNotFoundError) as e:
+  except (StoreError, SweepError, WorkdirError, DataFormatError, FileNotFoundError,
+          NonFiniteError) as e:
     _fail(str(e))
   with _wide_pandas():
     print(format_summary(summary).to_string())

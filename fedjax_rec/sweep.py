@@ -31,7 +31,9 @@ import pandas as pd
 from fedjax_rec import io, runner
 from fedjax_rec.attacks.targets import select_targets
 from fedjax_rec.data.dataset import ImplicitDataset
-from fedjax_rec.data.loaders import default_data_dir, load_dataset, popularity_all
+from fedjax_rec.aggregators import make_aggregator
+from fedjax_rec.data.loaders import (check_data_present, default_data_dir, load_dataset,
+                                     popularity_all)
 from fedjax_rec.data.synthetic import SyntheticConfig
 from fedjax_rec.grid import GRID_KEYS, point_dirname, point_id
 from fedjax_rec.methods import METHODS
@@ -114,6 +116,8 @@ def build_config(point: dict[str, Any], dataset: ImplicitDataset,
 def check_workdir(workdir: str | Path, resume: bool) -> ResultsStore:
   """Opens the workdir's store; with `resume=False` refuses a workdir holding a sweep."""
   wd = Path(workdir)
+  if wd.exists() and not wd.is_dir():
+    raise SweepError(f"--workdir={wd} is a file, not a directory: choose another --workdir")
   store = ResultsStore(wd / STORE_NAME)  # refuses a foreign or corrupt results file
   if not resume:
     started = [p.name for p in (wd / POINTS_DIR).iterdir()] if (wd / POINTS_DIR).is_dir() else []
@@ -122,6 +126,39 @@ def check_workdir(workdir: str | Path, resume: bool) -> ResultsStore:
                        f"point(s), {len(started)} started); pass --resume to continue it or "
                        "choose a new --workdir")
   return store
+
+
+def validate_points(points: list[dict[str, Any]],
+                    settings: SweepSettings = SweepSettings()) -> None:
+  """Checks every point before the first runs: its data is on disk, its values are valid.
+
+  Cheap: data files are located, not read; each point's preset, epochs, clients per round,
+  defense and attack are checked as `build_config` would combine them.
+
+  Raises:
+    FileNotFoundError: a point's dataset is missing (named with the point).
+    SweepError: a point's values are refused (named with the point).
+  """
+  for name in dict.fromkeys(p["dataset"] for p in points):
+    data_dir = (Path(settings.data_root) / default_data_dir(name).name
+                if settings.data_root is not None and name != "synthetic" else None)
+    first = next(point_id(p) for p in points if p["dataset"] == name)
+    try:
+      check_data_present(name, data_dir)
+    except FileNotFoundError as e:
+      raise FileNotFoundError(f"grid point {first} (and every point of dataset={name}): "
+                              f"{e}") from None
+  for point in points:
+    try:
+      base = get_preset(point["preset"])
+      dataclasses.replace(base, epochs=point["epochs"],
+                          clients_per_round=point["clients_per_round"],
+                          method=point["method"], attack=point["attack"],
+                          aggregator="fedavg" if point["defense"] == "none" else point["defense"],
+                          num_malicious=1 if point["attack"] != "none" else 0, targets=(0,))
+      make_aggregator("fedavg" if point["defense"] == "none" else point["defense"], 1)
+    except (ValueError, KeyError) as e:
+      raise SweepError(f"grid point {point_id(point)}: {e}") from None
 
 
 def load_point_dataset(name: str, seed: int,
@@ -170,6 +207,7 @@ def run_sweep(points: list[dict[str, Any]], workdir: str | Path,
   if len(set(ids)) != len(ids):
     raise SweepError("the grid has repeated points")
   todo = [p for p, i in zip(points, ids) if i not in store.done_ids()]
+  validate_points(todo, settings)
   log(f"sweep: {len(points)} points, {len(points) - len(todo)} already done, "
       f"{len(todo)} to run -> {wd}")
   datasets = _DatasetCache(settings)

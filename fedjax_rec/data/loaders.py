@@ -65,6 +65,24 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
                       seed=seed, test_frac=test_frac, valid_frac=valid_frac, name=name)
 
 
+def check_data_present(name: str, data_dir: str | os.PathLike | None = None) -> None:
+  """Finds dataset `name`'s raw files without reading them (a sweep checks all first).
+
+  Raises:
+    FileNotFoundError: naming the directory and what was looked for.
+    ValueError: an unknown dataset name.
+  """
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+  if name == "synthetic":
+    return
+  path = Path(data_dir) if data_dir is not None else default_data_dir(name)
+  if name.endswith("presplit"):
+    readers.find_presplit_files(path)
+  else:
+    readers.find_file(name, path)
+
+
 def popularity_all(dataset: ImplicitDataset) -> np.ndarray:
   """Interaction counts over train + validation + test (attack target choice)."""
   return dataset.item_popularity(include_test=True)

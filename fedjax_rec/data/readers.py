@@ -30,7 +30,7 @@ PathLike = str | os.PathLike
 
 _OTHER = ("read_amazon_csv", "read_amazon_json", "read_tenrec_qb_article",
           "read_mind_behaviors")
-_PRESPLIT = ("read_presplit", "load_presplit_dir", "PRESPLIT_ID_FACTOR", "PRESPLIT_ID_SLACK")
+_PRESPLIT = ("read_presplit", "load_presplit_dir", "find_presplit_files", "PRESPLIT_ID_FACTOR", "PRESPLIT_ID_SLACK")
 
 __all__ = ["DataFormatError", "read_movielens_1m", "read_movielens_100k",
            "read_presplit", "load_interactions", "load_presplit_dir", "reindex",
@@ -274,7 +274,7 @@ _CANDIDATES = {
 }
 
 
-def _find_file(name: str, data_dir: Path) -> Path:
+def find_file(name: str, data_dir: Path) -> Path:
   """Finds the standard file for dataset `name` in `data_dir`."""
   patterns = _CANDIDATES[name]
   looked = f"looked for {', '.join(patterns)} in {data_dir}"
@@ -319,7 +319,7 @@ def load_interactions(name: str, data_dir: PathLike) -> pd.DataFrame:
              "mind": other.read_mind_behaviors}
   if name not in readers:
     raise ValueError(f"unknown dataset {name!r}; known: {sorted(readers)}")
-  return readers[name](_find_file(name, Path(data_dir)))
+  return readers[name](find_file(name, Path(data_dir)))
 
 
 # ----------------------------------------------------------------------------- reindex

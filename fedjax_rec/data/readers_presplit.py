@@ -81,15 +81,11 @@ def read_presplit(train_path: PathLike,
 
 
 
-def load_presplit_dir(data_dir: PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
-  """Reads `train.dat(.gz)` and `test.dat(.gz)` from `data_dir` or its
-  `processed-rdz98-implicit/` subfolder.
+def find_presplit_files(data_dir: PathLike) -> tuple[Path, Path]:
+  """`(train, test)` paths in `data_dir` or its `processed-rdz98-implicit/` subfolder.
 
-  Args:
-    data_dir: directory holding the files (or their parent folder).
-
-  Returns:
-    `(train_df, test_df)` as from `read_presplit`.
+  Raises:
+    FileNotFoundError: `data_dir` is a file, or the files are not there.
   """
   data_dir = Path(data_dir)
   if data_dir.is_file():
@@ -100,8 +96,21 @@ def load_presplit_dir(data_dir: PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
                    if (folder / f"{stem}{ext}").is_file()), None)
              for stem in ("train.dat", "test.dat")]
     if all(found):
-      return read_presplit(found[0], found[1])
+      return found[0], found[1]
   raise FileNotFoundError(
       f"{data_dir} not found or incomplete: expected {PRESPLIT_LAYOUT}; looked for "
       f"train.dat(.gz) and test.dat(.gz) in {data_dir} and "
       f"{data_dir / 'processed-rdz98-implicit'}")
+
+
+def load_presplit_dir(data_dir: PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+  """Reads `train.dat(.gz)` and `test.dat(.gz)` from `data_dir` or its
+  `processed-rdz98-implicit/` subfolder.
+
+  Args:
+    data_dir: directory holding the files (or their parent folder).
+
+  Returns:
+    `(train_df, test_df)` as from `read_presplit`.
+  """
+  return read_presplit(*find_presplit_files(data_dir))
