@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,7 +32,8 @@ from fedjax_rec.attacks import select_targets
 from fedjax_rec.data.loaders import load_dataset, popularity_all
 from fedjax_rec.presets import get_preset
 from fedjax_rec.geometry import singular_values
-from fedjax_rec.runner import EvalConfig, config_dict, run
+from fedjax_rec.data.readers import DataFormatError
+from fedjax_rec.runner import EvalConfig, NonFiniteError, WorkdirError, config_dict, run
 from fedjax_rec.simulation import Simulator, default_num_malicious
 
 FLAGS = flags.FLAGS
@@ -169,7 +171,24 @@ def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
 
 
 def main(argv):
-  del argv
+  """Bad input (flags, data, a workdir it must not overwrite) is one `error:` line, exit 2."""
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.seeds < 1 or FLAGS.eval_every < 1 or (FLAGS.epochs is not None and FLAGS.epochs < 0):
+    _fail("--seeds and --eval_every must be >= 1 and --epochs >= 0")
+  try:
+    _main()
+  except (app.UsageError, WorkdirError, NonFiniteError, DataFormatError,
+          FileNotFoundError) as e:
+    _fail(str(e))
+
+
+def _fail(message: str, code: int = 2):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def _main():
   if FLAGS.paper == "fortress":
     return reproduce_fortress.main()
   names = ([f"table{FLAGS.table}"] if FLAGS.table else []) + (
