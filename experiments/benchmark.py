@@ -67,9 +67,10 @@ class Row:
 
 
 def floor_seconds(config: SimConfig, sim: Simulator, reps: int = 3) -> float:
-  """One fused forward+backward over every sample of an epoch, in one batch.
+  """`L` fused forward+backward passes over every sample of an epoch, each in one batch.
 
-  Duplicate negatives are merged into weighted rows, exactly as in the clients.
+  `L` is the preset's local epochs. Duplicate negatives are merged into weighted rows,
+  exactly as in the clients.
   """
   data = sim.client_data
   users = jnp.asarray(np.repeat(np.arange(data.num_users), data.num_rows))
@@ -94,7 +95,7 @@ def floor_seconds(config: SimConfig, sim: Simulator, reps: int = 3) -> float:
     t0 = time.perf_counter()
     jax.block_until_ready(step(params))
     times.append(time.perf_counter() - t0)
-  return float(np.median(times))
+  return float(np.median(times)) * config.local.local_epochs
 
 
 def bench(name: str, config: SimConfig, dataset, epochs: int, note: str = "") -> Row:
@@ -198,6 +199,7 @@ def machine() -> str:
 def configurations(spec, pre):
   """(name, config, dataset, note) rows on ML-1M: `spec` (SPEC split), `pre` (pre-split)."""
   yield "paper / original / fedavg", get_preset("paper"), spec, ""
+  yield "paper-onestep / original / fedavg", get_preset("paper-onestep"), spec, ""
   yield ("ahum-reference / original / fedavg", get_preset("ahum-reference"), pre,
          "pre-split data")
   yield ("paper / cl4fedrec / fedavg", get_preset("paper", method="cl4fedrec"), spec,

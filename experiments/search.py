@@ -41,6 +41,10 @@ _FEDAVG = ServerConfig(optimizer="sgd", lr=1.0)
 # name -> (local training, server, FedAvg convention). The grid, as run.
 CANDIDATES: dict[str, tuple[LocalConfig, ServerConfig, str]] = {
     "onestep": (PRESETS["paper-onestep"].local, PRESETS["paper-onestep"].server, "sum"),
+    "o2": (dataclasses.replace(PRESETS["paper-onestep"].local, user_lr=0.1),
+           ServerConfig("adam", 0.01), "sum"),
+    "o3": (dataclasses.replace(PRESETS["paper-onestep"].local, user_lr=0.05),
+           ServerConfig("adam", 0.005), "sum"),
     "c1": (LocalConfig(local_epochs=1, batch_size=64, optimizer="adam", lr=0.001,
                        user_lr=0.001, **_DELTA), _FEDAVG, "mean"),
     "c2": (LocalConfig(local_epochs=5, batch_size=64, optimizer="adam", lr=0.001,
