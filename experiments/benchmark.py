@@ -197,7 +197,7 @@ def machine() -> str:
 
 
 def configurations(spec, pre):
-  """(name, config, dataset, note) rows on ML-1M: `spec` (SPEC split), `pre` (pre-split)."""
+  """(name, config, dataset, note) rows on ML-1M: `spec` (random split), `pre` (pre-split)."""
   yield "paper / original / fedavg", get_preset("paper"), spec, ""
   yield "paper-onestep / original / fedavg", get_preset("paper-onestep"), spec, ""
   yield ("ahum-reference / original / fedavg", get_preset("ahum-reference"), pre,

@@ -17,10 +17,10 @@ from absl import app
 from absl import flags
 
 from fedjax_rec import centralized, metrics
+from fedjax_rec.centralized import reference_row
 from fedjax_rec.data.loaders import DATASETS, load_dataset
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.presets import PRESETS
-from fedjax_rec.simulation import _score_fn
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Dataset to train on.")
@@ -31,25 +31,6 @@ flags.DEFINE_integer("batch_size", 1024, "Samples per Adam step.")
 flags.DEFINE_float("lr", 0.001, "Adam learning rate.")
 flags.DEFINE_integer("seed", 0, "Split, initialisation, shuffles and negatives.")
 flags.DEFINE_float("valid_frac", 0.1, "Validation share of each user's train items.")
-
-
-def reference_row(dataset, model, config: centralized.CentralConfig, log=print) -> dict:
-  """Trains the centralized NCF; returns the test metrics at the best validation epoch."""
-  score = _score_fn(model)
-  has_valid = dataset.valid.nnz > 0
-  history = []
-
-  def on_epoch(epoch, params):
-    row = {"epoch": epoch,
-           "test": metrics.ranking_metrics(score, params, dataset.seen(), dataset.test)}
-    if has_valid:
-      row["valid"] = metrics.ranking_metrics(score, params, dataset.train, dataset.valid)
-    history.append(row)
-    log(json.dumps(row))
-
-  centralized.train(model, dataset, config, on_epoch)
-  best = (max(history, key=lambda r: r["valid"]["recall@20"]) if has_valid else history[-1])
-  return {"epoch": best["epoch"], **best["test"]}
 
 
 def main(argv):

@@ -53,7 +53,7 @@ flags.DEFINE_enum("task", "core", list(TASK_METHODS), "core: CL4FedRec-style NCF
 flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Dataset to train on.")
 flags.DEFINE_string("data_dir", None, "Directory of the dataset's raw files (default: "
                     "$FEDJAX_REC_DATA/<dataset>, else ../shared/data/<dataset>).")
-flags.DEFINE_enum("preset", "paper", sorted(PRESETS), "Configuration preset (SPEC §2).")
+flags.DEFINE_enum("preset", "paper", sorted(PRESETS), "Configuration preset (docs/design.md).")
 flags.DEFINE_integer("epochs", None, "Global epochs T.")
 flags.DEFINE_integer("clients_per_round", None, "Clients per round B.")
 flags.DEFINE_integer("seed", 0, "Root seed (init, negatives, shuffles, attacks).")

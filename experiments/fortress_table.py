@@ -138,7 +138,7 @@ def to_markdown(rows: list[dict], notes: Sequence[str], attacks: Sequence[str] =
   """
   lines = ["# FORTRESS main table", "",
            "HR@10 / NDCG@10 of the held-out last item (full ranking, history masked); ER@5 "
-           "of the target items among users who never interacted with them (SPEC §4). "
+           "of the target items among users who never interacted with them (docs/design.md). "
            "Mean ± std over seeds (population std); a single value is one seed.", ""]
   lines += [f"- {n}" for n in notes] + [""]
   header = ["dataset", "method", "seeds"] + [f"{ATTACK_LABELS.get(a, a)} {m.upper()}"

@@ -27,7 +27,8 @@ from absl import flags
 
 from experiments import reproduce_fortress
 from experiments.repro_specs import EXPERIMENTS, Experiment
-from fedjax_rec import io, plots
+from fedjax_rec import centralized, io, plots
+from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks import select_targets
 from fedjax_rec.data.loaders import load_dataset, popularity_all
 from fedjax_rec.presets import get_preset
@@ -46,6 +47,10 @@ flags.DEFINE_integer("epochs", None, "Override the preset's global epochs.")
 flags.DEFINE_string("workdir", "runs/reproduce", "Results directory.")
 flags.DEFINE_string("data_dir", None, "Dataset directory (default: ../shared/data/<dataset>).")
 flags.DEFINE_integer("eval_every", 1, "Evaluate every N epochs (figures need 1).")
+flags.DEFINE_enum("dataset", None, ["ml-1m-presplit", "ml-1m"], "Data of the CL4FedRec "
+                  "tables: the pre-split the paper's numbers fit (default) or the random split.")
+flags.DEFINE_bool("references", True, "Add MostPop and the centralized NCF (test metrics at "
+                  "its best validation epoch) beside each table's rows.")
 
 
 def _config(exp: Experiment, overrides: dict, dataset, seed: int):
@@ -63,9 +68,46 @@ def _config(exp: Experiment, overrides: dict, dataset, seed: int):
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(name: str, seed: int):
-  return load_dataset(name, FLAGS.data_dir, seed=seed,
-                      valid_frac=0.0 if name.endswith("presplit") else 0.1)
+def _dataset(name: str, seed: int, valid_frac: float | None = None):
+  if valid_frac is None:
+    valid_frac = 0.0 if name.endswith("presplit") else 0.1
+  return load_dataset(name, FLAGS.data_dir, seed=seed, valid_frac=valid_frac)
+
+
+def references(exp: Experiment, workdir: Path, seeds: int) -> list[dict]:
+  """MostPop and the centralized NCF per seed, each cached in `workdir/references/`.
+
+  The centralized row trains on the split with a validation share (as the search
+  did) and reports test metrics at its best validation epoch.
+  """
+  out = []
+  for seed in range(seeds):
+    path = workdir / "references" / f"{exp.dataset}-{exp.preset}-s{seed}.json"
+    if path.exists():
+      out.append(json.loads(path.read_text()))
+      continue
+    dataset = _dataset(exp.dataset, seed, 0.1)
+    model = get_preset(exp.preset).model
+    central = centralized.reference_row(dataset, model, centralized.CentralConfig(seed=seed),
+                            log=lambda line: None)
+    row = {"seed": seed, "mostpop": metrics_lib.mostpop_metrics(_dataset(exp.dataset, seed)),
+           "centralized": central}
+    io.atomic_write_json(path, row)
+    out.append(row)
+  return out
+
+
+def reference_table(exp: Experiment, refs: list[dict]) -> pd.DataFrame:
+  rows = []
+  for name in ("mostpop", "centralized"):
+    row = {"configuration": {"mostpop": "MostPop", "centralized": "centralized NCF"}[name]}
+    for metric in exp.metrics:
+      vals = np.array([r[name].get(metric, np.nan) for r in refs], float)
+      row[f"{metric} (ours)"] = (f"{np.mean(vals):.4f} ± {np.std(vals, ddof=1):.4f}"
+                                 if len(vals) > 1 else f"{np.mean(vals):.4f} (1 seed)")
+      row[f"{metric} (paper)"] = ""
+    rows.append(row)
+  return pd.DataFrame(rows)
 
 
 class Run(NamedTuple):
@@ -200,8 +242,13 @@ def _main():
     if name not in EXPERIMENTS:
       raise app.UsageError(f"unknown {name}; known: {', '.join(sorted(EXPERIMENTS))}")
     exp = EXPERIMENTS[name]
+    if FLAGS.dataset and exp.dataset in ("ml-1m", "ml-1m-presplit"):
+      exp = exp._replace(dataset=FLAGS.dataset)
     frame, runs = run_experiment(exp, workdir, FLAGS.seeds)
     tab = table(exp, frame)
+    if FLAGS.references and name.startswith("table"):
+      tab = pd.concat([tab, reference_table(exp, references(exp, workdir, FLAGS.seeds))],
+                      ignore_index=True)
     md = f"### {exp.title}\n\n{plots.markdown_table(tab)}\n"
     print(md)
     io.atomic_write_text(workdir / f"{name}.md", md)

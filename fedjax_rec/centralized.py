@@ -8,6 +8,7 @@ public item table and MLP, trained jointly with Adam on shuffled mini-batches of
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Callable
 
 import jax
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fedjax_rec import metrics
 from fedjax_rec.data.dataset import ImplicitDataset
 from fedjax_rec.data.split import sample_negatives
 from fedjax_rec.losses import bce_with_logits
@@ -109,3 +111,27 @@ def train(model: ncf.NCFConfig, dataset: ImplicitDataset, config: CentralConfig 
     if on_epoch is not None:
       on_epoch(epoch + 1, params)
   return params
+
+
+def reference_row(dataset: ImplicitDataset, model: ncf.NCFConfig, config: CentralConfig,
+                  log: Callable[[str], None] = print) -> dict:
+  """Trains the centralized NCF; returns the test metrics at the best validation epoch.
+
+  Without a validation share, the last epoch's. Each epoch's metrics go to `log`.
+  """
+  from fedjax_rec.simulation import _score_fn  # the federated runs' scorer (one compile)
+  score = _score_fn(model)
+  has_valid = dataset.valid.nnz > 0
+  history = []
+
+  def on_epoch(epoch, params):
+    row = {"epoch": epoch,
+           "test": metrics.ranking_metrics(score, params, dataset.seen(), dataset.test)}
+    if has_valid:
+      row["valid"] = metrics.ranking_metrics(score, params, dataset.train, dataset.valid)
+    history.append(row)
+    log(json.dumps(row))
+
+  train(model, dataset, config, on_epoch)
+  best = max(history, key=lambda r: r["valid"]["recall@20"]) if has_valid else history[-1]
+  return {"epoch": best["epoch"], **best["test"]}

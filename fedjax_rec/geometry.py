@@ -1,7 +1,7 @@
 """Embedding geometry: L_uni (Eq. 11), singular spectrum, alignment/uniformity, hot items.
 
 Pure `jnp` functions of embedding tables, usable inside jit (L_uni is also a loss term)
-and as host-side diagnostics (SPEC §4, CL4FedRec Figs. 3-4).
+and as host-side diagnostics (docs/design.md, CL4FedRec Figs. 3-4).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every `loss_fn` is written for ONE client (the simulator vmaps it) and returns
 `L_rec` plus the method's term. Builders validate their hyper-parameters, whose
-defaults are the paper's §5.4 values (SPEC §2, §5). Registered in
+defaults are the paper's §5.4 values (docs/design.md). Registered in
 `methods.METHODS` at the bottom of this file:
 
   cl4fedrec   L_rec + λ1 L_uc + λ2 L_ic (Eq. 10), synthetic users fitted each epoch.
@@ -124,8 +124,8 @@ def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
       `init_aux` and after every global epoch (fresh optimizer state each time).
     synthetic_sampling: "popularity" (Eq. 3) or "uniform" (Table 5 ablation).
     item_view: "gradient" (Eqs. 7-8) or "simgcl" (Eq. 5 noise on item rows, Table 5).
-    item_view_step: the step `a` of `Δ = −a ∇_V L_rec`; None means `local_lr` (SPEC
-      §5). With the paper's lr 0.001 the two views differ little; raise it to sharpen.
+    item_view_step: the step `a` of `Δ = −a ∇_V L_rec`; None means `local_lr`
+      (docs/design.md). With the paper's lr 0.001 the two views differ little; raise it to sharpen.
     local_lr: the clients' local learning rate (`LocalConfig.lr`).
     use_user_cl, use_item_cl, use_regularizer: ablation switches (Table 4).
     num_hot, num_sparse, reg_steps, reg_lr, reg_optimizer: Eq. 13's hot-item count,
@@ -239,7 +239,7 @@ def simgcl(config: ncf.NCFConfig, *, lambda2: float = 0.5, tau: float = 0.2,
 
 
 def union_term(rows: Array, data: LocalData, key: Array, num_union_negatives: int) -> Array:
-  """UNION's client term (SPEC §5) for one client.
+  """UNION's client term (docs/design.md) for one client.
 
   For each positive row: one other positive of the client, uniformly, as the
   positive, and `num_union_negatives` draws with replacement from the client's

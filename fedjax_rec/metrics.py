@@ -171,7 +171,7 @@ def _exposure_counts(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
 def ranking_metrics(score_fn: ScoreFn, params: Any, exclude: UserItems, test: UserItems,
                     ks: Sequence[int] = (20,), batch_size: int = 256,
                     users: np.ndarray | None = None) -> dict[str, float]:
-  """Recall@K, NDCG@K and Precision@K with full ranking over all items (SPEC §4).
+  """Recall@K, NDCG@K and Precision@K with full ranking over all items (docs/design.md).
 
   For each evaluated user with a non-empty test set, the items in `exclude` are masked
   to -inf, the top-K is taken (equal scores: lower item id first) and

@@ -1,4 +1,4 @@
-"""Named configurations (SPEC §2). `experiments/` turns them into flag defaults."""
+"""Named configurations (docs/design.md). `experiments/` turns them into flag defaults."""
 
 from __future__ import annotations
 

@@ -7,13 +7,12 @@ import pytest
 from fedjax_rec import centralized, metrics
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
 from fedjax_rec.models.ncf import NCFConfig
-from experiments.centralized import reference_row
 
 
 def test_centralized_beats_mostpop_on_planted_taste():
   ds = load_synthetic(SyntheticConfig(num_users=300, num_items=120, num_clusters=4,
                                       max_activity=60), seed=0)
-  row = reference_row(ds, NCFConfig(embed_dim=8, hidden=(16, 8)),
+  row = centralized.reference_row(ds, NCFConfig(embed_dim=8, hidden=(16, 8)),
                       centralized.CentralConfig(epochs=8, batch_size=256, lr=0.01),
                       log=lambda s: None)
   mostpop = metrics.mostpop_metrics(ds)["recall@20"]

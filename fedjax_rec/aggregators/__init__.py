@@ -1,4 +1,4 @@
-"""Server aggregation rules over sparse uploads (SPEC §1 and §7).
+"""Server aggregation rules over sparse uploads (docs/design.md).
 
 Every builder returns an `Aggregator(init, apply)`; `apply(uploads, state)` returns
 `(Aggregate, state, metrics)`, is jittable and calls `validate` first (metric `rejected`).

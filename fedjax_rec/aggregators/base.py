@@ -10,7 +10,7 @@ An aggregator is a pair of pure functions, built like optax's `GradientTransform
 (`()` for every aggregator here, all of them are memoryless) and `metrics` maps names to
 jnp scalars that the host logs.
 
-Conventions (SPEC §1, "FedAvg variants"). For an item row with accepted uploaders `U`
+Conventions (docs/design.md). For an item row with accepted uploaders `U`
 (`n = |U|`) and uploads `g_u`:
 
   * ``"sum"``:      `sum_u g_u` (the public A-hum code: `x[idx] += g`).

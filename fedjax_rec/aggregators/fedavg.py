@@ -1,6 +1,6 @@
 """FedAvg over sparse uploads: per item row over its uploaders, MLP over the clients.
 
-SPEC §1. The three conventions are described in `base.py`. Reference: McMahan et al.,
+docs/design.md. The three conventions are described in `base.py`. Reference: McMahan et al.,
 "Communication-Efficient Learning of Deep Networks from Decentralized Data" (2017); the
 ``"sum"`` convention is what the public A-hum / PSMU attack code does (`x[idx] += g`).
 """

@@ -1,6 +1,6 @@
-"""HiCS: hierarchical gradient clipping with sparsified updating (SPEC §7, our reading).
+"""HiCS: hierarchical gradient clipping with sparsified updating (docs/design.md, our reading).
 
-The paper names the defense without a recipe; SPEC §7 fixes this reading:
+The paper names the defense without a recipe; docs/design.md fixes this reading:
 
 1. Client level: each client's *whole* upload (all its item rows and its MLP gradient, one
    global L2 norm) is clipped to `client_clip`.

@@ -1,6 +1,6 @@
 """Krum per item row over its uploaders; MLP Krum over the round's clients.
 
-SPEC §7. Reference: Blanchard et al., "Machine Learning with Adversaries: Byzantine Tolerant
+docs/design.md. Reference: Blanchard et al., "Machine Learning with Adversaries: Byzantine Tolerant
 Gradient Descent" (NeurIPS 2017). Among the `n` uploads of a row, Krum picks the one with the
 least score, the sum of squared L2 distances to its `n - f - 2` nearest other uploads. The
 choice is mean-like and rescaled to the convention (see `base.py`).

@@ -1,6 +1,6 @@
 """Coordinate-wise median per item row over its uploaders; MLP over the round's clients.
 
-SPEC §7. Reference: Yin et al., "Byzantine-Robust Distributed Learning: Towards Optimal
+docs/design.md. Reference: Yin et al., "Byzantine-Robust Distributed Learning: Towards Optimal
 Statistical Rates" (ICML 2018). An even number of values gives the mean of the two middle
 ones. The median is mean-like and is rescaled to the convention (see `base.py`).
 

@@ -1,6 +1,6 @@
 """NormBound: clip every uploaded row and every client's MLP gradient, then FedAvg.
 
-SPEC §7. Reference: Sun et al., "Can You Really Backdoor Federated Learning?" (2019).
+docs/design.md. Reference: Sun et al., "Can You Really Backdoor Federated Learning?" (2019).
 Each uploaded item row is clipped to L2 norm `c`; each client's whole MLP gradient is
 clipped to `c` by its global norm over the leaves (optax's `clip_by_global_norm`, per
 client).

@@ -1,6 +1,6 @@
 """Coordinate-wise trimmed mean per item row over its uploaders; MLP over the clients.
 
-SPEC §7. Reference: Yin et al., "Byzantine-Robust Distributed Learning: Towards Optimal
+docs/design.md. Reference: Yin et al., "Byzantine-Robust Distributed Learning: Towards Optimal
 Statistical Rates" (ICML 2018). Per coordinate, the `f` largest and `f` smallest of the
 row's `n` uploads are dropped and the remaining `n - 2f` averaged. Where `n <= 2f` nothing
 would remain: such rows fall back to the coordinate-wise median (the limit of the trimmed

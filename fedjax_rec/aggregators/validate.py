@@ -1,4 +1,4 @@
-"""Rejection of malformed uploads (SPEC §7: every aggregator rejects non-finite uploads).
+"""Rejection of malformed uploads (docs/design.md: every aggregator rejects non-finite uploads).
 
 A client is rejected *entirely* (all its rows and its MLP gradient) when any value it
 uploads is non-finite or, with `max_abs` set, larger than `max_abs` in absolute value, or

@@ -1,4 +1,4 @@
-"""Model-poisoning attacks (SPEC §6): builders returning an `Attack`."""
+"""Model-poisoning attacks (docs/design.md): builders returning an `Attack`."""
 
 from __future__ import annotations
 

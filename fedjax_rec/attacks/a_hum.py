@@ -1,4 +1,4 @@
-"""A-ra and A-hum (Rong et al., 2022), as the public code does them (SPEC §6).
+"""A-ra and A-hum (Rong et al., 2022), as the public code does them (docs/design.md).
 
 Every round, each malicious client draws `num_users` (10) fresh users
 `u ~ N(0, user_std² I)` (user_std 0.01). A-hum then turns each into a "hard

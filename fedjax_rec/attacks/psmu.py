@@ -1,4 +1,4 @@
-"""PSMU (Yuan et al., 2023), our reading (SPEC §6; there is no public code).
+"""PSMU (Yuan et al., 2023), our reading (docs/design.md; there is no public code).
 
 Each malicious client is a synthetic user. At set-up it holds the targets plus
 `num_filler_items` (N = 30, as CL4FedRec's synthetic users) filler items drawn

@@ -11,7 +11,7 @@
   strictly less popular than it, so tied items share a percentile: the least
   popular items have 0, and `band:0:10:K` draws among the bottom tenth.
 
-The popularity counts come from the caller (SPEC §2: train + test interactions for
+The popularity counts come from the caller (docs/design.md: train + test interactions for
 the `ahum-reference` preset, `dataset.item_popularity(include_test=True)`).
 Malformed specs raise a one-line ValueError naming the offending token.
 """

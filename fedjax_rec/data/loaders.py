@@ -1,4 +1,4 @@
-"""Dataset names -> split `ImplicitDataset`s (SPEC §3)."""
+"""Dataset names -> split `ImplicitDataset`s (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fedjax_rec.data.dataset import ImplicitDataset, UserItems
 from fedjax_rec.data.split import from_presplit, split_random
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
 
-# Raw formats split per SPEC §3 (random 80/20 per user, 10% validation).
+# Raw formats split per docs/design.md (random 80/20 per user, 10% validation).
 RAW = ("ml-1m", "ml-100k", "amazon-csv", "amazon-json", "qb-article", "mind")
 # `<name>-presplit`: a directory with train.dat / test.dat, loaded as given.
 DATASETS = ("synthetic",) + RAW + ("ml-1m-presplit", "presplit")

@@ -1,4 +1,4 @@
-"""Readers for raw interaction files (SPEC section 3, "Data").
+"""Readers for raw interaction files (docs/design.md).
 
 Every reader takes a plain or gzipped file (gzip is detected by its magic bytes) and
 returns a `pandas.DataFrame` with columns `user`, `item` (raw ids as the file holds

@@ -1,4 +1,4 @@
-"""The SPEC §3 split and the fixed 1:4 negative sampling, vectorised in NumPy."""
+"""The docs/design.md split and the fixed 1:4 negative sampling, vectorised in NumPy."""
 
 from __future__ import annotations
 

@@ -152,7 +152,7 @@ def _rank_within(group: np.ndarray) -> np.ndarray:
 
 def load_synthetic(config: SyntheticConfig = SyntheticConfig(), *, seed: int = 0,
                    split_seed: int | None = None, scalable: bool = False) -> ImplicitDataset:
-  """The synthetic dataset, split per SPEC §3.
+  """The synthetic dataset, split per docs/design.md.
 
   Args:
     config: the generator's settings.

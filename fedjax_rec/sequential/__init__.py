@@ -1,4 +1,4 @@
-"""Federated sequential recommendation: FORTRESS and its baselines (SPEC §3, §4, §8).
+"""Federated sequential recommendation: FORTRESS and its baselines (docs/design.md).
 
 Built on the core's pieces: the same `PublicParams` / `Uploads` pytrees, aggregators,
 server step (`server.apply_aggregate` via `rounds.make_server_phase`), attack

@@ -1,4 +1,4 @@
-"""A-hum and PSMU adapted to sequential recommenders (SPEC §6 and §8).
+"""A-hum and PSMU adapted to sequential recommenders (docs/design.md).
 
 Same interface as `fedjax_rec.attacks` (`Attack(name, init, update)`,
 `AttackUpload`), so the sequential round runs attackers vmapped in their own slots

@@ -1,4 +1,4 @@
-"""Time-ordered per-user sequences (SPEC §3, "Sequential") and their padded arrays.
+"""Time-ordered per-user sequences (docs/design.md) and their padded arrays.
 
 Ids: items are 0..num_items-1 as everywhere else in the package (no id is reserved
 for padding: every padded array comes with a boolean mask, and padded positions hold
@@ -72,7 +72,7 @@ def sequential_split(df: pd.DataFrame, *, name: str, max_len: int = 50,
   """
   if "timestamp" not in df.columns:
     raise NoTimestampsError(f"{name}: the data has no timestamps, so the sequential split "
-                            "(SPEC §3) is unavailable")
+                            "(docs/design.md) is unavailable")
   if min_interactions < 3:
     raise ValueError(f"min_interactions must be >= 3, got {min_interactions}")
   df = df[["user", "item", "timestamp"]].assign(_row=np.arange(len(df)))

@@ -1,4 +1,4 @@
-"""The FORTRESS client objective for ONE user (SPEC §8; paper §3.1-3.3).
+"""The FORTRESS client objective for ONE user (docs/design.md; paper §3.1-3.3).
 
     L = L_rec + w_seq L_seq + w_user L_user + w_item L_item + w_temp L_temp
 

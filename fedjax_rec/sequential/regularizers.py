@@ -1,4 +1,4 @@
-"""FORTRESS server-side defense (SPEC §8, paper §3.4): surge flags, separation, variance.
+"""FORTRESS server-side defense (docs/design.md, paper §3.4): surge flags, separation, variance.
 
 Run after every round's FedAvg step, on the item table only, with public parameters
 and the round's uploads only. Our reading of the formulas the extraction lost:

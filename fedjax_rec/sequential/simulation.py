@@ -1,7 +1,7 @@
 """The sequential simulator: same protocol, round and API as `fedjax_rec.simulation`.
 
 A global epoch shuffles benign clients and attackers together and cuts them into
-rounds of `B` (SPEC §1). A round is one jit: the one-user update
+rounds of `B` (docs/design.md). A round is one jit: the one-user update
 (`sequential.client`) vmapped over `B` slots gathered on device from the padded
 `[U, L + 1]` windows, the attackers in their own slots, the configured aggregator and
 `server.apply_aggregate` (via `simulation.make_server_phase`), then the FORTRESS
@@ -228,7 +228,7 @@ class SeqSimulator:
   def evaluate(self, state: SeqSimState, ks=(10,), targets=None, er_ks=(5,),
                batch_size: int = 256) -> dict[str, float]:
     """HR@K / NDCG@K of the next (test) item, full ranking with the history masked;
-    ER@K of `targets` (SPEC §4). `recall@K` equals `hr@K` (one test item per user)."""
+    ER@K of `targets` (docs/design.md). `recall@K` equals `hr@K` (one test item per user)."""
     params = (state.server.params,) + self._history
     if "seen" not in self._eval_cache:
       self._eval_cache["seen"] = self.dataset.seen()
