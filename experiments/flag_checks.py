@@ -59,7 +59,8 @@ def check_flags() -> None:
     raise flags_lib.UsageError(f"--malicious_share={FLAGS.malicious_share}: expected a value "
                                "in [0, 1)")
   if _set("inject_faults"):
-    from fedjax_rec.faults import FAULT_VALUES, parse_faults  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from fedjax_rec.faults import FAULT_VALUES, parse_faults
     try:
       parse_faults(FLAGS.inject_faults)
     except ValueError:

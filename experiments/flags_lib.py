@@ -260,7 +260,8 @@ def attack_fields_from_flags(dataset) -> dict:
   except ValueError as e:
     raise UsageError(f"--target/--malicious_share: {e}") from None
   if FLAGS.attack != "none" and num_malicious < 1:
-    from experiments.flag_checks import zero_attackers_message  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from experiments.flag_checks import zero_attackers_message
     raise UsageError(zero_attackers_message(FLAGS.attack, dataset.num_users, dataset.name))
   return dict(attack=FLAGS.attack, num_malicious=num_malicious if FLAGS.attack != "none" else 0,
               targets=tuple(int(t) for t in targets))

@@ -30,7 +30,8 @@ PathLike = str | os.PathLike
 
 _OTHER = ("read_amazon_csv", "read_amazon_json", "read_tenrec_qb_article",
           "read_mind_behaviors")
-_PRESPLIT = ("read_presplit", "load_presplit_dir", "find_presplit_files", "PRESPLIT_ID_FACTOR", "PRESPLIT_ID_SLACK")
+_PRESPLIT = ("read_presplit", "load_presplit_dir", "find_presplit_files", "PRESPLIT_ID_FACTOR",
+             "PRESPLIT_ID_SLACK")
 
 __all__ = ["DataFormatError", "read_movielens_1m", "read_movielens_100k",
            "read_presplit", "load_interactions", "load_presplit_dir", "reindex",
