@@ -192,23 +192,46 @@ def table(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
-  fig, (ax,) = plots.new_figure()
+  """A hyper-parameter sweep as one curve; per-epoch curves as small multiples.
+
+  Rows labelled `panel / line` (Figure 5: attack / defense) get one panel per prefix, with
+  one style per line name in every panel. Each line has its own hollow marker, so lines
+  that coincide (several defenses at ER@5 = 0) stay visible as stacked markers.
+  """
   metric = f"test/{exp.metrics[0]}"
   if exp.x_axis:  # a sweep over one hyper-parameter: final metric vs value
+    fig, (ax,) = plots.new_figure()
     last = frame.sort_values("epoch").groupby(["label", "seed"]).tail(1)
     xs = [float(label.split("=")[1]) for label, _, _ in exp.rows]
     ys = [last[last.label == label][metric].mean() for label, _, _ in exp.rows]
     ax.plot(xs, ys, marker="o")
     ax.set_xlabel(exp.x_axis)
-  else:
-    mean = frame.groupby(["label", "epoch"])[metric].mean().reset_index()
-    for k, (label, _, _) in enumerate(exp.rows):
+    ax.set_ylabel(exp.metrics[0])
+    fig.suptitle(exp.title, fontsize=9)
+    plots.save_figure(fig, out)
+    return
+  labels = [label for label, _, _ in exp.rows]
+  split = lambda label: label.split(" / ", 1) if " / " in label else ("", label)
+  panels = list(dict.fromkeys(split(label)[0] for label in labels))
+  lines = list(dict.fromkeys(split(label)[1] for label in labels))
+  fig, axes = plots.new_figure(ncols=len(panels))
+  mean = frame.groupby(["label", "epoch"])[metric].mean().reset_index()
+  markers = "osD^v<>xP*"
+  for ax, panel in zip(axes, panels):
+    for label in labels:
+      p, line = split(label)
+      if p != panel:
+        continue
+      k = lines.index(line)
       sub = mean[mean.label == label]
-      ax.plot(sub.epoch, sub[metric], marker=".", label=label, **plots.line_style(k))
-    ax.set_xlabel("global epoch")
-    ax.legend(fontsize=7)
-  ax.set_ylabel(exp.metrics[0])
-  ax.set_title(exp.title, fontsize=9)
+      ax.plot(sub.epoch, sub[metric], marker=markers[k % len(markers)], markersize=4,
+              markerfacecolor="none", label=line, **plots.line_style(k))
+    plots.epoch_axis(ax)
+    ax.set_ylabel(exp.metrics[0])
+    if panel:
+      ax.set_title(panel, fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+  fig.suptitle(exp.title, fontsize=9)
   plots.save_figure(fig, out)
 
 
