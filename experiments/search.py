@@ -49,22 +49,10 @@ CANDIDATES: dict[str, tuple[LocalConfig, ServerConfig, str]] = {
            ServerConfig("adam", 0.01), "sum"),
     "o5": (dataclasses.replace(PRESETS["paper-onestep"].local, user_lr=0.1),
            ServerConfig("adam", 0.02), "sum"),
-    "f2": (LocalConfig(local_epochs=5, batch_size=0, optimizer="sgd", lr=0.01,
-                       user_optimizer="adam", user_lr=0.1), ServerConfig("adam", 0.01), "sum"),
-    "c1": (LocalConfig(local_epochs=1, batch_size=64, optimizer="adam", lr=0.001,
-                       user_lr=0.001, **_DELTA), _FEDAVG, "mean"),
-    "c2": (LocalConfig(local_epochs=5, batch_size=64, optimizer="adam", lr=0.001,
-                       user_lr=0.001, **_DELTA), _FEDAVG, "mean"),
     "c3": (LocalConfig(local_epochs=5, batch_size=64, optimizer="adam", lr=0.01,
-                       user_lr=0.01, **_DELTA), _FEDAVG, "mean"),
-    "c4": (LocalConfig(local_epochs=5, batch_size=256, optimizer="adam", lr=0.01,
-                       user_lr=0.01, **_DELTA), _FEDAVG, "mean"),
-    "c5": (LocalConfig(local_epochs=5, batch_size=64, optimizer="sgd", lr=0.1,
                        user_lr=0.01, **_DELTA), _FEDAVG, "mean"),
     "c6": (LocalConfig(local_epochs=5, batch_size=0, optimizer="sgd", lr=0.01,
                        user_optimizer="adam", user_lr=0.05), ServerConfig("adam", 0.005), "sum"),
-    "c8": (LocalConfig(local_epochs=5, batch_size=64, optimizer="adam", lr=0.01,
-                       user_lr=0.01, **_DELTA), ServerConfig("sgd", 1.0), "weighted"),
 }
 
 
