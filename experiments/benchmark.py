@@ -30,7 +30,9 @@ from absl import app
 from absl import flags
 
 from experiments import benchmark_scaling
+from fedjax_rec.client import LocalConfig
 from fedjax_rec.data.loaders import default_data_dir, load_dataset
+from fedjax_rec.server import ServerConfig
 from fedjax_rec.models import ncf
 from fedjax_rec.presets import get_preset
 from fedjax_rec.simulation import SimConfig, Simulator
@@ -200,6 +202,11 @@ def configurations(spec, pre):
   """(name, config, dataset, note) rows on ML-1M: `spec` (random split), `pre` (pre-split)."""
   yield "paper / original / fedavg", get_preset("paper"), spec, ""
   yield "paper-onestep / original / fedavg", get_preset("paper-onestep"), spec, ""
+  yield ("paper / L=5 b=64 adam delta", get_preset(
+      "paper", local=LocalConfig(local_epochs=5, batch_size=64, optimizer="adam", lr=0.01,
+                                 user_lr=0.01, upload="delta"),
+      server=ServerConfig("sgd", 1.0), convention="mean"), spec,
+         "mini-batch local training (search candidate c3)")
   yield ("ahum-reference / original / fedavg", get_preset("ahum-reference"), pre,
          "pre-split data")
   yield ("paper / cl4fedrec / fedavg", get_preset("paper", method="cl4fedrec"), spec,

@@ -53,6 +53,8 @@ CANDIDATES: dict[str, tuple[LocalConfig, ServerConfig, str]] = {
                        user_lr=0.01, **_DELTA), _FEDAVG, "mean"),
     "c6": (LocalConfig(local_epochs=5, batch_size=0, optimizer="sgd", lr=0.01,
                        user_optimizer="adam", user_lr=0.05), ServerConfig("adam", 0.005), "sum"),
+    "f2": (LocalConfig(local_epochs=5, batch_size=0, optimizer="sgd", lr=0.01,
+                       user_optimizer="adam", user_lr=0.1), ServerConfig("adam", 0.01), "sum"),
 }
 
 
