@@ -1,0 +1,63 @@
+"""Every `python -m experiments.train` command of the README starts cleanly.
+
+Each command (code blocks and inline code, continuation lines joined) runs as written
+with `--epochs=0` appended and its `--workdir` pointed at a temporary folder: flags,
+presets, data and the set-up of the simulator are checked, no training is paid for.
+Commands on data that is not present are skipped; the multi-host commands (laid out side by
+side, one per host, and waiting for their peers) are covered by the multi-host test.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands(program: str = "experiments.train") -> list[str]:
+  text = (ROOT / "README.md").read_text()
+  chunks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text)
+  out = []
+  for chunk in chunks:
+    for line in chunk.replace("\\\n", " ").splitlines():
+      # Side-by-side blocks hold two commands on a line: split at each `python -m`.
+      for part in re.split(r"(?=python -m )", line):
+        part = part.split("#")[0].strip()
+        if part.startswith(f"python -m {program}") and "\\" not in part:
+          out.append(" ".join(part.split()))
+  return list(dict.fromkeys(out))
+
+
+def _data_present(args: list[str]) -> bool:
+  flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+  if "data_dir" in flags:
+    return (ROOT / flags["data_dir"]).exists()
+  dataset = flags.get("dataset", "synthetic")
+  if dataset == "synthetic":
+    return True
+  return (ROOT.parent / "shared" / "data" / dataset.removesuffix("-presplit")).is_dir()
+
+
+def test_readme_has_train_examples():
+  assert len(readme_commands()) >= 4
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_train_example_starts(command, tmp_path):
+  args = shlex.split(command)[3:]
+  if any(a.startswith("--coordinator_address") for a in args):
+    pytest.skip("multi-host example: covered by the multi-host test")
+  if not _data_present(args):
+    pytest.skip("data not present")
+  args = [a for a in args if not a.startswith("--workdir")]
+  proc = subprocess.run([sys.executable, "-m", "experiments.train", *args, "--epochs=0",
+                         f"--workdir={tmp_path / 'wd'}"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
