@@ -104,9 +104,11 @@ def markdown(table: dict) -> str:
            "(epoch) | test R@20 there | s/epoch |", "|---" * 10 + "|"]
   for name, t in sorted(table.items(), key=lambda kv: -kv[1]["best_valid_recall@20"]):
     lo, sv = t["local"], t["server"]
+    one_step = lo["local_epochs"] == 1 and not lo["batch_size"] and lo["upload"] == "gradient"
+    local_opt = "— (one step)" if one_step else f"{lo['optimizer']}, {lo['lr']:g}"
     lines.append(
-        f"| {name} | {lo['local_epochs']} | {lo['batch_size'] or 'full'} | {lo['optimizer']}, "
-        f"{lo['lr']:g} | {lo['user_optimizer']} {lo['user_lr']:g} | {lo['upload']} | "
+        f"| {name} | {lo['local_epochs']} | {lo['batch_size'] or 'full'} | {local_opt} | "
+        f"{lo['user_optimizer']} {lo['user_lr']:g} | {lo['upload']} | "
         f"{sv['optimizer']} {sv['lr']:g} ({t['convention']}) | "
         f"{t['best_valid_recall@20']:.4f} ({t['best_epoch']}) | "
         f"{t['test_recall@20_at_best']:.4f} | {t['epoch_seconds']:.1f} |")

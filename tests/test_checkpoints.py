@@ -7,20 +7,12 @@ import numpy as np
 import pytest
 
 from fedjax_rec import io
-from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
-from fedjax_rec.models.ncf import NCFConfig
 from fedjax_rec.runner import EvalConfig, NonFiniteError, WorkdirError, run
-from fedjax_rec.simulation import SimConfig, Simulator
+from fedjax_rec.simulation import Simulator
+
+from tests.test_cli import tiny_run
 
 EVAL = EvalConfig(ks=(5,))
-
-
-def _tiny():
-  ds = load_synthetic(SyntheticConfig(num_users=40, num_items=30, num_clusters=2,
-                                      mean_activity=6, min_activity=3, max_activity=12))
-  cfg = SimConfig(model=NCFConfig(embed_dim=4, hidden=(4,)), clients_per_round=16, epochs=2,
-                  max_buckets=2)
-  return ds, cfg
 
 
 def test_round_trip_and_rotation(tmp_path):
@@ -48,7 +40,7 @@ def test_wrong_shape_is_refused(tmp_path):
 
 
 def _two_epoch_workdir(tmp_path):
-  ds, cfg = _tiny()
+  ds, cfg = tiny_run()
   wd = tmp_path / "run"
   run(cfg, ds, workdir=wd, eval_config=EVAL, log=lambda s: None)
   (wd / "summary.json").unlink()  # as if killed after epoch 2's checkpoint
@@ -102,7 +94,7 @@ class _NaNAfterFirst(Simulator):
 
 
 def test_non_finite_state_stops_the_run_and_is_not_checkpointed(tmp_path):
-  ds, cfg = _tiny()
+  ds, cfg = tiny_run()
   wd = tmp_path / "run"
   with pytest.raises(NonFiniteError, match="epoch 2: non-finite public parameters"):
     run(cfg, ds, workdir=wd, eval_config=EVAL, log=lambda s: None,
@@ -114,7 +106,7 @@ def test_non_finite_state_stops_the_run_and_is_not_checkpointed(tmp_path):
 
 
 def test_workdir_that_is_a_file_and_garbage_metrics(tmp_path):
-  ds, cfg = _tiny()
+  ds, cfg = tiny_run()
   afile = tmp_path / "file"
   afile.write_text("x")
   with pytest.raises(WorkdirError, match="is a file, not a directory"):
