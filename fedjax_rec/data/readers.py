@@ -26,6 +26,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from fedjax_rec.data import discover
+
 PathLike = str | os.PathLike
 
 _OTHER = ("read_amazon_csv", "read_amazon_json", "read_tenrec_qb_article",
@@ -294,12 +296,15 @@ def find_file(name: str, data_dir: Path) -> Path:
                     if p.is_file()})
   if name == "qb-article" and len(globbed) > 1:
     globbed = [p for p in globbed if "article" in p.name.lower()] or globbed
+  if not globbed:  # other names (.dat/.txt/.csv are used interchangeably): by content
+    globbed = discover.sniff(name, data_dir)
   if len(globbed) == 1:
     return globbed[0]
   if len(globbed) > 1:
     raise FileNotFoundError(f"{data_dir}: several candidate {name} files "
                             f"{[p.name for p in globbed]}; {looked}")
-  raise FileNotFoundError(f"{data_dir} has no {name} file: {looked}")
+  raise FileNotFoundError(f"{data_dir} has no {name} file: {looked}, or any file in its "
+                          f"line format; the folder holds {discover.listing(data_dir)}")
 
 
 def load_interactions(name: str, data_dir: PathLike) -> pd.DataFrame:

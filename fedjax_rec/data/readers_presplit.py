@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fedjax_rec.data import discover
 from fedjax_rec.data.readers import (PRESPLIT_LAYOUT, DataFormatError, PathLike, bad_line,
                                      read_text, split_lines)
 
@@ -97,10 +98,16 @@ def find_presplit_files(data_dir: PathLike) -> tuple[Path, Path]:
              for stem in ("train.dat", "test.dat")]
     if all(found):
       return found[0], found[1]
+  for folder in (data_dir, data_dir / "processed-rdz98-implicit"):
+    pair = discover.find_presplit_pair(folder)  # train/test under other extensions
+    if pair is not None:
+      return pair
+  holds = (f"; it holds {discover.listing(data_dir)}" if data_dir.is_dir()
+           else f"; {data_dir} does not exist")
   raise FileNotFoundError(
       f"{data_dir} not found or incomplete: expected {PRESPLIT_LAYOUT}; looked for "
-      f"train.dat(.gz) and test.dat(.gz) in {data_dir} and "
-      f"{data_dir / 'processed-rdz98-implicit'}")
+      f"train and test files (.dat, .txt, .csv, optionally .gz) in {data_dir} and "
+      f"{data_dir / 'processed-rdz98-implicit'}{holds}")
 
 
 def load_presplit_dir(data_dir: PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
