@@ -61,3 +61,46 @@ def test_readme_train_example_starts(command, tmp_path):
                         text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
+
+
+def _all_commands() -> list[str]:
+  progs = ("sweep", "plot", "reproduce", "search", "centralized", "benchmark")
+  return [c for p in progs for c in readme_commands(f"experiments.{p}")]
+
+
+def test_readme_sweep_grids_validate():
+  from fedjax_rec.grid import parse_grid  # pylint: disable=import-outside-toplevel
+  from fedjax_rec.sweep import validate_points  # pylint: disable=import-outside-toplevel
+  grids = [re.search(r"--grid='([^']+)'", c).group(1)
+           for c in readme_commands("experiments.sweep") if "--grid=" in c]
+  assert grids
+  for grid in grids:
+    points = parse_grid(grid)
+    try:
+      validate_points(points)
+    except FileNotFoundError:
+      pytest.skip("a grid's data is not present")
+
+
+def test_readme_reproduce_names_exist():
+  from experiments.repro_specs import EXPERIMENTS  # pylint: disable=import-outside-toplevel
+  commands = readme_commands("experiments.reproduce")
+  assert commands
+  for command in commands:
+    for kind, value in re.findall(r"--(table|figure)=(\w+)", command):
+      assert f"{kind}{value}" in EXPERIMENTS, command
+
+
+@pytest.mark.parametrize("program", sorted({c.split()[2] for c in _all_commands()}))
+def test_readme_flags_exist(program):
+  """Every flag a README command gives the program is one the program defines."""
+  names = sorted({a[2:].split("=", 1)[0]
+                  for c in _all_commands() if c.split()[2] == program
+                  for a in shlex.split(c)[3:] if a.startswith("--")})
+  code = (f"import {program}\nfrom absl import flags\n"
+          f"missing = [n for n in {names!r} if n not in flags.FLAGS\n"
+          "           and not (n.startswith('no') and n[2:] in flags.FLAGS)]\n"
+          "assert not missing, missing\n")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-1500:]
