@@ -24,7 +24,7 @@ RUNS = {
     "main": (["--epochs=3"], None),
     "ml100k_cl4fedrec_ahum_median": (
         ["--dataset=ml-100k", "--method=cl4fedrec", "--attack=a_hum", "--num_malicious=5",
-         "--aggregator=median", "--epochs=2"], "ml-100k"),
+         "--aggregator=median", "--epochs=1"], "ml-100k"),
     "fortress_defense": (
         ["--task=sequential", "--dataset=ml-100k", "--method=fortress", "--server_defense",
          "--attack=a_hum", "--epochs=2"], "ml-100k"),

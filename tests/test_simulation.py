@@ -117,7 +117,7 @@ def _one_round(sim, state, users, plan=None):
 
 
 MINIBATCH = {
-    "adam-delta": LocalConfig(local_epochs=3, batch_size=4, optimizer="adam", lr=0.05,
+    "adam-delta": LocalConfig(local_epochs=2, batch_size=4, optimizer="adam", lr=0.05,
                               user_optimizer="adam", user_lr=0.05, upload="delta"),
     "sgd-gradient": LocalConfig(local_epochs=2, batch_size=5, optimizer="sgd", lr=0.05,
                                 user_optimizer="sgd", user_lr=0.05, upload="gradient"),
@@ -145,7 +145,10 @@ def test_minibatch_round_equals_reference_loop(dataset, name):
   slot_of = {int(u): i for i, u in enumerate(slot_users) if u >= 0}
   data = sim.client_data
   tx = user_optimizer(local)
-  for user in users:  # the oracle loops over clients on purpose
+  # The oracle loops over clients on purpose: the longest three (several batches, every
+  # bucket's padding) and the shortest three suffice and keep the test quick.
+  by_length = users[np.argsort(data.num_rows[users], kind="stable")]
+  for user in np.concatenate([by_length[:3], by_length[-3:]]):
     lo, hi = data.indptr[user], data.indptr[user + 1]
     opt = jax.tree.map(lambda x: x[user], state.clients.opt_state)
     u, _, rows, mlp = reference.client_reference_batched(
