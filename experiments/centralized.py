@@ -17,7 +17,6 @@ from absl import app
 from absl import flags
 
 from fedjax_rec import centralized, metrics
-from fedjax_rec.centralized import reference_row
 from fedjax_rec.data.loaders import DATASETS, load_dataset
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.presets import PRESETS
@@ -45,7 +44,7 @@ def main(argv):
     _fail(str(e))
   print(dataset.summary())
   print("MostPop", json.dumps(metrics.mostpop_metrics(dataset)))
-  row = reference_row(dataset, PRESETS[FLAGS.preset].model, config)
+  row = centralized.reference_row(dataset, PRESETS[FLAGS.preset].model, config)
   print("centralized (best validation epoch)", json.dumps(row))
 
 

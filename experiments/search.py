@@ -35,7 +35,7 @@ flags.DEFINE_string("data_dir", None, "The ML-1M pre-split (default: $FEDJAX_REC
 flags.DEFINE_list("only", None, "Run only these candidates (names).")
 flags.DEFINE_integer("epochs", 20, "Global epochs per candidate.")
 
-_DELTA = dict(upload="delta", user_optimizer="adam")
+_DELTA = dict(upload="delta")
 _FEDAVG = ServerConfig(optimizer="sgd", lr=1.0)
 
 # name -> (local training, server, FedAvg convention). The grid, as run.

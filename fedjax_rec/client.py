@@ -142,7 +142,6 @@ def batch_layout(key: Array, mask: Array, batch_size: int) -> Array:
   sort_key = jnp.where(mask, bits >> 1, jnp.uint32(1 << 31))  # real rows first
   order = jnp.argsort(sort_key, stable=True)
   order = jnp.concatenate([order, jnp.full(num_batches * bsz - length, length, order.dtype)])
-  order = jnp.where(order < length, order, length)
   order = jnp.where(jnp.concatenate([mask, jnp.zeros(1, bool)])[order], order, length)
   return order.reshape(num_batches, bsz)
 
