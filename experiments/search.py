@@ -56,12 +56,24 @@ CANDIDATES: dict[str, tuple[LocalConfig, ServerConfig, str]] = {
     "f2": (LocalConfig(local_epochs=5, batch_size=0, optimizer="sgd", lr=0.01,
                        user_optimizer="adam", user_lr=0.1), ServerConfig("adam", 0.01), "sum"),
 }
+# The second round, around o2: the same local training and server step, other model
+# initialisation, negatives or server rate. name -> (base candidate, SimConfig overrides).
+_O2 = CANDIDATES["o2"]
+CANDIDATES.update(i1=_O2, i2=_O2, r1=_O2, r2=_O2,
+                  s1=(_O2[0], ServerConfig("adam", 0.005), "sum"))
+_MODEL = PRESETS["paper-onestep"].model
+OVERRIDES: dict[str, dict] = {
+    "i1": dict(model=dataclasses.replace(_MODEL, embed_init_std=0.1)),
+    "i2": dict(model=dataclasses.replace(_MODEL, embed_init_std=0.05)),
+    "r1": dict(resample_negatives=True),
+    "r2": dict(resample_negatives=True, model=dataclasses.replace(_MODEL, embed_init_std=0.1)),
+}
 
 
 def candidate_config(name: str, epochs: int):
   local, server, convention = CANDIDATES[name]
   return dataclasses.replace(PRESETS["paper-onestep"], local=local, server=server,
-                             convention=convention, epochs=epochs)
+                             convention=convention, epochs=epochs, **OVERRIDES.get(name, {}))
 
 
 def main(argv):
@@ -86,6 +98,7 @@ def main(argv):
     rows = [r for r in io.read_jsonl(wd / name / "metrics.jsonl")]
     best = max(rows, key=lambda r: r["valid/recall@20"])
     table[name] = {"local": dataclasses.asdict(config.local),
+                   "overrides": _describe(OVERRIDES.get(name, {})),
                    "server": dataclasses.asdict(config.server), "convention": config.convention,
                    "best_valid_recall@20": best["valid/recall@20"], "best_epoch": best["epoch"],
                    "final_valid_recall@20": rows[-1]["valid/recall@20"],
@@ -100,8 +113,8 @@ def main(argv):
 
 
 def markdown(table: dict) -> str:
-  lines = ["| candidate | L | b | local opt, lr | user lr | upload | server | best valid R@20 "
-           "(epoch) | test R@20 there | s/epoch |", "|---" * 10 + "|"]
+  lines = ["| candidate | L | b | local opt, lr | user lr | upload | server | other | "
+           "best valid R@20 (epoch) | test R@20 there | s/epoch |", "|---" * 11 + "|"]
   for name, t in sorted(table.items(), key=lambda kv: -kv[1]["best_valid_recall@20"]):
     lo, sv = t["local"], t["server"]
     one_step = lo["local_epochs"] == 1 and not lo["batch_size"] and lo["upload"] == "gradient"
@@ -109,10 +122,22 @@ def markdown(table: dict) -> str:
     lines.append(
         f"| {name} | {lo['local_epochs']} | {lo['batch_size'] or 'full'} | {local_opt} | "
         f"{lo['user_optimizer']} {lo['user_lr']:g} | {lo['upload']} | "
-        f"{sv['optimizer']} {sv['lr']:g} ({t['convention']}) | "
+        f"{sv['optimizer']} {sv['lr']:g} ({t['convention']}) | {t.get('overrides') or '—'} | "
         f"{t['best_valid_recall@20']:.4f} ({t['best_epoch']}) | "
         f"{t['test_recall@20_at_best']:.4f} | {t['epoch_seconds']:.1f} |")
   return "\n".join(lines)
+
+
+def _describe(overrides: dict) -> str:
+  """The overrides in a table cell: `embed_init_std=0.1, resample_negatives`."""
+  out = []
+  for key, value in overrides.items():
+    if key == "model":
+      out += [f"{f.name}={getattr(value, f.name)}" for f in dataclasses.fields(value)
+              if getattr(value, f.name) != getattr(_MODEL, f.name)]
+    else:
+      out.append(key if value is True else f"{key}={value}")
+  return ", ".join(out)
 
 
 def _fail(message: str, code: int = 2):
