@@ -30,12 +30,13 @@ from absl import app
 from absl import flags
 
 from experiments import benchmark_scaling
-from fedjax_rec.client import LocalConfig
+from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.data.loaders import default_data_dir, load_dataset
 from fedjax_rec.server import ServerConfig
 from fedjax_rec.models import ncf
-from fedjax_rec.presets import get_preset
-from fedjax_rec.simulation import SimConfig, Simulator
+from fedjax_rec.tasks.ncf.presets import get_preset
+from fedjax_rec.simulation import Simulator
+from fedjax_rec.tasks.ncf.config import SimConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("epochs", 3, "Timed epochs per configuration (after one warm-up).")
@@ -74,7 +75,7 @@ def floor_seconds(config: SimConfig, sim: Simulator, reps: int = 3) -> float:
   `L` is the preset's local epochs. Duplicate negatives are merged into weighted rows,
   exactly as in the clients.
   """
-  data = sim.client_data
+  data = sim.data.client_data
   users = jnp.asarray(np.repeat(np.arange(data.num_users), data.num_rows))
   items = jnp.asarray(data.item)
   labels = jnp.asarray(data.label)
@@ -86,7 +87,7 @@ def floor_seconds(config: SimConfig, sim: Simulator, reps: int = 3) -> float:
   def step(params):
     def loss(params):
       public, user_emb = params
-      logits = ncf.logits(config.model, public.mlp, user_emb[users], public.item_emb[items])
+      logits = ncf.logits(config.model, public.net, user_emb[users], public.item_emb[items])
       bce = optax.sigmoid_binary_cross_entropy(logits, labels)
       return jnp.sum(weights * bce) / jnp.sum(weights)
     return jax.grad(loss)(params)

@@ -31,10 +31,10 @@ from absl import flags
 
 from fedjax_rec import io
 from fedjax_rec import plots
-from fedjax_rec.data import clients as clients_lib
+from fedjax_rec import scheduling
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
 from fedjax_rec.memory import MemoryLimitError, memory_guard
-from fedjax_rec.presets import get_preset
+from fedjax_rec.tasks.ncf.presets import get_preset
 from fedjax_rec.simulation import Simulator
 
 FLAGS = flags.FLAGS
@@ -182,12 +182,12 @@ def run_scaling(config: ScalingConfig, log: Callable[[str], None] = print) -> Sc
   setup_s = time.perf_counter() - t0
   log(f"simulator set-up (negatives, client rows, placement, state) {setup_s:.1f}s")
   server, clients, attackers = state.server, state.clients, state.attackers
-  num_rows = sim.client_data.num_rows
+  num_rows = sim.data.client_data.num_rows
   key = jax.random.key(config.seed)
   rows = []
   for b in sizes:
-    rounds = clients_lib.stratified_rounds(num_rows, b, np.random.default_rng([config.seed, b]))
-    plan = clients_lib.stratified_plan(num_rows, b, max_buckets=sim_config.max_buckets)
+    rounds = scheduling.stratified_rounds(num_rows, b, np.random.default_rng([config.seed, b]))
+    plan = scheduling.stratified_plan(num_rows, b, max_buckets=sim_config.max_buckets)
     gc.collect()
     _reset_peak_rss()
     rss_before, device_before = _status_bytes("VmRSS"), _device_bytes("bytes_in_use")

@@ -4,7 +4,7 @@ r"""S vmapped replicas against S sequential runs: the `--seeds_benchmark` mode o
 
 For the `paper` preset on ML-1M, seeds 0..S-1: each sequential run is built,
 warmed up by one epoch (which compiles) and timed over `--epochs` epochs, one
-after the other; then a `ReplicaSimulator` of the same S seeds does the same,
+after the other; then a `Simulator(num_seeds=S)` of the same S seeds does the same,
 all vmapped and one replica at a time inside the program (`vmap_size=1`).
 Printed: the replicas' epoch over the sequential runs' epochs summed (steady
 state; below 1: the vmapped program is faster), the same for set-up plus the
@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 from fedjax_rec.data.loaders import load_dataset
-from fedjax_rec.presets import get_preset
-from fedjax_rec.replicas import ReplicaSimulator
-from fedjax_rec.simulation import SimConfig, Simulator
+from fedjax_rec.tasks.ncf.presets import get_preset
+from fedjax_rec.simulation import Simulator
+from fedjax_rec.tasks.ncf.config import SimConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _built(sim):
 
 def seeds_benchmark(config: SimConfig, dataset, num_seeds: int, epochs: int,
                     vmap_sizes=(None, 1), log=print) -> SeedsResult:
-  """Times `num_seeds` sequential `Simulator` runs, then `ReplicaSimulator`s of them."""
+  """Times `num_seeds` sequential `Simulator` runs, then replicas of them (`Simulator(num_seeds=S)`)."""
   sequential = []
   for s in range(num_seeds):
     seed = config.seed + s
@@ -115,7 +115,7 @@ def seeds_benchmark(config: SimConfig, dataset, num_seeds: int, epochs: int,
     log(f"sequential seed {seed}: {t.epoch_s:.2f} s/epoch (set-up + compile {t.setup_s:.1f} s)")
   replicas = {}
   for size in vmap_sizes:
-    t = _timed(lambda: _built(ReplicaSimulator(config, dataset, num_seeds, size)), epochs)
+    t = _timed(lambda: _built(Simulator(config, dataset, num_seeds=num_seeds, vmap_size=size)), epochs)
     replicas[size] = t
     log(f"{num_seeds} replicas, vmap_size={size}: {t.epoch_s:.2f} s/epoch "
         f"(set-up + compile {t.setup_s:.1f} s)")

@@ -24,9 +24,9 @@ from absl import flags
 
 from fedjax_rec.data.loaders import default_data_dir
 from fedjax_rec.models.encoders import EncoderConfig, init_public, lookup, make_encoder
-from fedjax_rec.sequential.config import SeqConfig, method_config
-from fedjax_rec.sequential.data import SeqDataset, load_seq_dataset, train_windows
-from fedjax_rec.sequential.simulation import SeqSimulator
+from fedjax_rec.tasks.sequential.config import SeqConfig, method_config
+from fedjax_rec.tasks.sequential.data import SeqDataset, load_seq_dataset, train_windows
+from fedjax_rec.simulation import Simulator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +61,8 @@ def floor_seconds(encoder_config: EncoderConfig, dataset: SeqDataset, num_negati
     neg = jax.random.randint(key_neg, inputs.shape + (num_negatives,), 0, dataset.num_items)
 
     def loss(public):
-      x = lookup(public.item_emb, public.mlp["mask_token"], inputs, pos_mask)
-      h = enc.apply(public.mlp, x, pos_mask, key_drop)
+      x = lookup(public.item_emb, public.net["mask_token"], inputs, pos_mask)
+      h = enc.apply(public.net, x, pos_mask, key_drop)
       tgt = jnp.where(pos_mask[..., None], public.item_emb[targets], 0.0)
       pos = jnp.sum(h * tgt, -1)
       negs = jnp.einsum("uld,ulkd->ulk", h, public.item_emb[neg])
@@ -83,7 +83,7 @@ def floor_seconds(encoder_config: EncoderConfig, dataset: SeqDataset, num_negati
 def bench(name: str, config: SeqConfig, dataset: SeqDataset, epochs: int, floor_s: float,
           note: str = "") -> SeqBenchRow:
   t0 = time.perf_counter()
-  sim = SeqSimulator(config, dataset)
+  sim = Simulator(config, dataset)
   state = sim.init()
   state, _ = sim.run_epoch(state)  # compiles
   compile_s = time.perf_counter() - t0
@@ -92,7 +92,7 @@ def bench(name: str, config: SeqConfig, dataset: SeqDataset, epochs: int, floor_
     state, m = sim.run_epoch(state)
     secs.append(m["seconds"])
   epoch_s = float(np.median(secs))
-  mask = np.asarray(sim.windows.mask)[:, :-1]
+  mask = np.asarray(sim.data.windows.mask)[:, :-1]
   clients = dataset.num_users + (config.num_malicious if config.attack != "none" else 0)
   row = SeqBenchRow(name, dataset.name, epoch_s, clients / epoch_s, floor_s, epoch_s / floor_s,
                     float(mask.mean()), compile_s, note)

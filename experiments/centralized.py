@@ -16,10 +16,11 @@ import sys
 from absl import app
 from absl import flags
 
-from fedjax_rec import centralized, metrics
+from fedjax_rec import metrics
+from fedjax_rec.tasks.ncf import centralized
 from fedjax_rec.data.loaders import DATASETS, load_dataset
 from fedjax_rec.data.readers import DataFormatError
-from fedjax_rec.presets import PRESETS
+from fedjax_rec.tasks.ncf.presets import PRESETS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Dataset to train on.")

@@ -30,9 +30,9 @@ def clients_per_round() -> int:
   if FLAGS.clients_per_round is not None:
     return FLAGS.clients_per_round
   if FLAGS.task == "sequential":
-    from fedjax_rec.sequential.config import SeqConfig  # pylint: disable=import-outside-toplevel
+    from fedjax_rec.tasks.sequential.config import SeqConfig  # pylint: disable=import-outside-toplevel
     return SeqConfig().clients_per_round
-  from fedjax_rec.presets import get_preset  # pylint: disable=import-outside-toplevel
+  from fedjax_rec.tasks.ncf.presets import get_preset  # pylint: disable=import-outside-toplevel
   return get_preset(FLAGS.preset).clients_per_round
 
 

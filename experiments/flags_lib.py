@@ -15,15 +15,15 @@ import sys
 from absl import flags
 
 from fedjax_rec.aggregators import AGGREGATORS
-from fedjax_rec.client import LocalConfig
+from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.data.loaders import DATASETS
 from fedjax_rec.models.ncf import NCFConfig
-from fedjax_rec.presets import PRESETS, get_preset
+from fedjax_rec.tasks.ncf.presets import PRESETS, get_preset
 from fedjax_rec.runner import EvalConfig
-from fedjax_rec.sequential.attacks import SEQ_ATTACKS
-from fedjax_rec.sequential.config import METHODS as SEQ_METHODS
+from fedjax_rec.tasks.sequential.attacks import SEQ_ATTACKS
+from fedjax_rec.tasks.sequential.config import METHODS as SEQ_METHODS
 from fedjax_rec.server import ServerConfig
-from fedjax_rec.simulation import SimConfig
+from fedjax_rec.tasks.ncf.config import SimConfig
 
 FLAGS = flags.FLAGS
 
@@ -194,7 +194,7 @@ _METHOD_FLAGS = {
 
 def method_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
   """The method flags the chosen method takes, validated by its builder."""
-  from fedjax_rec.methods import make_method  # pylint: disable=import-outside-toplevel
+  from fedjax_rec.tasks.ncf.methods import make_method  # pylint: disable=import-outside-toplevel
   name = method_from_flags()
   out = {}
   for flag in sorted({f for fs in _METHOD_FLAGS.values() for f in fs}):
@@ -245,7 +245,7 @@ def attack_fields_from_flags(dataset) -> dict:
   """`attack`, `num_malicious` and `targets` for SimConfig, from the attack flags."""
   from fedjax_rec.attacks import select_targets  # pylint: disable=import-outside-toplevel
   from fedjax_rec.data.loaders import popularity_all  # pylint: disable=import-outside-toplevel
-  from fedjax_rec.simulation import default_num_malicious  # pylint: disable=import-outside-toplevel
+  from fedjax_rec.tasks.ncf.config import default_num_malicious  # pylint: disable=import-outside-toplevel
   if FLAGS.attack not in TASK_ATTACKS[FLAGS.task]:
     raise UsageError(f"--attack={FLAGS.attack} has no --task={FLAGS.task} version; use one of "
                      f"{', '.join(TASK_ATTACKS[FLAGS.task])}")

@@ -33,9 +33,9 @@ from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks.targets import select_targets
 from fedjax_rec.data.loaders import default_data_dir, popularity_all
 from fedjax_rec.runner import EvalConfig, config_dict, run
-from fedjax_rec.sequential.config import SeqConfig, method_config
-from fedjax_rec.sequential.data import NoTimestampsError, load_seq_dataset
-from fedjax_rec.sequential.simulation import SeqSimulator
+from fedjax_rec.tasks.sequential.config import SeqConfig, method_config
+from fedjax_rec.tasks.sequential.data import NoTimestampsError, load_seq_dataset
+from fedjax_rec.simulation import Simulator
 
 # (label, method) of the table's rows; each is run once per encoder.
 METHODS = (("FedSeq", "fedseq"), ("CL", "cl"), ("CL + temporal", "cl_temporal"),
@@ -238,7 +238,7 @@ def run_fortress_table(workdir: str | Path, *, datasets: Sequence[str] = DATASET
             log(f"== {name} / {row_label(label, encoder)} / {attack} / seed {seed} -> {wd}")
             t0 = time.perf_counter()
             summary = run(config, dataset, workdir=wd, eval_config=EVAL, log=log,
-                          simulator_factory=SeqSimulator)
+                          simulator_factory=Simulator)
             log(f"   {time.perf_counter() - t0:.0f}s")
             rows.append(_run_row(name, row_label(label, encoder), config, summary, wd))
             write()

@@ -27,15 +27,17 @@ from absl import flags
 
 from experiments import reproduce_fortress
 from experiments.repro_specs import EXPERIMENTS, Experiment
-from fedjax_rec import centralized, io, plots
+from fedjax_rec import io, plots
+from fedjax_rec.tasks.ncf import centralized
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks import select_targets
 from fedjax_rec.data.loaders import load_dataset, popularity_all
-from fedjax_rec.presets import get_preset
+from fedjax_rec.tasks.ncf.presets import get_preset
 from fedjax_rec.geometry import singular_values
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.runner import EvalConfig, NonFiniteError, WorkdirError, config_dict, run
-from fedjax_rec.simulation import Simulator, default_num_malicious
+from fedjax_rec.simulation import Simulator
+from fedjax_rec.tasks.ncf.config import default_num_malicious
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("paper", "cl4fedrec", ["cl4fedrec", "fortress"],

@@ -21,8 +21,8 @@ from absl import flags
 
 from experiments.fortress_table import (ATTACKS, DATASETS, ENCODER_LABELS, TableSettings,
                                         run_fortress_table)
-from fedjax_rec.sequential.attacks import SEQ_ATTACKS
-from fedjax_rec.sequential.data import SEQ_DATASETS
+from fedjax_rec.tasks.sequential.attacks import SEQ_ATTACKS
+from fedjax_rec.tasks.sequential.data import SEQ_DATASETS
 
 FLAGS = flags.FLAGS
 

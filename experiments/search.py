@@ -22,9 +22,9 @@ from absl import app
 from absl import flags
 
 from fedjax_rec import io
-from fedjax_rec.client import LocalConfig
+from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.data.loaders import default_data_dir, load_dataset
-from fedjax_rec.presets import PRESETS
+from fedjax_rec.tasks.ncf.presets import PRESETS
 from fedjax_rec.runner import EvalConfig, run
 from fedjax_rec.server import ServerConfig
 

@@ -21,8 +21,8 @@ from absl import flags
 from experiments import flags_lib
 from fedjax_rec.models.encoders import ENCODERS
 from fedjax_rec.runner import EvalConfig
-from fedjax_rec.sequential.config import SeqConfig, method_config
-from fedjax_rec.sequential.objective import REC_LOSSES
+from fedjax_rec.tasks.sequential.config import SeqConfig, method_config
+from fedjax_rec.tasks.sequential.objective import REC_LOSSES
 from fedjax_rec.server import ServerConfig
 
 FLAGS = flags.FLAGS

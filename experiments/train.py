@@ -6,6 +6,7 @@ r"""Trains a federated recommender and evaluates it every global epoch.
   python -m experiments.train --dataset=ml-1m --num_seeds=4 --workdir=runs/ml1m_x4
   python -m experiments.train --task=sequential --dataset=ml-100k --method=fortress \
       --encoder=sasrec --attack=a_hum --workdir=runs/ml100k_fortress
+  python -m experiments.train --task=sequential --dataset=ml-100k --num_seeds=3
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from experiments import seq_flags
 from fedjax_rec.data.loaders import load_dataset
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.memory import MemoryLimitError
-from fedjax_rec.replicas import run_replicas
 from fedjax_rec.runner import NonFiniteError, WorkdirError, run
-from fedjax_rec.sequential.data import SEQ_DATASETS, load_seq_dataset
-from fedjax_rec.sequential.simulation import SeqSimulator
+from fedjax_rec.tasks.sequential.data import SEQ_DATASETS, load_seq_dataset
 from fedjax_rec.simulation import Simulator
 
 FLAGS = flags.FLAGS
@@ -48,15 +47,13 @@ def main_sequential():
   flag_checks.check_dataset_flags(dataset.num_users, dataset.num_items, FLAGS.dataset)
   config = seq_flags.seq_config_from_flags(dataset)
   run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config,
-      simulator_factory=SeqSimulator)
+      num_seeds=FLAGS.num_seeds if FLAGS.num_seeds > 1 else None)
 
 
 def main(argv):
   if len(argv) > 1:
     flags_lib.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.task == "sequential":
-    if FLAGS.num_seeds > 1:
-      flags_lib.fail("--num_seeds > 1 needs --task=core")
     try:
       flags_lib.check_resume()
       main_sequential()
@@ -78,8 +75,8 @@ def main(argv):
       if mesh is not None or jax.process_count() > 1:
         raise flags_lib.UsageError("--num_seeds > 1 runs on one device: pass --mesh_shape=1 "
                                    "and no --coordinator_address")
-      run_replicas(config, dataset, FLAGS.num_seeds, workdir=FLAGS.workdir,
-                   eval_config=eval_config)
+      run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config,
+          num_seeds=FLAGS.num_seeds)
       return
     lead = jax.process_index() == 0
     run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config, write=lead,

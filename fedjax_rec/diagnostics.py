@@ -22,7 +22,8 @@ import numpy as np
 
 from fedjax_rec import geometry
 from fedjax_rec.data.dataset import ImplicitDataset, UserItems
-from fedjax_rec.simulation import SimConfig, Simulator, SimState
+from fedjax_rec import runner
+from fedjax_rec.simulation import SimState
 
 
 def train_pairs(train: UserItems, max_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -64,11 +65,12 @@ def embedding_geometry(item_emb: jax.Array, user_emb: jax.Array, pairs: tuple[np
   return {k: float(v) for k, v in jax.device_get(out).items()}
 
 
-def train_tracked(config: SimConfig, dataset: ImplicitDataset, hot_ids: np.ndarray, *,
+def train_tracked(config, dataset: ImplicitDataset, hot_ids: np.ndarray, *,
                   ks: tuple[int, ...] = (20,), er_ks: tuple[int, ...] = (5,),
                   max_pairs: int = 4096,
                   log: Callable[[str], None] | None = None) -> tuple[SimState, list[dict]]:
-  """Trains `config.epochs` epochs, recording metrics and geometry after each one.
+  """Trains `config.epochs` epochs (`runner.run`), recording metrics and geometry after
+  each one.
 
   Args:
     config: the run (its `targets`, when any, give ER@K).
@@ -81,22 +83,25 @@ def train_tracked(config: SimConfig, dataset: ImplicitDataset, hot_ids: np.ndarr
   Returns:
     The final state and one row per epoch (epoch 0 is the initial model's geometry).
   """
-  sim = Simulator(config, dataset)
-  state = sim.init()
   pairs = train_pairs(dataset.train, max_pairs, seed=config.seed)
-  targets = np.asarray(config.targets) if config.targets else None
+  rows: list[dict] = []
+  final: list[SimState] = []
 
-  def row(epoch: int, state: SimState, extra: dict) -> dict:
+  def record(state: SimState, new: list[dict] | None) -> None:
     geo = embedding_geometry(state.server.params.item_emb, state.clients.user_emb, pairs,
                              hot_ids)
-    return {"method": config.method, "attack": config.attack, "epoch": epoch, **extra, **geo}
-
-  rows = [row(0, state, {})]
-  for epoch in range(1, config.epochs + 1):
-    state, train_m = sim.run_epoch(state)
-    ev = sim.evaluate(state, ks=ks, targets=targets, er_ks=er_ks)
-    rows.append(row(epoch, state, {"seconds": train_m["seconds"], **ev}))
-    if log is not None:
-      log(f"{config.method} {config.attack} epoch {epoch}: " + " ".join(
+    extra = {}
+    if new is not None:
+      (row,) = new
+      extra = {"seconds": row["train/seconds"],
+               **{k.removeprefix("test/"): v for k, v in row.items() if k.startswith("test/")}}
+    rows.append({"method": config.method, "attack": config.attack,
+                 "epoch": int(state.epoch), **extra, **geo})
+    final[:] = [state]
+    if log is not None and new is not None:
+      log(f"{config.method} {config.attack} epoch {int(state.epoch)}: " + " ".join(
           f"{k}={v:.4f}" for k, v in rows[-1].items() if isinstance(v, float)))
-  return state, rows
+
+  runner.run(config, dataset, eval_config=runner.EvalConfig(every=1, ks=ks, er_ks=er_ks),
+             log=lambda line: None, progress=False, on_epoch=record)
+  return final[0], rows

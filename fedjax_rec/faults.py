@@ -58,6 +58,6 @@ def inject_faults(uploads: Uploads, kind: str, k: int) -> tuple[Uploads, jax.Arr
   rows = (hit[uploads.row_client] & uploads.row_mask)[:, None]
   mlp = jax.tree.map(
       lambda x: jnp.where(hit.reshape(hit.shape + (1,) * (x.ndim - 1)), value, x),
-      uploads.mlp)
-  return (uploads._replace(row_grad=jnp.where(rows, value, uploads.row_grad), mlp=mlp),
+      uploads.net)
+  return (uploads._replace(row_grad=jnp.where(rows, value, uploads.row_grad), net=mlp),
           jnp.sum(hit).astype(jnp.int32))

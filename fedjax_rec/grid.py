@@ -23,8 +23,8 @@ from fedjax_rec.aggregators import AGGREGATORS
 from fedjax_rec.attacks import ATTACKS
 from fedjax_rec.attacks.targets import select_targets
 from fedjax_rec.data.loaders import DATASETS
-from fedjax_rec.methods import METHODS
-from fedjax_rec.presets import PRESETS
+from fedjax_rec.tasks.ncf.methods import METHODS
+from fedjax_rec.tasks.ncf.presets import PRESETS
 
 GRID_KEYS = ("dataset", "method", "attack", "defense", "seed", "preset", "epochs",
              "clients_per_round", "malicious_share", "target")

@@ -11,6 +11,13 @@ batches with `lax.map`, so it compiles once per (score_fn, ks, batch_size, numbe
 batches, padded widths). Widths are bucketed (powers of two up to 128, then multiples of
 128) to bound recompilation.
 
+`evaluate` computes the ranking metrics and ER@K together from one scoring of each user
+batch (optionally of a fixed user sample, with standard errors); `ranking_metrics` and
+`exposure_ratio` each score every pair in a pass of their own and give the same numbers.
+`evaluate` passes its masked sets as per-batch `(row, item)` pair lists, padded to the
+largest batch's pair count, rather than as `[U, L]` rows padded to the longest user's
+list (many times the mean length on skewed data such as ML-1M).
+
 Tie rule, everywhere: among equal scores the lower item id ranks first (this is the
 documented behaviour of `jax.lax.top_k`, and ER@K counts ties the same way).
 
@@ -19,6 +26,7 @@ Embedding geometry lives in `fedjax_rec.geometry` and is re-exported here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any, Callable, Sequence
 
@@ -31,6 +39,9 @@ from fedjax_rec.geometry import (alignment, hot_item_dispersion, l_uni,  # noqa:
                                  singular_values, uniformity)
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
+
+# `evaluate(precision=...)` -> `jax.default_matmul_precision` of its pass (None: as set).
+_MATMUL_PRECISION = {"fp32": None, "tf32": "tensorfloat32", "bf16": "BF16_BF16_F32"}
 
 
 # ------------------------------------------------------------------ host-side padding
@@ -65,6 +76,27 @@ def _batched(ui: UserItems, users: np.ndarray, num_batches: int,
           mask.reshape(num_batches, batch_size, width))
 
 
+def _batched_pairs(ui: UserItems, users: np.ndarray, num_batches: int,
+                   batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """`(rows [nb, P], items [nb, P])`: batch j's (row in batch, item) pairs of `users`.
+
+  P is the largest batch's pair count, bucketed; padding pairs hold row 0 and item -1.
+  """
+  sub = _take_rows(ui, users)
+  slot = np.repeat(np.arange(len(users)), sub.lengths)     # user slot of every pair
+  batch = slot // batch_size
+  counts = np.bincount(batch, minlength=num_batches)
+  starts = np.zeros(num_batches + 1, np.int64)
+  np.cumsum(counts, out=starts[1:])
+  pos = np.arange(sub.nnz) - starts[batch]                  # pairs are grouped by batch
+  width = _bucket(counts.max(initial=0))
+  rows = np.zeros((num_batches, width), np.int32)
+  items = np.full((num_batches, width), -1, np.int32)
+  rows[batch, pos] = slot % batch_size
+  items[batch, pos] = sub.items
+  return rows, items
+
+
 def _batch_users(users: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, int]:
   """`(user_ids [nb, b], valid [nb, b], nb)`; padded slots hold user 0 and weigh 0."""
   num_batches = max(-(-len(users) // batch_size), 1)
@@ -88,6 +120,14 @@ def _select_users(num_users: int, users: np.ndarray | None) -> np.ndarray:
 # ------------------------------------------------------------------ traced helpers
 
 
+def _scores(score_fn: ScoreFn, params: Any, user_ids: jax.Array) -> jax.Array:
+  """`score_fn`'s [b, N] scores, as floats."""
+  scores = score_fn(params, user_ids)
+  if not jnp.issubdtype(scores.dtype, jnp.floating):
+    scores = scores.astype(jnp.float32)
+  return scores
+
+
 def _masked_scores(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
                    ids: jax.Array, mask: jax.Array) -> jax.Array:
   """Scores [b, N] with the items `ids[b, L]` (where `mask`) set to -inf.
@@ -95,14 +135,56 @@ def _masked_scores(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
   Padded ids point at a dummy column N that is dropped afterwards, so no dense
   user x item boolean table is ever built.
   """
-  scores = score_fn(params, user_ids)
-  if not jnp.issubdtype(scores.dtype, jnp.floating):
-    scores = scores.astype(jnp.float32)
+  scores = _scores(score_fn, params, user_ids)
   b, n = scores.shape
   cols = jnp.where(mask, ids, n)
   wide = jnp.concatenate([scores, jnp.zeros((b, 1), scores.dtype)], axis=1)
   wide = wide.at[jnp.arange(b)[:, None], cols].set(-jnp.inf)
   return wide[:, :n]
+
+
+def _mask_pairs(scores: jax.Array, rows: jax.Array, items: jax.Array) -> jax.Array:
+  """`scores [b, N]` with the `(rows[P], items[P])` pairs set to -inf (item -1: none)."""
+  cols = jnp.where(items >= 0, items, scores.shape[1])      # out of range: dropped
+  return scores.at[rows, cols].set(-jnp.inf, mode="drop")
+
+
+def _touched_pairs(rows: jax.Array, items: jax.Array, targets: jax.Array,
+                   batch_size: int) -> jax.Array:
+  """[b, T]: whether each row's `(rows[P], items[P])` pairs hold each target."""
+  hit = (items[:, None] == targets[None, :]).astype(jnp.int32)   # [P, T]
+  return jnp.zeros((batch_size, targets.shape[0]), jnp.int32).at[rows].add(hit) > 0
+
+
+def _ranking_from_top(top_vals: jax.Array, top_ids: jax.Array, t_ids: jax.Array,
+                      t_mask: jax.Array, ks: tuple[int, ...]) -> jax.Array:
+  """Per-user `[b, len(ks), 3]` (recall, ndcg, precision) from a top-`k` list.
+
+  Args:
+    top_vals: [b, k] masked scores of the top items, best first (k <= max(ks)).
+    top_ids: [b, k] their item ids.
+    t_ids: [b, L] test item ids.
+    t_mask: [b, L] which of `t_ids` are real.
+    ks: cut-offs K.
+  """
+  k_max = max(ks)
+  hit = jnp.any((top_ids[:, :, None] == t_ids[:, None, :]) & t_mask[:, None, :], axis=-1)
+  # Fewer than K unmasked items: the -inf fillers never count as hits.
+  hit = (hit & (top_vals > -jnp.inf)).astype(jnp.float32)
+  if hit.shape[1] < k_max:
+    hit = jnp.pad(hit, ((0, 0), (0, k_max - hit.shape[1])))
+  num_test = t_mask.sum(axis=-1)
+  discount = 1.0 / jnp.log2(jnp.arange(k_max, dtype=jnp.float32) + 2.0)
+  ideal_cum = jnp.concatenate([jnp.zeros(1), jnp.cumsum(discount)])  # [k_max + 1]
+  per_k = []
+  for k in ks:
+    hits_k = hit[:, :k].sum(axis=-1)
+    dcg = (hit[:, :k] * discount[:k]).sum(axis=-1)
+    idcg = ideal_cum[jnp.minimum(num_test, k)]
+    safe = jnp.maximum(num_test, 1)
+    per_k.append(jnp.stack([hits_k / safe, dcg / jnp.where(idcg > 0, idcg, 1.0),
+                            hits_k / k], axis=-1))
+  return jnp.stack(per_k, axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=("score_fn", "ks"))
@@ -115,25 +197,9 @@ def _ranking_per_user(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
   def one_batch(batch):
     uids, e_ids, e_mask, t_ids, t_mask = batch
     scores = _masked_scores(score_fn, params, uids, e_ids, e_mask)
-    k_eff = min(k_max, scores.shape[1])
-    top_vals, top_ids = jax.lax.top_k(scores, k_eff)  # ties: lower id first.
-    hit = jnp.any((top_ids[:, :, None] == t_ids[:, None, :]) & t_mask[:, None, :], axis=-1)
-    # Fewer than K unmasked items: the -inf fillers never count as hits.
-    hit = (hit & (top_vals > -jnp.inf)).astype(jnp.float32)
-    if k_eff < k_max:
-      hit = jnp.pad(hit, ((0, 0), (0, k_max - k_eff)))
-    num_test = t_mask.sum(axis=-1)
-    discount = 1.0 / jnp.log2(jnp.arange(k_max, dtype=jnp.float32) + 2.0)
-    ideal_cum = jnp.concatenate([jnp.zeros(1), jnp.cumsum(discount)])  # [k_max + 1]
-    per_k = []
-    for k in ks:
-      hits_k = hit[:, :k].sum(axis=-1)
-      dcg = (hit[:, :k] * discount[:k]).sum(axis=-1)
-      idcg = ideal_cum[jnp.minimum(num_test, k)]
-      safe = jnp.maximum(num_test, 1)
-      per_k.append(jnp.stack([hits_k / safe, dcg / jnp.where(idcg > 0, idcg, 1.0),
-                              hits_k / k], axis=-1))
-    return jnp.stack(per_k, axis=1)
+    # Ties: lower id first.
+    top_vals, top_ids = jax.lax.top_k(scores, min(k_max, scores.shape[1]))
+    return _ranking_from_top(top_vals, top_ids, t_ids, t_mask, ks)
 
   return jax.lax.map(one_batch, (user_ids, excl_ids, excl_mask, test_ids, test_mask))
 
@@ -163,6 +229,99 @@ def _exposure_counts(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
     return in_top.sum(axis=0), eligible.sum(axis=0)
 
   return jax.lax.map(one_batch, (user_ids, valid, inter_ids, inter_mask))
+
+
+@functools.partial(jax.jit, static_argnames=("score_fn", "ks", "er_ks", "precision"))
+def _one_pass(score_fn: ScoreFn, params: Any, user_ids: jax.Array, valid: jax.Array,
+              excl_rows: jax.Array, excl_items: jax.Array, test_ids: jax.Array,
+              test_mask: jax.Array, inter_rows: jax.Array | None,
+              inter_items: jax.Array | None, targets: jax.Array | None,
+              ks: tuple[int, ...], er_ks: tuple[int, ...],
+              precision: str) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+  """Ranking metrics and ER@K counts from one scoring of every batch.
+
+  The pass is traced under `jax.default_matmul_precision(_MATMUL_PRECISION[precision])`
+  (unchanged for "fp32").
+
+  Returns:
+    `(per_user [nb, b, len(ks), 3], hits [nb, T, len(er_ks)], eligible [nb, T])`: the
+    per-user (recall, ndcg, precision) of `_ranking_per_user` and the per-batch counts
+    of `_exposure_counts`; the last two are None without `targets`.
+  """
+  k_max = max(ks)
+
+  def one_batch(batch):
+    uids, ok, e_rows, e_items, t_ids, t_mask, i_rows, i_items = batch
+    scores = _scores(score_fn, params, uids)
+    b, n = scores.shape
+    top_vals, top_ids = jax.lax.top_k(_mask_pairs(scores, e_rows, e_items), min(k_max, n))
+    per_user = _ranking_from_top(top_vals, top_ids, t_ids, t_mask, ks)
+    if targets is None:
+      return per_user, None, None
+    # The target's rank among the non-interacted items, by `lax.top_k`'s order (ties:
+    # lower id first), is its position in this list; absent means rank >= er_max.
+    er_max = min(max(er_ks), n)
+    _, exposed = jax.lax.top_k(_mask_pairs(scores, i_rows, i_items), er_max)
+    match = exposed[:, :, None] == targets[None, None, :]              # [b, er_max, T]
+    rank = jnp.where(match.any(axis=1), jnp.argmax(match, axis=1), er_max)  # [b, T]
+    eligible = ok[:, None] & ~_touched_pairs(i_rows, i_items, targets, b)  # [b, T]
+    in_top = (rank[:, :, None] < jnp.asarray(er_ks)) & eligible[:, :, None]
+    return per_user, in_top.sum(axis=0), eligible.sum(axis=0)
+
+  level = _MATMUL_PRECISION[precision]
+  with (contextlib.nullcontext() if level is None else jax.default_matmul_precision(level)):
+    return jax.lax.map(one_batch, (user_ids, valid, excl_rows, excl_items, test_ids,
+                                   test_mask, inter_rows, inter_items))
+
+
+# ------------------------------------------------------------------ host-side reductions
+
+
+def _ranking_means(per_user: np.ndarray, ks: tuple[int, ...],
+                   with_se: bool = False) -> dict[str, float]:
+  """`{"recall@K", "ndcg@K", "precision@K"}` means of `per_user [n, len(ks), 3]`.
+
+  With `with_se`, also `<metric>_se`: std (ddof=1) / sqrt(n), NaN below two users.
+  """
+  n = len(per_user)
+  means = per_user.mean(axis=0) if n else np.full((len(ks), 3), np.nan)
+  ses = (per_user.std(axis=0, ddof=1) / np.sqrt(n) if n >= 2
+         else np.full((len(ks), 3), np.nan))
+  out = {}
+  for i, k in enumerate(ks):
+    for j, name in enumerate(("recall", "ndcg", "precision")):
+      out[f"{name}@{k}"] = float(means[i, j])
+      if with_se:
+        out[f"{name}@{k}_se"] = float(ses[i, j])
+  return out
+
+
+def _er_means(hits: jax.Array, eligible: jax.Array, ks: tuple[int, ...]) -> dict[str, float]:
+  """`{"er@K"}` from per-batch `hits [nb, T, len(ks)]` and `eligible [nb, T]` counts."""
+  hits = np.asarray(hits, np.int64).sum(axis=0)                 # [T, nK]
+  eligible = np.asarray(eligible, np.int64).sum(axis=0)         # [T]
+  keep = eligible > 0
+  out = {}
+  for i, k in enumerate(ks):
+    out[f"er@{k}"] = (float(np.mean(hits[keep, i] / eligible[keep])) if keep.any()
+                      else float("nan"))
+  return out
+
+
+def _cutoffs(ks: Sequence[int], name: str) -> tuple[int, ...]:
+  ks = tuple(int(k) for k in ks)
+  if not ks or min(ks) < 1:
+    raise ValueError(f"{name} must be a non-empty sequence of positive cut-offs, got {ks}.")
+  return ks
+
+
+def _sample_users(users: np.ndarray, num: int, seed: int) -> np.ndarray:
+  """`num` of `users`, drawn without replacement by `default_rng(seed)`, sorted."""
+  if num < 1:
+    raise ValueError(f"num_users_sample must be at least 1, got {num}.")
+  if num > len(users):
+    raise ValueError(f"num_users_sample={num} exceeds the {len(users)} users available.")
+  return np.sort(np.random.default_rng(seed).choice(users, size=num, replace=False))
 
 
 # ------------------------------------------------------------------ public API
@@ -203,14 +362,7 @@ def ranking_metrics(score_fn: ScoreFn, params: Any, exclude: UserItems, test: Us
   test_ids, test_mask = _batched(test, users, nb, batch_size)
   per_user = _ranking_per_user(score_fn, params, user_ids, excl_ids, excl_mask,
                                test_ids, test_mask, ks)
-  per_user = np.asarray(per_user, np.float64)[valid]            # [num_valid, nK, 3]
-  means = per_user.mean(axis=0) if len(per_user) else np.full((len(ks), 3), np.nan)
-  out = {}
-  for i, k in enumerate(ks):
-    out[f"recall@{k}"] = float(means[i, 0])
-    out[f"ndcg@{k}"] = float(means[i, 1])
-    out[f"precision@{k}"] = float(means[i, 2])
-  return out
+  return _ranking_means(np.asarray(per_user, np.float64)[valid], ks)
 
 
 def target_exposure(cache: dict, dataset: Any, score_fn: ScoreFn, params: Any,
@@ -259,13 +411,96 @@ def exposure_ratio(score_fn: ScoreFn, params: Any, interacted: UserItems,
   inter_ids, inter_mask = _batched(interacted, users, nb, batch_size)
   hits, eligible = _exposure_counts(score_fn, params, user_ids, valid, inter_ids,
                                     inter_mask, jnp.asarray(targets), ks)
-  hits = np.asarray(hits, np.int64).sum(axis=0)                 # [T, nK]
-  eligible = np.asarray(eligible, np.int64).sum(axis=0)         # [T]
-  keep = eligible > 0
-  out = {}
-  for i, k in enumerate(ks):
-    out[f"er@{k}"] = (float(np.mean(hits[keep, i] / eligible[keep])) if keep.any()
-                      else float("nan"))
+  return _er_means(hits, eligible, ks)
+
+
+def evaluate(score_fn: ScoreFn, params: Any, exclude: UserItems, test: UserItems,
+             ks: Sequence[int] = (20,), *, interacted: UserItems | None = None,
+             targets: np.ndarray | Sequence[int] | None = None,
+             er_ks: Sequence[int] = (5, 10, 20), batch_size: int = 256,
+             users: np.ndarray | None = None, num_users_sample: int | None = None,
+             sample_seed: int = 0, precision: str = "fp32") -> dict[str, float]:
+  """`ranking_metrics` and `exposure_ratio` together, scoring each user batch once.
+
+  One jitted pass scores every batch of the selected users once. From each score
+  matrix it takes the top-max(ks) with `exclude` masked (Recall/NDCG/Precision@K, as
+  `ranking_metrics`) and, with `targets`, the top-max(er_ks) with `interacted` masked: a
+  target's position in that list is its rank among the user's non-interacted items
+  under the same tie rule (equal scores: lower item id first), so ER@K equals
+  `exposure_ratio`'s without comparing every item with every target. Users with an
+  empty test set weigh 0 in the ranking metrics but count for ER@K, as in those two
+  functions.
+
+  Args:
+    score_fn: pure, jittable `(params, user_ids[b]) -> scores[b, num_items]`; a static
+      jit argument (reuse the same object to avoid recompiling).
+    params: any pytree passed through to `score_fn`.
+    exclude: items masked for the ranking metrics (train + validation: `dataset.seen()`).
+    test: held-out items, over the same users as `exclude`.
+    ks: ranking cut-offs K.
+    interacted: items masked for ER@K (train + validation + test:
+      `dataset.interacted()`); default `exclude ∪ test`. Only used with `targets`.
+    targets: [T] target item ids; None for no ER@K.
+    er_ks: ER cut-offs K.
+    batch_size: users scored per step (bounds memory at ~batch_size x num_items).
+    users: optional int array of user ids to evaluate (e.g. benign users); default all.
+    num_users_sample: evaluate only a fixed sample of this many of `users`, drawn
+      without replacement by `np.random.default_rng(sample_seed)` and sorted (the same
+      sample on every call), and add standard errors. Default None: all of `users`.
+    sample_seed: seed of that sample.
+    precision: matmul precision of the pass (`jax.default_matmul_precision`): "fp32"
+      leaves it as set (by default full float32 on CPU, which `ranking_metrics` and
+      `exposure_ratio` also use; recent NVIDIA GPUs may use TF32 by default), "tf32"
+      is "tensorfloat32" and "bf16" the `BF16_BF16_F32` algorithm (bfloat16 operands,
+      float32 accumulation). Faster on accelerators; on CPU it may change nothing.
+      Lower precision perturbs scores, so top-K membership and ties can differ from
+      "fp32". Each precision compiles once.
+
+  Returns:
+    `{"recall@K", "ndcg@K", "precision@K"}` over the evaluated users with test items
+    (NaN if none), `"er@K"` for each K of `er_ks` with `targets` (over all evaluated
+    users, as `exposure_ratio`), and with `num_users_sample` also `"<metric>_se"`
+    beside each ranking metric: the standard error std(ddof=1) / sqrt(n) over the n
+    sampled users with test items (NaN if n < 2).
+
+  Raises:
+    ValueError: an unknown `precision`, `batch_size` < 1, empty or non-positive
+      cut-offs, `num_users_sample` < 1 or above the number of users, or `exclude`,
+      `test` and `interacted` covering different numbers of users.
+  """
+  if precision not in _MATMUL_PRECISION:
+    raise ValueError(f"precision must be one of {sorted(_MATMUL_PRECISION)}, "
+                     f"got {precision!r}.")
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+  sizes = {"exclude": exclude.num_users, "test": test.num_users}
+  if interacted is not None:
+    sizes["interacted"] = interacted.num_users
+  if len(set(sizes.values())) > 1:
+    raise ValueError(f"exclude, test and interacted must cover the same users, got {sizes}.")
+  ks = _cutoffs(ks, "ks")
+  users = _select_users(test.num_users, users)
+  if num_users_sample is not None:
+    users = _sample_users(users, int(num_users_sample), sample_seed)
+  user_ids, valid, nb = _batch_users(users, batch_size)
+  excl_rows, excl_items = _batched_pairs(exclude, users, nb, batch_size)
+  test_ids, test_mask = _batched(test, users, nb, batch_size)
+  inter_rows = inter_items = target_ids = None
+  if targets is not None:
+    er_ks = _cutoffs(er_ks, "er_ks")
+    interacted = exclude.union(test) if interacted is None else interacted
+    inter_rows, inter_items = _batched_pairs(interacted, users, nb, batch_size)
+    target_ids = jnp.asarray(np.asarray(targets, np.int32).reshape(-1))
+  per_user, hits, eligible = _one_pass(
+      score_fn, params, user_ids, valid, excl_rows, excl_items, test_ids, test_mask,
+      inter_rows, inter_items, target_ids, ks, er_ks if targets is not None else (),
+      precision)
+  # Per-user weights: padded slots and users without test items leave the ranking means.
+  ranked = test_mask.any(axis=-1)                               # [nb, b]
+  out = _ranking_means(np.asarray(per_user, np.float64)[ranked], ks,
+                       with_se=num_users_sample is not None)
+  if targets is not None:
+    out.update(_er_means(hits, eligible, er_ks))
   return out
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,8 +24,7 @@ from fedjax_rec import io
 from fedjax_rec.aggregators import resolve_kwargs
 from fedjax_rec import memory
 from fedjax_rec import metrics as metrics_lib
-from fedjax_rec.data.dataset import ImplicitDataset
-from fedjax_rec.simulation import SimConfig, Simulator
+from fedjax_rec.simulation import Simulator
 from fedjax_rec.types import Array
 
 
@@ -80,7 +78,7 @@ def check_finite(state, epoch: int) -> None:
                          "--aggregator)")
 
 
-def config_dict(config: SimConfig, dataset_name: str, eval_config: EvalConfig) -> dict:
+def config_dict(config, dataset_name: str, eval_config: EvalConfig) -> dict:
   """The JSON record of a run (`config.json`; also what run directories are hashed on).
 
   The aggregator's hyper-parameters are recorded with their defaults filled in
@@ -95,36 +93,56 @@ def config_dict(config: SimConfig, dataset_name: str, eval_config: EvalConfig) -
                                 "eval": dataclasses.asdict(eval_config)}, default=str))
 
 
-def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | None = None,
+def run(config, dataset, *, workdir: str | Path | None = None,
         eval_config: EvalConfig = EvalConfig(), checkpoint_every: int = 1,
         log: Callable[[str], None] = print, progress: bool = True,
-        simulator_factory: Callable = Simulator, write: bool = True) -> dict:
-  """Trains `config.epochs` global epochs; returns the summary dict.
+        simulator_factory: Callable = Simulator, num_seeds: int | None = None,
+        vmap_size: int | None = None, write: bool = True,
+        on_epoch: Callable[[object, list[dict] | None], None] | None = None) -> dict:
+  """Trains `config.epochs` global epochs of any task; returns the summary dict.
 
   With a `workdir`, results are written atomically after every epoch and a rerun
   with the same configuration resumes from the last checkpoint.
 
+  With `num_seeds=S`, the S runs of seeds `config.seed + s` train as one vmapped
+  program (`simulation.Simulator`). The workdir keeps one run's layout: `config.json`
+  (the base config plus `num_seeds`), `metrics.jsonl` with one row per (epoch,
+  replica) carrying a `seed` column, `checkpoint.msgpack` holding the stacked state, and
+  `summary.json` with each replica's final row and their mean and standard deviation.
+
   Args:
-    config: the run's configuration (its `epochs`, `targets`, `seed` are read).
+    config: the run's configuration (`SimConfig` or `SeqConfig`; its `epochs`,
+      `targets`, `seed` are read).
     dataset: the split dataset.
     workdir: results directory, or None.
     eval_config: evaluation settings.
     checkpoint_every: epochs between checkpoints.
     log: where progress lines go.
     progress: log a line before the first (compiling) epoch.
-    simulator_factory: `(config, dataset) -> simulator` with `init`, `run_epoch`,
-      `evaluate`, `place` and `plan` (e.g. the sequential simulator).
+    simulator_factory: `(config, dataset) -> Simulator` of a single run (e.g. one with a
+      client mesh); replicas always use `Simulator`.
+    num_seeds: None for one run, else S replicas.
+    vmap_size: replicas vmapped together (speed, not results).
     write: whether this process writes the workdir (multi-host: process 0 only;
       every process reads it to resume from the same checkpoint).
+    on_epoch: called as `on_epoch(state, None)` with the state training starts from and
+      `on_epoch(state, rows)` after each epoch with that epoch's rows (e.g. to record
+      the embeddings' geometry, `diagnostics.train_tracked`).
   """
-  sim = simulator_factory(config, dataset)
+  if num_seeds is None:
+    sim = simulator_factory(config, dataset)
+  else:
+    sim = Simulator(config, dataset, num_seeds=num_seeds, vmap_size=vmap_size)
+  seeds = sim.seeds if num_seeds is not None else None
   state = sim.init()
   rows: list[dict] = []
   wd = Path(workdir) if workdir is not None else None
   cfg = config_dict(config, dataset.name, eval_config)
+  if num_seeds is not None:
+    cfg["num_seeds"] = num_seeds
   if wd is not None:
     state, rows = resume_workdir(wd, cfg, sim, state, log)
-    if (wd / "summary.json").exists() and int(state.epoch) >= config.epochs:
+    if (wd / "summary.json").exists() and int(np.min(state.epoch)) >= config.epochs:
       log(f"{wd}: already finished ({config.epochs} epochs); nothing to do")
       return json.loads((wd / "summary.json").read_text())
     if write:
@@ -132,43 +150,72 @@ def run(config: SimConfig, dataset: ImplicitDataset, *, workdir: str | Path | No
   targets = np.asarray(config.targets, np.int64)
   mostpop = metrics_lib.mostpop_metrics(dataset, ks=eval_config.ks)
   log(f"{dataset.summary()}")
-  log(f"plan: {len(sim.plan.lengths)} length buckets, {sim.plan.num_slots} slots/round; "
-      "MostPop " + _fmt(mostpop))
-  start = int(state.epoch)
+  plan = (f"plan: {len(sim.plan.lengths)} length buckets, {sim.plan.num_slots} slots/round; "
+          "MostPop " + _fmt(mostpop))
+  log(plan if seeds is None else f"{num_seeds} replicas (seeds {seeds[0]}..{seeds[-1]}); {plan}")
+  start = int(np.min(state.epoch))
+  if on_epoch is not None:
+    on_epoch(state, None)
   for epoch in range(start, config.epochs):
     if progress and epoch == start:
       log(f"epoch {epoch + 1}: compiling the round (once per run) ...")
     with memory.memory_guard(config.clients_per_round):  # errors surfacing after dispatch
       state, train_m = sim.run_epoch(state)
     check_finite(state, epoch + 1)
-    row = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in train_m.items() if k != "epoch"}}
+    train_ms = [train_m] if seeds is None else train_m
+    new = [{"epoch": epoch + 1, **({} if seeds is None else {"seed": seed}),
+            **{f"train/{k}": v for k, v in m.items() if k != "epoch"}}
+           for seed, m in zip(seeds or (None,), train_ms)]
     if (epoch + 1) % eval_config.every == 0 or epoch + 1 == config.epochs:
       t0 = time.perf_counter()
-      ev = sim.evaluate(state, ks=eval_config.ks, targets=targets if len(targets) else None,
-                        er_ks=eval_config.er_ks, batch_size=eval_config.batch_size)
-      row.update({f"test/{k}": v for k, v in ev.items()})
+      evals = sim.evaluate(state, ks=eval_config.ks, targets=targets if len(targets) else None,
+                           er_ks=eval_config.er_ks, batch_size=eval_config.batch_size)
+      evals = [evals] if seeds is None else evals
+      for row, ev in zip(new, evals):
+        row.update({f"test/{k}": v for k, v in ev.items()})
       if eval_config.valid:
-        ev = sim.evaluate(state, ks=eval_config.ks, batch_size=eval_config.batch_size,
-                          split="valid")
-        row.update({f"valid/{k}": v for k, v in ev.items()})
-      row["eval_seconds"] = time.perf_counter() - t0
-    rows.append(row)
-    log(epoch_line(row))
+        valids = sim.evaluate(state, ks=eval_config.ks, batch_size=eval_config.batch_size,
+                              split="valid")
+        for row, ev in zip(new, [valids] if seeds is None else valids):
+          row.update({f"valid/{k}": v for k, v in ev.items()})
+      seconds = (time.perf_counter() - t0) / len(new)
+      for row in new:
+        row["eval_seconds"] = seconds
+    rows += new
+    if on_epoch is not None:
+      on_epoch(state, new)
+    for row in new:
+      log(epoch_line(row) if seeds is None else f"seed {row['seed']}: " + epoch_line(row))
     if wd is not None and write:
       io.write_jsonl(wd / "metrics.jsonl", rows)
       if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs:
         io.save_checkpoint(wd / io.CHECKPOINT_NAME, state)
-  summary = {"dataset": dataset.name, "epochs": config.epochs,
-             "final": {k: v for k, v in rows[-1].items()} if rows else {},
-             "mostpop": mostpop,
-             "best_recall": max((r.get(f"test/recall@{eval_config.ks[0]}", float("nan"))
-                                 for r in rows), default=float("nan"))}
+  if seeds is None:
+    summary = {"dataset": dataset.name, "epochs": config.epochs,
+               "final": {k: v for k, v in rows[-1].items()} if rows else {},
+               "mostpop": mostpop,
+               "best_recall": max((r.get(f"test/recall@{eval_config.ks[0]}", float("nan"))
+                                   for r in rows), default=float("nan"))}
+  else:
+    summary = replica_summary(rows, dataset.name, config.epochs, seeds, mostpop)
   if wd is not None and write:
     io.atomic_write_json(wd / "summary.json", summary)
   return summary
 
 
-def resume_workdir(wd: Path, cfg: dict, sim: Simulator, state, log):
+def replica_summary(rows: list[dict], dataset_name: str, epochs: int, seeds: tuple[int, ...],
+                    mostpop: dict) -> dict:
+  """Each replica's last row, and the mean and standard deviation of its numbers."""
+  final = [max((r for r in rows if r["seed"] == seed), key=lambda r: r["epoch"], default={})
+           for seed in seeds]
+  keys = [k for k in final[0] if k not in ("epoch", "seed")] if final and final[0] else []
+  values = {k: np.asarray([f.get(k, np.nan) for f in final], np.float64) for k in keys}
+  return {"dataset": dataset_name, "epochs": epochs, "seeds": list(seeds), "final": final,
+          "mean": {k: float(np.mean(v)) for k, v in values.items()},
+          "std": {k: float(np.std(v)) for k, v in values.items()}, "mostpop": mostpop}
+
+
+def resume_workdir(wd: Path, cfg: dict, sim, state, log):
   """`(state, rows)` to continue from: the checkpoint of a run of config `cfg` in `wd`.
 
   Raises:
@@ -197,7 +244,7 @@ def resume_workdir(wd: Path, cfg: dict, sim: Simulator, state, log):
       raise WorkdirError(str(e)) from None
     if restored is not None:
       state = sim.place(restored)
-      done = int(jnp.min(state.epoch))  # replicas (`replicas.py`) carry one per seed
+      done = int(jnp.min(state.epoch))  # replicas carry one per seed
       if (wd / "metrics.jsonl").exists():
         rows = [r for r in read_metrics(wd / "metrics.jsonl") if r.get("epoch", 0) <= done]
       log(f"{wd}: resuming after epoch {done}")
@@ -241,5 +288,3 @@ def epoch_line(row: dict) -> str:
     parts.append(f"rejected={row['train/rejected']:.0f}")
   return " ".join(parts)
 
-
-del sys

@@ -65,7 +65,7 @@ def init_server(params: PublicParams, config: ServerConfig, agg_state: PyTree = 
 def apply_aggregate(state: ServerState, agg: Aggregate, config: ServerConfig) -> ServerState:
   """One server optimizer step. Rows no client touched keep their values."""
   tx = server_optimizer(config)
-  grads = PublicParams(item_emb=agg.item_grad, mlp=agg.mlp)
+  grads = PublicParams(item_emb=agg.item_grad, net=agg.net)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   updates = updates._replace(
       item_emb=jnp.where(agg.item_touched[:, None], updates.item_emb, 0.0))
@@ -76,5 +76,5 @@ def apply_aggregate(state: ServerState, agg: Aggregate, config: ServerConfig) ->
 def update_norms(before: PublicParams, after: PublicParams) -> dict[str, Array]:
   """Per-round diagnostics: L2 norm of the change of `V` and of `Θ`."""
   dv = after.item_emb - before.item_emb
-  dm = jax.tree.map(jnp.subtract, after.mlp, before.mlp)
+  dm = jax.tree.map(jnp.subtract, after.net, before.net)
   return {"item_update_norm": jnp.linalg.norm(dv), "mlp_update_norm": optax.tree.norm(dm)}

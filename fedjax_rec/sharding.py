@@ -19,7 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fedjax_rec.data.clients import BucketPlan
+from fedjax_rec.scheduling import BucketPlan
 
 CLIENTS = "clients"
 

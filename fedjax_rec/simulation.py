@@ -1,17 +1,38 @@
-"""The federated simulation: state, the epoch loop and evaluation.
+"""The one epoch driver of every task: state, rounds, the epoch loop and evaluation.
 
-A round is one jit (`rounds.make_round_step`): every client slot of the round's
-length buckets runs the vmapped local update, the uploads are validated and
-aggregated by the configured aggregator, and the server applies its optimizer
-step. The host only picks each round's client ids.
+A round is one jit (`rounds.make_round_step`): every client slot of the round's length
+classes runs the task's vmapped local update, the uploads are validated and aggregated
+by the configured aggregator, and the server applies its optimizer step. The host only
+picks each round's client ids (`scheduling`).
+
+Seeds are an optional leading axis. `Simulator(config, dataset, num_seeds=S)` trains
+the runs with seeds `config.seed + s`, `s = 0..S-1`, on the same split dataset: each
+replica has its own initial state, negatives, round assignment, client and attacker
+keys, i.e. everything a run derives from its seed. The state of all replicas is one
+`SimState` whose leaves have a leading `[S]` axis, and a round is `jax.vmap` of the same
+round over that axis, so the S rounds run as one program (`vmap_size` groups of them
+in sequence with `lax.map`: less memory at once, the same results). The results equal
+S separate runs to float tolerance (`tests/test_replicas.py`).
+
+Vmapped rounds need the same static shapes in every replica, but a seed's negatives
+change its clients' lengths and so its `BucketPlan`. The replicas share one plan that
+fits all of them: for stratified rounds, `stratified_plan` of the seeds' sorted lengths
+taken slot by slot at their maximum; for uniform rounds, `merge_plans` of the seeds'
+plans, with a merged exact plan for a round that overflows it. Padded slots are masked
+and weigh 0, so they change sums only in the order of additions. Random draws over a
+padded axis agree on the real rows too: with JAX's partitionable Threefry (the
+default) a draw of shape `[L', ...]` starts with the draw of shape `[L, ...]`.
+
+Limits of replicas: one device (no client mesh); the seeds share the data split and
+the attack targets (they are data, chosen before the simulation).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import inspect
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,25 +40,14 @@ import numpy as np
 
 from fedjax_rec import memory
 from fedjax_rec import metrics as metrics_lib
+from fedjax_rec import scheduling
 from fedjax_rec import server as server_lib
 from fedjax_rec import sharding
 from fedjax_rec.aggregators import make_aggregator
-from fedjax_rec.attacks import make_attack
-from fedjax_rec.client import user_optimizer
-from fedjax_rec.config import SimConfig, default_num_malicious
-from fedjax_rec.data import clients as clients_lib
-from fedjax_rec.data.dataset import ImplicitDataset
-from fedjax_rec.data.split import sample_negatives
-from fedjax_rec.methods import METHODS, make_method
-from fedjax_rec.models import ncf
-from fedjax_rec.rounds import (_attack_phase, _part, make_client_phase, make_round_step,
-                               make_server_phase, uploads_from_parts)
+from fedjax_rec.rounds import make_round_step
 from fedjax_rec.server import ServerState
-from fedjax_rec.types import Array, ClientStates, PyTree
-
-__all__ = ["SimConfig", "SimState", "Simulator", "default_num_malicious", "epoch_summary",
-           "_attack_phase", "_part", "make_client_phase", "make_round_step",
-           "make_server_phase", "uploads_from_parts"]
+from fedjax_rec.task import TaskData
+from fedjax_rec.types import Array, PyTree
 
 # `fold_in` of the epoch key that seeds the method's end-of-epoch steps (beyond any round).
 EPOCH_END = 1 << 20
@@ -48,85 +58,118 @@ class SimState(NamedTuple):
 
   Attributes:
     server: the server's state (public parameters and its own).
-    clients: every benign client's private state.
+    clients: every benign client's private state (the task's pytree, leaves `[U, ...]`).
     attackers: every attacker's private state (`()` without an attack).
-    epoch: global epochs completed.
+    epoch: global epochs completed (`[S]` with replicas).
   """
 
   server: ServerState
-  clients: ClientStates
+  clients: PyTree
   attackers: PyTree
   epoch: Array
 
 
-class Simulator:
-  """Host-side driver: data layout, jitted round, epoch loop and evaluation."""
+def stack(trees: list[PyTree]) -> PyTree:
+  """Stacks same-shaped pytrees along a new leading axis."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
-  def __init__(self, config: SimConfig, dataset: ImplicitDataset, mesh=None):
+
+def take(tree: PyTree, s: int) -> PyTree:
+  """Replica `s` of a stacked pytree."""
+  return jax.tree.map(lambda x: x[s], tree)
+
+
+def replicate_round_step(round_step: Callable, vmap_size: int | None = None) -> Callable:
+  """`round_step` over a leading replica axis of everything but the (static) shapes.
+
+  Args:
+    round_step: `rounds.make_round_step`'s function of one replica.
+    vmap_size: replicas vmapped together; groups run in sequence (`lax.map`).
+      None: all of them at once.
+  """
+
+  def step(server, clients, attackers, client_data, slots, attack_slots, key_data, lengths,
+           pos_lengths):
+    one = functools.partial(round_step, lengths=lengths, pos_lengths=pos_lengths)
+    args = (server, clients, attackers, client_data, slots, attack_slots, key_data)
+    if vmap_size is None or vmap_size >= len(key_data):
+      return jax.vmap(one)(*args)
+    return jax.lax.map(lambda xs: one(*xs), args, batch_size=vmap_size)
+
+  return step
+
+
+class Simulator:
+  """Host-side driver of any task: data placement, jitted round, epoch loop, evaluation."""
+
+  def __init__(self, config, dataset, mesh=None, *, num_seeds: int | None = None,
+               vmap_size: int | None = None, compiler_options: dict[str, Any] | None = None):
     """Args:
-      config: the run.
+      config: the run; its `build_task(dataset)` gives the task (NCF: `SimConfig`,
+        sequential: `SeqConfig`). With replicas, the run of seed `config.seed`.
       dataset: the split dataset.
-      mesh: a `sharding.make_mesh` mesh to split each round's clients over, or
-        None for one device.
+      mesh: a `sharding.make_mesh` mesh to split each round's clients over, or None
+        for one device (replicas: None only).
+      num_seeds: None for one run; S for S replicas on a leading axis.
+      vmap_size: replicas vmapped together, the groups in sequence (None: all).
+      compiler_options: XLA options of the round's jit (e.g. tests lower
+        `xla_backend_optimization_level` to compile faster); None for the defaults.
     """
+    if num_seeds is not None and num_seeds < 1:
+      raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+    if vmap_size is not None and vmap_size < 1:
+      raise ValueError(f"vmap_size must be >= 1 or None, got {vmap_size}")
+    if num_seeds is not None and mesh is not None:
+      raise ValueError("replicas (num_seeds) run on one device: no client mesh")
     self.config = config
-    self.mesh = mesh
     self.dataset = dataset
-    self.method = make_method(config.method, config.model, **self._method_kwargs())
+    self.mesh = mesh
+    self.num_seeds = num_seeds
+    self.seeds = tuple(config.seed + s for s in range(num_seeds or 1))
+    bundles = [(config if seed == config.seed else dataclasses.replace(config, seed=seed))
+               .build_task(dataset) for seed in self.seeds]
+    self.task, self.data, self.attack = bundles[0]
+    self.hosts: list[TaskData] = [b.data for b in bundles]
     self.aggregator = make_aggregator(config.aggregator, dataset.num_items, config.convention,
                                       **dict(config.aggregator_kwargs))
-    self.attack = None
-    if config.attack != "none" and config.num_malicious > 0:
-      self.attack = make_attack(config.attack, config.model, np.asarray(config.targets),
-                                **dict(config.attack_kwargs))
-    self._seen = dataset.seen()
-    self._negatives_rng_seed = config.seed
-    self.client_data = self._build_client_data(epoch=0)
-    # Rows never outnumber samples: a fixed capacity keeps shapes when negatives change.
-    self._row_capacity = int(self.dataset.train.nnz * (1 + config.num_negatives))
     with memory.memory_guard(config.clients_per_round, "placing the client data",
                              "the rows of all clients do not fit: use fewer users or more memory"):
-      self.device_data = self._place_data(self.client_data)
-    lengths = self.client_data.num_rows
-    if config.round_assignment == "stratified":
-      self.plan = clients_lib.stratified_plan(lengths, config.clients_per_round,
-                                              max_buckets=config.max_buckets)
-    else:
-      self.plan = clients_lib.plan_buckets(lengths, config.clients_per_round, seed=config.seed)
+      self.device_data = self._place_data()
+    self.plan = self._common_plan()
     if mesh is not None:
       self.plan = sharding.pad_plan(self.plan, mesh.size)
-    self._grid = clients_lib.length_grid(int(max(lengths.max(initial=1), 1)))
-    self._fitting_plans: set[clients_lib.BucketPlan] = set()
-    self.check_fits(self.plan)
-    self.round_step = jax.jit(
-        make_round_step(config, self.method, self.aggregator, dataset.num_users, self.attack,
-                        mesh),
-        donate_argnums=(1, 2), static_argnames=("lengths", "pos_lengths"))
+    self._grid = scheduling.length_grid(
+        int(max(max(h.num_rows.max(initial=1) for h in self.hosts), 1)))
+    self._fitting_plans: set[scheduling.BucketPlan] = set()
     self._eval_cache: dict[str, Any] = {}
-    self._epoch_end = jax.jit(
-        lambda params, aux, key_data: self.method.epoch_end(
-            params, aux, jax.random.wrap_key_data(key_data)))
+    self.check_fits(self.plan)
+    step = make_round_step(self.task, config.server, self.aggregator, dataset.num_users,
+                           self.attack, mesh, inject=config.inject_faults)
+    if num_seeds is not None:
+      step = replicate_round_step(step, vmap_size)
+    self.round_step = jax.jit(step, donate_argnums=(1, 2) if num_seeds is None else (0, 1, 2),
+                              static_argnames=("lengths", "pos_lengths"),
+                              compiler_options=compiler_options)
+    epoch_end = lambda params, aux, key_data: self.task.epoch_end(
+        params, aux, jax.random.wrap_key_data(key_data))
+    self._epoch_end = jax.jit(epoch_end if num_seeds is None else jax.vmap(epoch_end))
 
   # ---- set-up -------------------------------------------------------------
-  def _method_kwargs(self) -> dict:
-    """The config's method kwargs, plus what a builder needs from the data.
+  def _place_data(self):
+    if self.num_seeds is None:
+      return sharding.replicate(self.data.device_data, self.mesh)
+    return stack([h.device_data for h in self.hosts])
 
-    Training popularity (never test) and the local learning rate are supplied
-    to builders that take them, unless the config sets them.
-    """
-    kwargs = dict(self.config.method_kwargs)
-    params = inspect.signature(METHODS[self.config.method]).parameters \
-        if self.config.method in METHODS else {}
-    takes = lambda name: name in params or any(
-        p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if takes("popularity") and "popularity" not in kwargs:
-      kwargs["popularity"] = np.bincount(self.dataset.train.items,
-                                         minlength=self.dataset.num_items)
-    if takes("local_lr") and "local_lr" not in kwargs:
-      kwargs["local_lr"] = self.config.local.lr
-    return kwargs
+  def _common_plan(self) -> scheduling.BucketPlan:
+    if len(self.hosts) == 1:
+      return self.data.plan
+    if self.data.round_assignment == "stratified":
+      rows = np.max([np.sort(h.num_rows)[::-1] for h in self.hosts], axis=0)
+      return scheduling.stratified_plan(rows, self.config.clients_per_round,
+                                        max_buckets=self.config.max_buckets)
+    return scheduling.merge_plans([h.plan for h in self.hosts])
 
-  def check_fits(self, plan: clients_lib.BucketPlan) -> None:
+  def check_fits(self, plan: scheduling.BucketPlan) -> None:
     """Refuses, before allocating, a round that cannot fit the device's free memory.
 
     Only where the device reports its limit (accelerators; not CPU).
@@ -134,65 +177,53 @@ class Simulator:
     Raises:
       memory.MemoryLimitError: naming the round size.
     """
-    if plan in self._fitting_plans:
+    if plan in self._fitting_plans or self.data.row_dim is None:
       return
     devices = self.mesh.size if self.mesh is not None else 1
-    needed = memory.round_bytes_floor(plan.padded_samples // devices,
-                                      self.config.model.embed_dim)
+    needed = memory.round_bytes_floor(plan.padded_samples * len(self.hosts) // devices,
+                                      self.data.row_dim)
     memory.check_round_fits(needed, plan.num_slots, jax.local_devices()[0].memory_stats())
     self._fitting_plans.add(plan)
 
-  def _place_data(self, data: clients_lib.ClientData):
-    return sharding.replicate(clients_lib.to_device(data, self._row_capacity), self.mesh)
-
-  def place(self, state: "SimState") -> "SimState":
+  def place(self, state: SimState) -> SimState:
     """Puts a (host or restored) state where the jitted round expects it."""
     return sharding.replicate(state, self.mesh)
 
-  def _build_client_data(self, epoch: int) -> clients_lib.ClientData:
-    rng = np.random.default_rng([self.config.seed, 7919, epoch])
-    self.negatives = sample_negatives(self._seen, self.dataset.num_items,
-                                      self.config.num_negatives, self.dataset.train, rng)
-    return clients_lib.build_client_data(self.dataset.train, self.negatives,
-                                         self.dataset.num_items)
-
   def init(self) -> SimState:
-    """The initial state, from `config.seed` alone."""
-    key = jax.random.key(self.config.seed)
-    key_pub, key_user, key_aux, key_attack = jax.random.split(key, 4)
-    params = ncf.init_public(key_pub, self.config.model, self.dataset.num_items)
-    aux = self.method.init_aux(key_aux, params)
+    """The initial state, from the seeds alone (stacked `[S]` with replicas)."""
+    states = [self._init_one(seed) for seed in self.seeds]
+    if self.num_seeds is None:
+      return self.place(states[0])
+    return stack(states)
+
+  def _init_one(self, seed: int) -> SimState:
+    params, private, aux, key_attack = self.task.init(jax.random.key(seed))
     server = server_lib.init_server(params, self.config.server, self.aggregator.init(), aux)
-    user_emb = ncf.init_user_emb(key_user, self.config.model, self.dataset.num_users)
-    opt_state = user_optimizer(self.config.local).init(user_emb[0])
-    opt_state = jax.tree.map(
-        lambda x: jnp.broadcast_to(x, (self.dataset.num_users,) + x.shape).copy(), opt_state)
     attackers = (self.attack.init(key_attack, self.config.num_malicious, params)
                  if self.attack is not None else ())
-    return self.place(SimState(server, ClientStates(user_emb, opt_state), attackers,
-                               jnp.asarray(0, jnp.int32)))
+    return SimState(server, private, attackers, jnp.asarray(0, jnp.int32))
 
-  # ---- training -----------------------------------------------------------
-  def epoch_rounds(self, epoch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+  # ---- scheduling ---------------------------------------------------------
+  @property
+  def _num_attackers(self) -> int:
+    return self.config.num_malicious if self.attack is not None else 0
+
+  def epoch_rounds(self, epoch: int, replica: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """`(benign ids, attacker ids)` of every round of global epoch `epoch`.
 
     Uniform: Algorithm 1's shuffle of benign and malicious clients together, cut
     into chunks. Stratified: benign clients by `stratified_rounds`, and each
     attacker placed in a uniformly random round.
     """
-    rng = np.random.default_rng([self.config.seed, 104729, epoch])
+    host = self.hosts[replica]
+    rng = np.random.default_rng([self.seeds[replica], 104729, epoch])
     n, a = self.dataset.num_users, self._num_attackers
-    if self.config.round_assignment == "stratified":
-      benign = clients_lib.stratified_rounds(self.client_data.num_rows,
-                                             self.config.clients_per_round, rng)
+    if host.round_assignment == "stratified":
+      benign = scheduling.stratified_rounds(host.num_rows, self.config.clients_per_round, rng)
       where = rng.integers(0, len(benign), size=a)
       return [(b, np.flatnonzero(where == r)) for r, b in enumerate(benign)]
-    chunks = clients_lib.shuffle_rounds(n + a, self.config.clients_per_round, rng)
+    chunks = scheduling.shuffle_rounds(n + a, self.config.clients_per_round, rng)
     return [(c[c < n], c[c >= n] - n) for c in chunks]
-
-  @property
-  def _num_attackers(self) -> int:
-    return self.config.num_malicious if self.attack is not None else 0
 
   def attack_slots(self, attackers: np.ndarray):
     if self.attack is None:
@@ -201,21 +232,52 @@ class Simulator:
     slots[:len(attackers)] = attackers
     return slots
 
-  def round_slots(self, users: np.ndarray):
+  def round_slots(self, users: np.ndarray, replica: int = 0):
     """`(slots, plan)` of a round: the plan, or an exact one if the users overflow it."""
-    plan = self.plan
-    lengths = np.sort(self.client_data.num_rows[users])[::-1]
+    plan, rows = self.plan, self.hosts[replica].num_rows
+    lengths = np.sort(rows[users])[::-1]
     if not plan.fits(lengths):
-      plan = clients_lib.exact_plan(lengths, plan.num_slots, self._grid)
-    return clients_lib.fill_slots(self.client_data.num_rows, users, plan), plan
+      plan = scheduling.exact_plan(lengths, plan.num_slots, self._grid)
+    return scheduling.fill_slots(rows, users, plan), plan
 
+  def replica_round_slots(self, assignment: list[tuple[np.ndarray, np.ndarray]]):
+    """`(slots, attack_slots, plan)` of one round of every replica.
+
+    Args:
+      assignment: each replica's `(benign ids, attacker ids)` of the round.
+
+    Returns:
+      Each class's `[S, capacity]` user ids, the `[S, A]` attacker slots (None
+      without an attack) and the plan they share.
+    """
+    plan = self.plan
+    misfits = [self.round_slots(users, s)[1] for s, (users, _) in enumerate(assignment)
+               if not plan.fits(np.sort(self.hosts[s].num_rows[users])[::-1])]
+    if misfits:
+      plan = scheduling.merge_plans([plan] + misfits)
+    per_seed = [scheduling.fill_slots(self.hosts[s].num_rows, users, plan)
+                for s, (users, _) in enumerate(assignment)]
+    slots = tuple(np.stack(cls) for cls in zip(*per_seed))
+    attack_slots = None
+    if self.attack is not None:
+      attack_slots = np.stack([self.attack_slots(np.asarray(bad, np.int64))
+                               for _, bad in assignment])
+    return slots, attack_slots, plan
+
+  def pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-class bound on positives over every replica's clients."""
+    if len(self.hosts) == 1:
+      return self.data.pos_lengths(lengths)
+    return tuple(int(x) for x in np.max([h.pos_lengths(lengths) for h in self.hosts], 0))
+
+  # ---- training -----------------------------------------------------------
   def apply_round(self, server, clients, attackers, users, attackers_in_round=(), key=None,
                   plan=None):
-    """Runs one round for `users` (and attacker ids); the jitted `round_step`."""
+    """Runs one round for `users` (and attacker ids) of a single run; the jitted round."""
     if plan is None:
       slots, plan = self.round_slots(users)
     else:
-      slots = clients_lib.fill_slots(self.client_data.num_rows, users, plan)
+      slots = scheduling.fill_slots(self.data.num_rows, users, plan)
     self.check_fits(plan)
     slots = tuple(sharding.shard_clients(s, self.mesh) for s in slots)
     key_data = np.asarray(jax.random.key_data(jax.random.key(0) if key is None else key))
@@ -225,83 +287,105 @@ class Simulator:
                              key_data, lengths=plan.lengths,
                              pos_lengths=self.pos_lengths(plan.lengths)), plan
 
-  def pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
-    """Per-class bound on positives (cached: it scans every client's rows)."""
-    key = (id(self.client_data), lengths)
-    if key not in self._eval_cache:
-      self._eval_cache[key] = tuple(self.client_data.positive_capacity(l) for l in lengths)
-    return self._eval_cache[key]
-
   def refresh_data(self, epoch: int) -> bool:
-    """Draws fresh negatives for `epoch` if the config asks; whether it did."""
-    if not (self.config.resample_negatives and epoch > 0):
-      return False
-    self.client_data = self._build_client_data(epoch)
-    self.device_data = self._place_data(self.client_data)
-    return True
+    """Renews the tasks' data for `epoch` where they ask (e.g. fresh negatives)."""
+    if any([h.refresh(epoch) for h in self.hosts]):
+      self.device_data = self._place_data()
+      return True
+    return False
 
-  def epoch_key(self, epoch: int) -> Array:
+  def epoch_key(self, epoch: int, replica: int = 0) -> Array:
     """The key of global epoch `epoch`: round `r` folds in `r`, the epoch end `EPOCH_END`."""
-    return jax.random.fold_in(jax.random.key(self.config.seed), epoch)
+    return jax.random.fold_in(jax.random.key(self.seeds[replica]), epoch)
 
-  def run_epoch(self, state: SimState) -> tuple[SimState, dict[str, float]]:
-    """One global epoch: every client once, then the method's server steps."""
-    epoch = int(state.epoch)
+  def run_epoch(self, state: SimState):
+    """One global epoch: every client once, then the method's server steps.
+
+    Returns:
+      `(state, summary)`; with replicas, `summary` is a list of each replica's (a
+      summary's `seconds` is then the wall time of all replicas' epoch together).
+    """
+    epoch = int(np.min(state.epoch))
     self.refresh_data(epoch)
-    key_epoch = self.epoch_key(epoch)
+    replicas = range(len(self.seeds))
+    keys = [self.epoch_key(epoch, s) for s in replicas]
+    rounds = [self.epoch_rounds(epoch, s) for s in replicas]
+    if len({len(r) for r in rounds}) != 1:
+      raise ValueError("replicas disagree on the number of rounds per epoch")
     server, clients, attackers = state.server, state.clients, state.attackers
     t0 = time.perf_counter()
     round_metrics = []
-    padded = real = 0
-    for r, (users, bad) in enumerate(self.epoch_rounds(epoch)):
-      (server, clients, attackers, out), plan = self.apply_round(
-          server, clients, attackers, users, bad, jax.random.fold_in(key_epoch, r))
+    padded, real = 0, np.zeros(len(self.seeds), np.int64)
+    for r, assignment in enumerate(zip(*rounds)):
+      if self.num_seeds is None:
+        (users, bad), = assignment
+        (server, clients, attackers, out), plan = self.apply_round(
+            server, clients, attackers, users, bad, jax.random.fold_in(keys[0], r))
+      else:
+        slots, attack_slots, plan = self.replica_round_slots(list(assignment))
+        key_data = np.stack([jax.random.key_data(jax.random.fold_in(k, r)) for k in keys])
+        server, clients, attackers, out = self.round_step(
+            server, clients, attackers, self.device_data, slots, attack_slots, key_data,
+            lengths=plan.lengths, pos_lengths=self.pos_lengths(plan.lengths))
       padded += plan.padded_samples
-      real += int(self.client_data.num_rows[users].sum())
+      real += [int(h.num_rows[users].sum()) for h, (users, _) in zip(self.hosts, assignment)]
       round_metrics.append(out)
+    end_keys = np.stack([jax.random.key_data(jax.random.fold_in(k, EPOCH_END)) for k in keys])
     params, aux, end_metrics = self._epoch_end(
-        server.params, server.aux,
-        np.asarray(jax.random.key_data(jax.random.fold_in(key_epoch, EPOCH_END))))
+        server.params, server.aux, end_keys[0] if self.num_seeds is None else end_keys)
     server = server._replace(params=params, aux=aux)
     jax.block_until_ready(server.params)
     seconds = time.perf_counter() - t0
-    summary = epoch_summary(sharding.fetch(round_metrics), sharding.fetch(end_metrics),
-                            epoch=epoch, seconds=seconds, real=real, padded=padded)
-    return SimState(server, clients, attackers, jnp.asarray(epoch + 1, jnp.int32)), summary
+    host, end_host = sharding.fetch((round_metrics, end_metrics))
+    if self.num_seeds is None:
+      summary = epoch_summary(host, end_host, epoch=epoch, seconds=seconds, real=int(real[0]),
+                              padded=padded)
+      return SimState(server, clients, attackers, jnp.asarray(epoch + 1, jnp.int32)), summary
+    summaries = [epoch_summary([take(m, s) for m in host], take(end_host, s), epoch=epoch,
+                               seconds=seconds, real=int(real[s]), padded=padded)
+                 for s in replicas]
+    new_epoch = jnp.full((self.num_seeds,), epoch + 1, jnp.int32)
+    return SimState(server, clients, attackers, new_epoch), summaries
 
   # ---- evaluation ---------------------------------------------------------
   def score_fn(self):
-    """`(params, user_ids) -> [b, num_items]` with params `(public, user_emb)`."""
-    return _score_fn(self.config.model)
+    """`(params, user_ids) -> [b, num_items]`, params from `eval_params`."""
+    return self.task.score
+
+  def eval_params(self, state: SimState):
+    """The scorer's params of a single run's state (a host copy: evaluation is an oracle
+    outside the protocol)."""
+    return sharding.fetch(self.task.eval_params(state.server.params, state.clients))
 
   def evaluate(self, state: SimState, ks=(20,), targets=None, er_ks=(5, 10, 20),
-               batch_size: int = 256, split: str = "test") -> dict[str, float]:
+               batch_size: int = 256, split: str = "test"):
     """Recall/NDCG/Precision@K (and ER@K for `targets`) over benign users.
 
     `split="test"` ranks the test items with train and validation masked;
     `split="valid"` ranks the validation items with train masked (test unseen).
+    With replicas, a list of each replica's metrics.
     """
-    # Evaluation is an oracle outside the protocol; it runs on a host copy.
-    params = sharding.fetch((state.server.params, state.clients.user_emb))
+    if self.num_seeds is not None:
+      return [self._evaluate_one(take(state, s), ks, targets, er_ks, batch_size, split)
+              for s in range(self.num_seeds)]
+    return self._evaluate_one(state, ks, targets, er_ks, batch_size, split)
+
+  def _evaluate_one(self, state, ks, targets, er_ks, batch_size, split) -> dict[str, float]:
+    params, cache = self.eval_params(state), self._eval_cache
     if split == "valid":
-      return metrics_lib.ranking_metrics(self.score_fn(), params, self.dataset.train,
+      return metrics_lib.ranking_metrics(self.task.score, params, self.dataset.train,
                                          self.dataset.valid, ks=ks, batch_size=batch_size)
-    out = metrics_lib.ranking_metrics(self.score_fn(), params, self._seen, self.dataset.test,
-                                      ks=ks, batch_size=batch_size)
-    out.update(metrics_lib.target_exposure(self._eval_cache, self.dataset, self.score_fn(),
-                                           params, targets, er_ks, batch_size))
+    if "seen" not in cache:
+      cache["seen"] = self.dataset.seen()
+    out = metrics_lib.ranking_metrics(self.task.score, params, cache["seen"],
+                                      self.dataset.test, ks=ks, batch_size=batch_size)
+    if self.data.hit_rate:
+      out = {name: value for k in ks for name, value in
+             ((f"hr@{k}", out[f"recall@{k}"]), (f"ndcg@{k}", out[f"ndcg@{k}"]),
+              (f"recall@{k}", out[f"recall@{k}"]))}
+    out.update(metrics_lib.target_exposure(cache, self.dataset, self.task.score, params,
+                                           targets, er_ks, batch_size))
     return out
-
-
-@functools.lru_cache(maxsize=None)
-def _score_fn(model: ncf.NCFConfig):
-  """One score function per model shape: runs of it (seeds, replicas) share its compilation."""
-
-  def score(params, user_ids):
-    public, user_emb = params
-    return ncf.score_all(model, public.mlp, user_emb[user_ids], public.item_emb)
-
-  return score
 
 
 def epoch_summary(round_metrics: list[dict], end_metrics: dict, *, epoch: int,
@@ -321,7 +405,3 @@ def epoch_summary(round_metrics: list[dict], end_metrics: dict, *, epoch: int,
   summary.update(epoch=epoch + 1, seconds=seconds, rounds=len(round_metrics),
                  padding_efficiency=real / max(padded, 1))
   return summary
-
-
-def tree_size_bytes(tree: PyTree) -> int:
-  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)))

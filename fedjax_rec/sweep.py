@@ -36,10 +36,10 @@ from fedjax_rec.data.loaders import (check_data_present, default_data_dir, load_
                                      popularity_all)
 from fedjax_rec.data.synthetic import SyntheticConfig
 from fedjax_rec.grid import GRID_KEYS, point_dirname, point_id
-from fedjax_rec.methods import METHODS
-from fedjax_rec.presets import get_preset
+from fedjax_rec.tasks.ncf.methods import METHODS
+from fedjax_rec.tasks.ncf.presets import get_preset
 from fedjax_rec.results_store import ResultsStore
-from fedjax_rec.simulation import SimConfig, default_num_malicious
+from fedjax_rec.tasks.ncf.config import SimConfig, default_num_malicious
 
 STORE_NAME = "results.csv"
 POINTS_DIR = "points"

@@ -21,11 +21,12 @@ class PublicParams(NamedTuple):
 
   Attributes:
     item_emb: [num_items, d] item embedding table `V`.
-    mlp: the interaction network `Θ` (a Flax params pytree).
+    net: the interaction network `Θ` (a Flax params pytree): the NCF MLP, or the
+      sequence encoder.
   """
 
   item_emb: Array
-  mlp: PyTree
+  net: PyTree
 
 
 class ClientStates(NamedTuple):
@@ -52,7 +53,7 @@ class Uploads(NamedTuple):
     row_item: [M] int32 item id of the row.
     row_grad: [M, d] the uploaded gradient of that item row.
     row_mask: [M] bool, True for real rows.
-    mlp: gradient of `Θ`, every leaf [C, ...].
+    net: gradient of `Θ`, every leaf [C, ...].
     client_weight: [C] float32 sample count of each client (0 for padding).
     client_mask: [C] bool, True for real clients.
     client_malicious: [C] bool, True for attacker slots (for metrics only; no
@@ -63,7 +64,7 @@ class Uploads(NamedTuple):
   row_item: Array
   row_grad: Array
   row_mask: Array
-  mlp: PyTree
+  net: PyTree
   client_weight: Array
   client_mask: Array
   client_malicious: Array
@@ -75,9 +76,9 @@ class Aggregate(NamedTuple):
   Attributes:
     item_grad: [num_items, d] aggregated gradient of `V` (zero on untouched rows).
     item_touched: [num_items] bool, rows that received an update this round.
-    mlp: aggregated gradient of `Θ`.
+    net: aggregated gradient of `Θ`.
   """
 
   item_grad: Array
   item_touched: Array
-  mlp: PyTree
+  net: PyTree

@@ -55,10 +55,10 @@ from fedjax_rec import diagnostics, geometry, plots
 from fedjax_rec.attacks.targets import select_targets
 from fedjax_rec.data.loaders import popularity_all
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
-from fedjax_rec.methods import METHODS
+from fedjax_rec.tasks.ncf.methods import METHODS
 from fedjax_rec.models.ncf import NCFConfig
-from fedjax_rec.presets import get_preset
-from fedjax_rec.regularizers import hot_items
+from fedjax_rec.tasks.ncf.presets import get_preset
+from fedjax_rec.tasks.ncf.regularizers import hot_items
 
 REPO = Path(fedjax_rec.__file__).resolve().parents[1]
 OUT = Path(os.environ.get("UNIFORMITY_OUT") or REPO / "notebooks" / "out")

@@ -23,7 +23,7 @@ def client_reference(model_cfg, public, u, user_tx, opt_state, pos, neg, local_e
   rows = public.item_emb[touched]
   row_of = {int(t): i for i, t in enumerate(touched)}
   sample_row = np.array([row_of[int(i)] for i in items], np.int32)
-  mlp = public.mlp
+  mlp = public.net
 
   def loss(u, rows, mlp):
     v = rows[sample_row]
@@ -68,11 +68,11 @@ def client_reference_batched(model_cfg, public, u, user_tx, opt_state, item, lab
   Returns:
     (new_u, new_opt_state, {item: uploaded row}, uploaded MLP).
   """
-  from fedjax_rec.client import batch_layout
+  from fedjax_rec.tasks.ncf.client import batch_layout
   n = len(item)
   rows = np.asarray(public.item_emb)[item].astype(np.float64)
   received_rows = rows.copy()
-  mlp = public.mlp
+  mlp = public.net
   mlp_tx = optax.adam(local.lr) if local.optimizer == "adam" else optax.sgd(local.lr)
   mlp_opt = mlp_tx.init(mlp)
   mu, nu, count = np.zeros_like(rows), np.zeros_like(rows), 0
@@ -114,6 +114,6 @@ def client_reference_batched(model_cfg, public, u, user_tx, opt_state, item, lab
       acc_mlp = jax.tree.map(lambda a, g: a + np.asarray(g), acc_mlp, g_mlp)
   if local.upload == "delta":
     acc_rows = received_rows - rows
-    acc_mlp = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b), public.mlp,
+    acc_mlp = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b), public.net,
                            mlp)
   return u, opt_state, {int(t): acc_rows[i] for i, t in enumerate(item)}, acc_mlp

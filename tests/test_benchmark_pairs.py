@@ -14,7 +14,7 @@ _SCRIPT = textwrap.dedent("""
     import numpy as np
     from experiments import benchmark as b
     from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
-    from fedjax_rec.presets import get_preset
+    from fedjax_rec.tasks.ncf.presets import get_preset
 
     data = load_synthetic(SyntheticConfig(num_users=60, num_items=40, mean_activity=10, min_activity=5, max_activity=20), seed=0)
     a = get_preset("ahum-reference", clients_per_round=16)

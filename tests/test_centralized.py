@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fedjax_rec import centralized, metrics
+from fedjax_rec import metrics
+from fedjax_rec.tasks.ncf import centralized
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
 from fedjax_rec.models.ncf import NCFConfig
 

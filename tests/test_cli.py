@@ -14,7 +14,7 @@ import pytest
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
 from fedjax_rec.models.ncf import NCFConfig
 from fedjax_rec.runner import EvalConfig, WorkdirError, run
-from fedjax_rec.simulation import SimConfig
+from fedjax_rec.tasks.ncf.config import SimConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from fedjax_rec.aggregators import AGGREGATORS
-from fedjax_rec.data import clients as clients_lib
+from fedjax_rec import scheduling
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
 from fedjax_rec.faults import parse_faults
 from fedjax_rec.models.ncf import NCFConfig
 from fedjax_rec.runner import EvalConfig, config_dict
-from fedjax_rec.simulation import SimConfig, Simulator
+from fedjax_rec.simulation import Simulator
+from fedjax_rec.tasks.ncf.config import SimConfig
 
 K = 2
 
@@ -43,7 +44,7 @@ def _faulty_and_clean(aggregator, kind, dataset):
   users = np.arange(12)
   sim, params, out, plan = _round(_config(aggregator, f"{kind}:{K}"), dataset, users)
   slots = np.concatenate([np.asarray(s) for s in
-                          clients_lib.fill_slots(sim.client_data.num_rows, users, plan)])
+                          scheduling.fill_slots(sim.data.client_data.num_rows, users, plan)])
   corrupted = slots[slots >= 0][:K]
   rest = np.setdiff1d(users, corrupted)
   _, clean, clean_out, _ = _round(_config(aggregator), dataset, rest, plan=plan)

@@ -3,7 +3,7 @@
 import pytest
 
 from fedjax_rec.grid import GridError, parse_grid, point_dirname, point_id
-from fedjax_rec.presets import PRESETS
+from fedjax_rec.tasks.ncf.presets import PRESETS
 
 
 def test_issue_grid_is_the_product_in_order_with_seed_fastest():

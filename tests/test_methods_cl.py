@@ -9,9 +9,10 @@ import numpy as np
 import optax
 import pytest
 
-from fedjax_rec import geometry, losses, methods, methods_cl, regularizers
-from fedjax_rec import synthetic_users as syn
-from fedjax_rec.client import LocalData
+from fedjax_rec import geometry, losses
+from fedjax_rec.tasks.ncf import methods, methods_cl, regularizers
+from fedjax_rec.tasks.ncf import synthetic_users as syn
+from fedjax_rec.tasks.ncf.client import LocalData
 from fedjax_rec.models import ncf
 
 CONFIG = ncf.NCFConfig(embed_dim=8, hidden=(8,))
@@ -135,11 +136,11 @@ def test_gradient_item_views_match_reference(public):
   rows, (u1, u2) = rows_of(public, data), normal(5, (2, 8))
   rec = lambda u, r, m, d: methods.rec_loss(CONFIG)(u, r, m, d, (), None)
   views = jit(lambda *a: methods_cl.gradient_item_views(jax.grad(rec, argnums=1), *a, 0.5))
-  v1, v2 = views(u1, u2, rows, public.mlp, data)
+  v1, v2 = views(u1, u2, rows, public.net, data)
 
   def reference_rec(u, r):  # unmasked: every row is real; item 5 counts twice
     bce = optax.sigmoid_binary_cross_entropy(
-        ncf.logits(CONFIG, public.mlp, jnp.tile(u, (9, 1)), r), data.label)
+        ncf.logits(CONFIG, public.net, jnp.tile(u, (9, 1)), r), data.label)
     return jnp.sum(data.weight * bce) / jnp.sum(data.weight)
 
   ref_grad = jit(jax.grad(reference_rec, 1))
@@ -170,7 +171,7 @@ def test_cl4fedrec_loss_is_eq10(public, cl):
   data = client([2, 3], [8, 9, 10, 11, 12, 13, 14, 15], 15)  # the vmap test's shapes
   rows, u = rows_of(public, data), np.full(8, 0.3, np.float32)
   key = jax.random.key(7)
-  rec = lambda u, r, d: methods.rec_loss(CONFIG)(u, r, public.mlp, d, (), None)
+  rec = lambda u, r, d: methods.rec_loss(CONFIG)(u, r, public.net, d, (), None)
 
   @jit
   def reference(u, rows, data, ctx, key):
@@ -182,7 +183,7 @@ def test_cl4fedrec_loss_is_eq10(public, cl):
                                                  (rows - 0.5 * g2)[pos], jnp.ones(2, bool),
                                                  0.2))
 
-  got, _ = vg(u, rows, public.mlp, data, ctx, key)
+  got, _ = vg(u, rows, public.net, data, ctx, key)
   np.testing.assert_allclose(got, reference(u, rows, data, ctx, key), rtol=1e-6)
 
 
@@ -191,8 +192,8 @@ def test_cl4fedrec_padding_invariant(public, cl):
   u, key = np.full(8, 0.2, np.float32), jax.random.key(9)
   short = client([2, 3], [8, 9, 10, 11, 12, 13, 14, 15], 15)
   long = client([2, 3], [8, 9, 10, 11, 12, 13, 14, 15], 20)
-  ref, _ = vg(u, rows_of(public, short), public.mlp, short, ctx, key)
-  got, (g_u, g_r, _) = vg(u, rows_of(public, long, np.nan), public.mlp, long, ctx, key)
+  ref, _ = vg(u, rows_of(public, short), public.net, short, ctx, key)
+  got, (g_u, g_r, _) = vg(u, rows_of(public, long, np.nan), public.net, long, ctx, key)
   np.testing.assert_allclose(got, ref, rtol=1e-6)
   assert np.all(np.isfinite(g_u)) and np.all(np.isfinite(g_r[:10]))
 
@@ -217,7 +218,7 @@ def test_union_term_hand_case(public):
 def test_union_loss_finite_with_padding(public):
   m = methods.make_method("union", CONFIG)
   data = client([1, 2, 3], [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], 20)
-  f = lambda r: m.loss_fn(np.full(8, 0.1, np.float32), r, public.mlp, data, (),
+  f = lambda r: m.loss_fn(np.full(8, 0.1, np.float32), r, public.net, data, (),
                          jax.random.key(1))
   val, g = jit(jax.value_and_grad(f))(rows_of(public, data, np.nan))
   assert np.isfinite(float(val)) and np.all(np.isfinite(g[:15]))
@@ -227,9 +228,9 @@ def test_poc(public):
   data = client([1, 2, 3], [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], 20)
   rows, u, key = rows_of(public, data), np.full(8, 0.1, np.float32), jax.random.key(2)
   loss = lambda name, **kw: jit(methods.make_method(name, CONFIG, **kw).loss_fn)
-  base = loss("original")(u, rows, public.mlp, data, (), key)
-  assert float(loss("poc", alpha=0.0)(u, rows, public.mlp, data, (), key)) == float(base)
-  got = loss("poc", alpha=2.0)(u, rows_of(public, data, np.nan), public.mlp, data, (), key)
+  base = loss("original")(u, rows, public.net, data, (), key)
+  assert float(loss("poc", alpha=0.0)(u, rows, public.net, data, (), key)) == float(base)
+  got = loss("poc", alpha=2.0)(u, rows_of(public, data, np.nan), public.net, data, (), key)
   want = base + 2.0 * jit(geometry.l_uni)(rows[:15])
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
@@ -280,7 +281,7 @@ def test_rcl4fedrec_epoch_end(public, cl):
   np.testing.assert_array_equal(aux2.synthetic.pos_items, aux.synthetic.pos_items)
   changed = np.any(np.asarray(params.item_emb) != np.asarray(public.item_emb), axis=1)
   assert 0 < changed.sum() <= 3 + 6
-  jax.tree.map(np.testing.assert_array_equal, params.mlp, public.mlp)
+  jax.tree.map(np.testing.assert_array_equal, params.net, public.net)
   assert not np.array_equal(aux2.synthetic.emb, aux.synthetic.emb)
 
 
@@ -320,7 +321,7 @@ def test_user_cl_off_needs_no_synthetic_users(public):
   assert ctx == ()
   data = client([1, 2, 3], [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], 20)
   loss = jit(m.loss_fn)(np.full(8, 0.1, np.float32), rows_of(public, data, np.nan),
-                            public.mlp, data, ctx, jax.random.key(1))
+                            public.net, data, ctx, jax.random.key(1))
   assert np.isfinite(float(loss))
 
 
@@ -351,10 +352,10 @@ def test_vmap_equals_loop(public, cl, name, kwargs):
   u = normal(2, (3, 8)) * 0.3
   keys = jax.random.split(jax.random.key(3), 3)
   vg = jax.value_and_grad(m.loss_fn, argnums=(0, 1, 2))
-  got = jit(jax.vmap(vg, in_axes=(0, 0, None, 0, None, 0)))(u, rows, public.mlp, data,
+  got = jit(jax.vmap(vg, in_axes=(0, 0, None, 0, None, 0)))(u, rows, public.net, data,
                                                                  ctx, keys)
   for i, c in enumerate(clients):
-    want = single(u[i], rows[i], public.mlp, c, ctx, keys[i])
+    want = single(u[i], rows[i], public.net, c, ctx, keys[i])
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=2e-5, atol=1e-7),
                  got, want)
     assert np.isfinite(float(want[0]))

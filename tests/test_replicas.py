@@ -10,12 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_rec.client import LocalConfig
-from fedjax_rec.data import clients as clients_lib
+from fedjax_rec.tasks.ncf.client import LocalConfig
+from fedjax_rec import scheduling
 from fedjax_rec.data.synthetic import load_synthetic
-from fedjax_rec.replicas import ReplicaSimulator, run_replicas, take
 from fedjax_rec.runner import EvalConfig, WorkdirError, run
-from fedjax_rec.simulation import Simulator
+from fedjax_rec.simulation import Simulator, take
 from tests.test_simulation import SMALL, small_config
 
 TOL = dict(rtol=2e-4, atol=2e-6)
@@ -72,7 +71,7 @@ CASES = {
 def test_replicas_equal_separate_runs(dataset, case):
   fields, num_seeds, vmap_size, epochs, start = CASES[case]
   config = small_config(seed=10, **fields)
-  rep = ReplicaSimulator(config, dataset, num_seeds, vmap_size)
+  rep = Simulator(config, dataset, num_seeds=num_seeds, vmap_size=vmap_size)
   state, per_epoch = rep.init()._replace(epoch=jnp.full(num_seeds, start, jnp.int32)), []
   for _ in range(epochs):
     state, ms = rep.run_epoch(state)
@@ -94,32 +93,32 @@ def test_replicas_equal_separate_runs(dataset, case):
 
 
 def test_stratified_replicas_compile_once(dataset):
-  rep = ReplicaSimulator(small_config(), dataset, 2, vmap_size=None)
+  rep = Simulator(small_config(), dataset, num_seeds=2)
   state = rep.init()
   for _ in range(2):
     state, _ = rep.run_epoch(state)
   assert rep.round_step._cache_size() == 1  # pylint: disable=protected-access
   # The shared plan fits every replica's rounds, so no round fell back to another.
-  for sim in rep.sims:
-    for users, _ in sim.epoch_rounds(0):
-      assert rep.plan.fits(np.sort(sim.client_data.num_rows[users])[::-1])
+  for s, host in enumerate(rep.hosts):
+    for users, _ in rep.epoch_rounds(0, s):
+      assert rep.plan.fits(np.sort(host.num_rows[users])[::-1])
 
 
 def test_merge_plans_fits_what_either_plan_fits():
-  a = clients_lib.BucketPlan((40, 16), (2, 6))
-  b = clients_lib.BucketPlan((24, 8), (4, 4))
-  merged = clients_lib.merge_plans([a, b])
+  a = scheduling.BucketPlan((40, 16), (2, 6))
+  b = scheduling.BucketPlan((24, 8), (4, 4))
+  merged = scheduling.merge_plans([a, b])
   # Slot by slot: max(40,24) max(40,24) max(16,24) max(16,24) max(16,8) x4.
-  assert merged == clients_lib.BucketPlan((40, 24, 16), (2, 2, 4))
+  assert merged == scheduling.BucketPlan((40, 24, 16), (2, 2, 4))
   assert merged.fits(np.array([40, 40, 16, 16, 16])) and merged.fits(np.array([24] * 4 + [8]))
   with pytest.raises(ValueError, match="slots"):
-    clients_lib.merge_plans([a, clients_lib.BucketPlan((8,), (3,))])
+    scheduling.merge_plans([a, scheduling.BucketPlan((8,), (3,))])
 
 
 def test_run_replicas_rows_summary_and_resume(dataset, tmp_path):
   config = small_config(epochs=2)
   ev = EvalConfig(ks=(5,))
-  full = run_replicas(config, dataset, 2, workdir=tmp_path / "full", eval_config=ev,
+  full = run(config, dataset, num_seeds=2, workdir=tmp_path / "full", eval_config=ev,
                       log=lambda line: None)
   rows = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
   assert [(r["epoch"], r["seed"]) for r in rows] == [(1, 0), (1, 1), (2, 0), (2, 1)]
@@ -131,9 +130,9 @@ def test_run_replicas_rows_summary_and_resume(dataset, tmp_path):
     if "epoch   2" in line:
       raise KeyboardInterrupt
   with pytest.raises(KeyboardInterrupt):
-    run_replicas(config, dataset, 2, workdir=tmp_path / "part", eval_config=ev, log=killer)
+    run(config, dataset, num_seeds=2, workdir=tmp_path / "part", eval_config=ev, log=killer)
   lines = []
-  resumed = run_replicas(config, dataset, 2, workdir=tmp_path / "part", eval_config=ev,
+  resumed = run(config, dataset, num_seeds=2, workdir=tmp_path / "part", eval_config=ev,
                          log=lines.append)
   assert any("resuming after epoch 1" in line for line in lines)
   for got, want in zip(resumed["final"], full["final"]):
@@ -145,7 +144,7 @@ def test_run_replicas_rows_summary_and_resume(dataset, tmp_path):
   with pytest.raises(WorkdirError, match="--num_seeds=2"):
     run(config, dataset, workdir=tmp_path / "full", eval_config=ev, log=lambda line: None)
   with pytest.raises(WorkdirError, match="--num_seeds=2"):
-    run_replicas(config, dataset, 3, workdir=tmp_path / "full", eval_config=ev,
+    run(config, dataset, num_seeds=3, workdir=tmp_path / "full", eval_config=ev,
                  log=lambda line: None)
 
 
@@ -164,7 +163,7 @@ def test_replicas_equal_separate_runs_with_client_randomness(dataset):
       method_kwargs=(("num_hot", 5), ("num_sparse", 10), ("num_synthetic_users", 6),
                      ("reg_steps", 2), ("synthetic_items", 5), ("synthetic_steps", 2)),
       local=LocalConfig(user_optimizer="sgd", user_lr=0.05, lr=0.05, batch_size=8))
-  rep = ReplicaSimulator(config, dataset, 2, vmap_size=None)
+  rep = Simulator(config, dataset, num_seeds=2)
   state, summaries = rep.run_epoch(rep.init())
   for s, (ref_state, ref_ms, _) in enumerate(_separate_runs(config, dataset, rep.seeds, 1)):
     _assert_replica_equals(state, [summaries], s, ref_state, ref_ms)

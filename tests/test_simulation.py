@@ -9,13 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_rec.client import LocalConfig, user_optimizer
-from fedjax_rec.data import clients as clients_lib
+from fedjax_rec.tasks.ncf.client import LocalConfig, user_optimizer
+from fedjax_rec import scheduling
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
 from fedjax_rec.models.ncf import NCFConfig
 from fedjax_rec.server import ServerConfig
-from fedjax_rec.simulation import (SimConfig, Simulator, make_client_phase,
-                                   uploads_from_parts)
+from fedjax_rec.rounds import make_client_phase, uploads_from_parts
+from fedjax_rec.simulation import Simulator
+from fedjax_rec.tasks.ncf.config import SimConfig
 from tests import reference
 
 SMALL = SyntheticConfig(num_users=48, num_items=40, num_clusters=4, mean_activity=8,
@@ -37,7 +38,7 @@ def dataset():
 
 def _reference_round(sim, state, users, local_epochs=1):
   cfg = sim.config
-  data = sim.client_data
+  data = sim.data.client_data
   public = state.server.params
   tx = user_optimizer(cfg.local)
   new_u, row_ups, mlp_ups = {}, [], []
@@ -45,7 +46,7 @@ def _reference_round(sim, state, users, local_epochs=1):
   for user in users:  # the oracle loops over clients on purpose
     # The raw samples, duplicate negatives included: the rows' weights must match.
     pos = sim.dataset.train.row(user)
-    neg = sim.negatives.row(user)
+    neg = sim.data.negatives.row(user)
     opt = jax.tree.map(lambda x: x[user], state.clients.opt_state)
     u, _, rows, mlp = reference.client_reference(
         cfg.model, public, state.clients.user_emb[user], tx, opt, pos, neg,
@@ -73,9 +74,9 @@ def test_round_equals_reference_loop(dataset, local_epochs):
   users, _ = sim.epoch_rounds(0)[0]
   slots, plan = sim.round_slots(users)
   assert len(plan.lengths) > 1  # several buckets are exercised
-  phase = jax.jit(make_client_phase(cfg, sim.method, dataset.num_users),
+  phase = jax.jit(make_client_phase(sim.task, dataset.num_users),
                   static_argnames=("lengths",))
-  clients, parts = phase(state.server.params, (), state.clients, sim.device_data, slots,
+  clients, parts, _ = phase(state.server.params, (), state.clients, sim.device_data, slots,
                          lengths=plan.lengths, key=jax.random.key(0))
   uploads = uploads_from_parts(parts)
   slot_users = np.concatenate(slots)
@@ -90,7 +91,7 @@ def test_round_equals_reference_loop(dataset, local_epochs):
     np.testing.assert_allclose(clients.user_emb[user], ref_u[int(user)], rtol=1e-5, atol=1e-6)
   slot_of = {int(u): i for i, u in enumerate(slot_users) if u >= 0}
   for user, m in zip(users, ref_mlp):
-    got_mlp = jax.tree.map(lambda x: np.asarray(x[slot_of[int(user)]]), uploads.mlp)
+    got_mlp = jax.tree.map(lambda x: np.asarray(x[slot_of[int(user)]]), uploads.net)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                  got_mlp, m)
 
@@ -104,7 +105,7 @@ def test_round_equals_reference_loop(dataset, local_epochs):
                              rtol=1e-5, atol=1e-6)
   jax.tree.map(lambda new, old, g: np.testing.assert_allclose(new, np.asarray(old) - lr * g,
                                                               rtol=1e-5, atol=1e-6),
-               server.params.mlp, state.server.params.mlp, mlp)
+               server.params.net, state.server.params.net, mlp)
   untouched = ~touched
   np.testing.assert_array_equal(np.asarray(server.params.item_emb)[untouched],
                                 np.asarray(state.server.params.item_emb)[untouched])
@@ -132,18 +133,18 @@ def test_minibatch_round_equals_reference_loop(dataset, name):
   sim = Simulator(cfg, dataset)
   state = sim.init()
   users, _ = sim.epoch_rounds(0)[0]
-  assert sim.client_data.num_rows[users].max() > 3 * local.batch_size  # several batches
+  assert sim.data.client_data.num_rows[users].max() > 3 * local.batch_size  # several batches
   slots, plan = sim.round_slots(users)
-  phase = jax.jit(make_client_phase(cfg, sim.method, dataset.num_users),
+  phase = jax.jit(make_client_phase(sim.task, dataset.num_users),
                   static_argnames=("lengths",))
   key = jax.random.key(0)
-  clients, parts = phase(state.server.params, (), state.clients, sim.device_data, slots,
+  clients, parts, _ = phase(state.server.params, (), state.clients, sim.device_data, slots,
                          lengths=plan.lengths, key=key)
   uploads = uploads_from_parts(parts)
   slot_users = np.concatenate(slots)
   got = _uploads_by_client(uploads, slot_users)
   slot_of = {int(u): i for i, u in enumerate(slot_users) if u >= 0}
-  data = sim.client_data
+  data = sim.data.client_data
   tx = user_optimizer(local)
   # The oracle loops over clients on purpose: the longest three (several batches, every
   # bucket's padding) and the shortest three suffice and keep the test quick.
@@ -159,7 +160,7 @@ def test_minibatch_round_equals_reference_loop(dataset, name):
     assert sorted(got[int(user)]) == sorted(rows)
     for item, g in rows.items():
       np.testing.assert_allclose(got[int(user)][item], g, rtol=1e-4, atol=1e-6)
-    got_mlp = jax.tree.map(lambda x: np.asarray(x[slot_of[int(user)]]), uploads.mlp)
+    got_mlp = jax.tree.map(lambda x: np.asarray(x[slot_of[int(user)]]), uploads.net)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  got_mlp, mlp)
 
@@ -171,15 +172,15 @@ def test_invariant_to_padding_and_client_order(dataset, local):
   users, _ = sim.epoch_rounds(0)[0]
   base_p, base_u = _one_round(sim, sim.init(), users)
   # Extra padding: one bucket, twice the longest client, with 4 spare slots.
-  longest = int(sim.client_data.num_rows[users].max())
-  wide = clients_lib.BucketPlan((2 * longest,), (len(users) + 4,))
+  longest = int(sim.data.client_data.num_rows[users].max())
+  wide = scheduling.BucketPlan((2 * longest,), (len(users) + 4,))
   wide_p, wide_u = _one_round(sim, sim.init(), users, plan=wide)
   # Another order of the same clients.
   rev_p, rev_u = _one_round(sim, sim.init(), users[::-1].copy())
   for p, u in ((wide_p, wide_u), (rev_p, rev_u)):
     np.testing.assert_allclose(p.item_emb, base_p.item_emb, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                 p.mlp, base_p.mlp)
+                 p.net, base_p.net)
     np.testing.assert_allclose(u, base_u, rtol=1e-5, atol=1e-6)
 
 
@@ -191,19 +192,32 @@ def test_rounds_compile_once_and_cover_every_client(dataset):
     assert sorted(seen.tolist()) == list(range(dataset.num_users))
     state, m = sim.run_epoch(state)
     state, m = sim.run_epoch(state)
-    assert m["rounds"] == clients_lib.num_rounds(dataset.num_users, 16)
+    assert m["rounds"] == scheduling.num_rounds(dataset.num_users, 16)
     if assignment == "stratified":
       assert sim.round_step._cache_size() == 1
     assert np.isfinite(np.asarray(state.server.params.item_emb)).all()
 
 
+def test_fresh_negatives_every_epoch_compile_the_round_once(dataset):
+  # A fresh draw changes the clients' row counts; the plan is sized for every draw.
+  sim = Simulator(small_config(resample_negatives=True, num_negatives=2), dataset)
+  state = sim.init()
+  rows = []
+  for _ in range(3):
+    state, _ = sim.run_epoch(state)
+    rows.append(sim.data.num_rows.copy())
+  assert any((a != b).any() for a, b in zip(rows, rows[1:]))  # the draws differ
+  assert sim.round_step._cache_size() == 1  # pylint: disable=protected-access
+  assert np.isfinite(np.asarray(state.server.params.item_emb)).all()
+
+
 def test_stratified_plan_fits_every_round():
   rng = np.random.default_rng(0)
   lengths = np.minimum(rng.zipf(1.6, size=3001) * 5, 4000)
-  plan = clients_lib.stratified_plan(lengths, 256, max_buckets=6)
+  plan = scheduling.stratified_plan(lengths, 256, max_buckets=6)
   assert len(plan.lengths) <= 6
   for epoch in range(3):
-    rounds = clients_lib.stratified_rounds(lengths, 256, np.random.default_rng(epoch))
+    rounds = scheduling.stratified_rounds(lengths, 256, np.random.default_rng(epoch))
     assert sorted(np.concatenate(rounds).tolist()) == list(range(len(lengths)))
     for r in rounds:
       assert plan.fits(np.sort(lengths[r])[::-1])
@@ -211,10 +225,10 @@ def test_stratified_plan_fits_every_round():
 
 def test_uniform_plan_falls_back_to_exact_plan():
   lengths = np.array([1000] * 5 + [10] * 95)
-  plan = clients_lib.plan_buckets(lengths, 10, num_draws=4, seed=0)
+  plan = scheduling.plan_buckets(lengths, 10, num_draws=4, seed=0)
   heavy = np.sort(lengths[:10])[::-1]  # five heavy clients in one chunk
-  grid = clients_lib.length_grid(1000)
-  exact = clients_lib.exact_plan(heavy, 10, grid)
+  grid = scheduling.length_grid(1000)
+  exact = scheduling.exact_plan(heavy, 10, grid)
   assert exact.fits(heavy)
   assert exact.padded_samples <= 5 * 1000 * 1.5 + 5 * 16
 

@@ -64,7 +64,7 @@ def fedavg_mlp(uploads: Uploads, convention: str) -> PyTree:
                           precision=jax.lax.Precision.HIGHEST)
     return _safe_div(total, den)
 
-  return jax.tree.map(leaf_fn, uploads.mlp)
+  return jax.tree.map(leaf_fn, uploads.net)
 
 
 def fedavg_aggregate(uploads: Uploads, num_items: int, convention: str) -> Aggregate:
@@ -72,7 +72,7 @@ def fedavg_aggregate(uploads: Uploads, num_items: int, convention: str) -> Aggre
   item_grad, counts = fedavg_rows(uploads, num_items, convention)
   item_grad, touched = finish_rows(item_grad, counts)
   return Aggregate(item_grad=item_grad, item_touched=touched,
-                   mlp=fedavg_mlp(uploads, convention))
+                   net=fedavg_mlp(uploads, convention))
 
 
 def fedavg(num_items: int, convention: str = "sum",

@@ -55,10 +55,10 @@ def hics(num_items: int, client_clip: float = 1.0, row_clip: float = 1.0,
     row_sq = jnp.sum(jnp.square(uploads.row_grad), axis=-1)
     client_sq = jax.ops.segment_sum(row_sq, clients, 
                                     num_segments=uploads.client_mask.shape[0])
-    client_norm = jnp.sqrt(client_sq + client_mlp_sq_norm(uploads.mlp))
+    client_norm = jnp.sqrt(client_sq + client_mlp_sq_norm(uploads.net))
     scale = clip_scale(client_norm, client_clip)
     clipped = uploads._replace(row_grad=uploads.row_grad * scale[clients][:, None],
-                               mlp=scale_mlp(uploads.mlp, scale))
+                               net=scale_mlp(uploads.net, scale))
 
     item_grad, counts = fedavg_rows(clipped, num_items, convention)
     row_norm = jnp.linalg.norm(item_grad, axis=-1)
@@ -66,7 +66,7 @@ def hics(num_items: int, client_clip: float = 1.0, row_clip: float = 1.0,
     touched = counts >= min_uploaders
     item_grad = jnp.where(touched[:, None], item_grad, 0.0)
     aggregate = Aggregate(item_grad=item_grad, item_touched=touched,
-                          mlp=fedavg_mlp(clipped, convention))
+                          net=fedavg_mlp(clipped, convention))
 
     metrics = base_metrics(num_rejected, touched)
     real_clients = jnp.sum(uploads.client_mask)

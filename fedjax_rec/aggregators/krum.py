@@ -166,7 +166,7 @@ def krum(num_items: int, num_byzantine: int = 1, convention: str = "sum",
                                            block_items)
     item_grad, touched = finish_rows(rescale_rows(mean_like, counts, convention), counts)
 
-    flat, unflatten = flatten_clients(uploads.mlp)
+    flat, unflatten = flatten_clients(uploads.net)
     mlp_mean_like, mlp_chosen = krum_block(flat[None], uploads.client_mask[None],
                                            num_byzantine)
     mlp = rescale_mlp(unflatten(mlp_mean_like[0]), jnp.sum(uploads.client_mask), convention)
@@ -178,7 +178,7 @@ def krum(num_items: int, num_byzantine: int = 1, convention: str = "sum",
     metrics["krum_mlp_chosen_malicious"] = (
         (mlp_chosen >= 0) & uploads.client_malicious[jnp.maximum(mlp_chosen, 0)]).astype(
             jnp.int32)
-    aggregate = Aggregate(item_grad=item_grad, item_touched=touched, mlp=mlp)
+    aggregate = Aggregate(item_grad=item_grad, item_touched=touched, net=mlp)
     return aggregate, metrics
 
   return stateless(apply)

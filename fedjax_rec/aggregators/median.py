@@ -88,9 +88,9 @@ def median(num_items: int, convention: str = "sum",
     item_grad = rescale_rows(map_keys(block_median, raw_row_grad, groups), groups.counts,
                              convention)
     item_grad, touched = finish_rows(item_grad, groups.counts)
-    mlp = rescale_mlp(map_client_keys(block_median, uploads.mlp, uploads.client_mask),
+    mlp = rescale_mlp(map_client_keys(block_median, uploads.net, uploads.client_mask),
                       jnp.sum(uploads.client_mask), convention)
-    aggregate = Aggregate(item_grad=item_grad, item_touched=touched, mlp=mlp)
+    aggregate = Aggregate(item_grad=item_grad, item_touched=touched, net=mlp)
     return aggregate, base_metrics(num_rejected, touched)
 
   return stateless(apply)

@@ -44,7 +44,7 @@ def client_mlp_sq_norm(mlp: PyTree) -> Array:
   """[C] squared global L2 norm of each client's MLP gradient (leaves [C, ...])."""
   leaves = jax.tree.leaves(mlp)
   if not leaves:
-    raise ValueError("uploads.mlp has no leaves.")
+    raise ValueError("uploads.net has no leaves.")
   return sum(jnp.sum(jnp.square(x).reshape(x.shape[0], -1), axis=-1) for x in leaves)
 
 
@@ -98,15 +98,15 @@ def norm_bound(num_items: int, clip_norm: float = DEFAULT_CLIP_NORM,
   def apply(uploads):
     uploads, num_rejected = validate(uploads, max_abs)
     row_norm = jnp.linalg.norm(uploads.row_grad, axis=-1)
-    mlp_norm = jnp.sqrt(client_mlp_sq_norm(uploads.mlp))
+    mlp_norm = jnp.sqrt(client_mlp_sq_norm(uploads.net))
     if clip_quantile is not None:
       row_bound = masked_quantile(row_norm, uploads.row_mask, clip_quantile)
       mlp_bound = masked_quantile(mlp_norm, uploads.client_mask, clip_quantile)
     else:
       row_bound = mlp_bound = jnp.float32(clip_norm)
     row_grad = uploads.row_grad * clip_scale(row_norm, row_bound)[:, None]
-    mlp = scale_mlp(uploads.mlp, clip_scale(mlp_norm, mlp_bound))
-    clipped = fedavg_aggregate(uploads._replace(row_grad=row_grad, mlp=mlp), num_items,
+    mlp = scale_mlp(uploads.net, clip_scale(mlp_norm, mlp_bound))
+    clipped = fedavg_aggregate(uploads._replace(row_grad=row_grad, net=mlp), num_items,
                                convention)
 
     real_rows = jnp.sum(uploads.row_mask)

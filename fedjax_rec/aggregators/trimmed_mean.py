@@ -85,14 +85,14 @@ def trimmed_mean(num_items: int, num_trim: int = 1, convention: str = "sum",
     item_grad, touched = finish_rows(rescale_rows(mean_like, groups.counts, convention),
                                      groups.counts)
     num_clients = jnp.sum(uploads.client_mask)
-    mlp = rescale_mlp(map_client_keys(stat, uploads.mlp, uploads.client_mask),
+    mlp = rescale_mlp(map_client_keys(stat, uploads.net, uploads.client_mask),
                       num_clients, convention)
     metrics = base_metrics(num_rejected, touched)
     fallback = touched & (groups.counts <= 2 * num_trim)
     metrics["fallback_rows"] = jnp.sum(fallback).astype(jnp.int32)
     metrics["mlp_fallback"] = ((num_clients > 0) & (num_clients <= 2 * num_trim)).astype(
         jnp.int32)
-    aggregate = Aggregate(item_grad=item_grad, item_touched=touched, mlp=mlp)
+    aggregate = Aggregate(item_grad=item_grad, item_touched=touched, net=mlp)
     return aggregate, metrics
 
   return stateless(apply)

@@ -45,7 +45,7 @@ def validate(uploads: Uploads, max_abs: float | None = 1e6) -> tuple[Uploads, Ar
   bad_rows_per_client = jax.ops.segment_sum(
       row_bad.astype(jnp.int32), clients, num_segments=num_clients)
   client_bad = bad_rows_per_client > 0
-  for leaf in jax.tree.leaves(uploads.mlp):
+  for leaf in jax.tree.leaves(uploads.net):
     leaf_bad = _bad(leaf, max_abs).reshape(num_clients, -1)
     client_bad = client_bad | jnp.any(leaf_bad, axis=-1)
   weight = uploads.client_weight
@@ -57,11 +57,11 @@ def validate(uploads: Uploads, max_abs: float | None = 1e6) -> tuple[Uploads, Ar
 
   mlp = jax.tree.map(
       lambda x: jnp.where(leaf_client_mask(client_mask, x), x, jnp.zeros_like(x)),
-      uploads.mlp)
+      uploads.net)
   cleaned = uploads._replace(
       row_grad=jnp.where(row_mask[:, None], uploads.row_grad, 0.0),
       row_mask=row_mask,
-      mlp=mlp,
+      net=mlp,
       client_weight=jnp.where(client_mask, weight, 0.0),
       client_mask=client_mask,
   )

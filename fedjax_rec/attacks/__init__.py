@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from fedjax_rec.attacks.base import Attack, AttackUpload
+from fedjax_rec.attacks.base import Attack
 
 # name -> builder(model_config, targets, **kwargs) -> Attack; filled by the modules.
 ATTACKS: dict[str, Callable[..., Attack]] = {}
@@ -24,4 +24,4 @@ ATTACKS["a_hum"] = a_hum.make_a_hum
 ATTACKS["a_ra"] = a_hum.make_a_ra
 ATTACKS["psmu"] = psmu.make_psmu
 
-__all__ = ["ATTACKS", "Attack", "AttackUpload", "make_attack", "select_targets"]
+__all__ = ["ATTACKS", "Attack", "make_attack", "select_targets"]

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedjax_rec.attacks.base import Attack, AttackUpload
+from fedjax_rec.attacks.base import Attack
+from fedjax_rec.task import ClientUpload
 from fedjax_rec.models import ncf
 from fedjax_rec.types import Array, PublicParams, PyTree
 
@@ -121,12 +122,12 @@ def _make(name: str, model_config: ncf.NCFConfig, targets, *, num_users: int, us
     target_rows = public.item_emb[target_ids]
     users = draw_users(key_users, num_users, dim, user_std)
     if hard_steps > 0:
-      users = hard_users(model_config, public.mlp, target_rows, users, hard_steps, hard_lr)
+      users = hard_users(model_config, public.net, target_rows, users, hard_steps, hard_lr)
     users = jax.lax.stop_gradient(users)
     g_rows, g_mlp = jax.grad(lambda r, m: poison_loss(model_config, users, r, m),
-                             argnums=(0, 1))(target_rows, public.mlp)
-    up = AttackUpload(row_item=target_ids, row_grad=g_rows,
-                      row_mask=jnp.ones((num_targets,), bool), mlp=g_mlp,
+                             argnums=(0, 1))(target_rows, public.net)
+    up = ClientUpload(row_item=target_ids, row_grad=g_rows,
+                      row_mask=jnp.ones((num_targets,), bool), net=g_mlp,
                       weight=jnp.asarray(num_users * num_targets, jnp.float32))
     return state, up
 

@@ -11,34 +11,18 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from fedjax_rec.task import ClientUpload
 from fedjax_rec.types import Array, PublicParams, PyTree
-
-
-class AttackUpload(NamedTuple):
-  """One attacker's upload.
-
-  Attributes:
-    row_item: [R] item ids it uploads (each at most once).
-    row_grad: [R, d] their gradients.
-    row_mask: [R] real rows.
-    mlp: its MLP gradient.
-    weight: [] the sample count it claims (for weighted FedAvg).
-  """
-
-  row_item: Array
-  row_grad: Array
-  row_mask: Array
-  mlp: PyTree
-  weight: Array
 
 
 class Attack(NamedTuple):
   """Attributes:
     name: the attack's name.
     init: `(key, num_attackers, public) -> state`, every leaf `[num_attackers, ...]`.
-    update: `(public, ctx, state, key) -> (state, AttackUpload)` for ONE attacker.
+    update: `(public, ctx, state, key) -> (state, ClientUpload)` for ONE attacker
+      (the benign client's upload type).
   """
 
   name: str
   init: Callable[[Array, int, PublicParams], PyTree]
-  update: Callable[[PublicParams, PyTree, PyTree, Array], tuple[PyTree, AttackUpload]]
+  update: Callable[[PublicParams, PyTree, PyTree, Array], tuple[PyTree, ClientUpload]]

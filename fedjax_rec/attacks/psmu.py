@@ -36,7 +36,8 @@ import optax
 
 from fedjax_rec.attacks.a_hum import (bce, check_count, check_positive, check_targets,
                                       check_targets_in_catalogue)
-from fedjax_rec.attacks.base import Attack, AttackUpload
+from fedjax_rec.attacks.base import Attack
+from fedjax_rec.task import ClientUpload
 from fedjax_rec.models import ncf
 from fedjax_rec.types import Array, PublicParams, PyTree
 
@@ -130,7 +131,7 @@ def make_psmu(model_config: ncf.NCFConfig, targets, *, num_items: int | None = N
     n = public.item_emb.shape[0]
     check_catalogue(n)
     key_neg, _ = jax.random.split(key)
-    mlp = public.mlp
+    mlp = public.net
     held = jnp.concatenate([target_ids, state.filler_items])  # [P]
     num_held = held.shape[0]
 
@@ -167,7 +168,7 @@ def make_psmu(model_config: ncf.NCFConfig, targets, *, num_items: int | None = N
 
     g_rows, g_mlp = jax.grad(poison, argnums=(0, 1))(public.item_emb[candidates], mlp)
     row_item, row_grad, row_mask = merge_duplicate_rows(candidates, g_rows)
-    up = AttackUpload(row_item=row_item, row_grad=row_grad, row_mask=row_mask, mlp=g_mlp,
+    up = ClientUpload(row_item=row_item, row_grad=row_grad, row_mask=row_mask, net=g_mlp,
                       weight=jnp.asarray(candidates.shape[0], jnp.float32))
     return PSMUState(user_emb=u, filler_items=state.filler_items), up
 

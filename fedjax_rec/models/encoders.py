@@ -104,7 +104,7 @@ def init_public(key: Array, config: EncoderConfig, num_items: int) -> PublicPara
   """`PublicParams(V [num_items, d] ~ N(0, std²), encoder params)`."""
   key_v, key_enc = jax.random.split(key)
   item_emb = config.embed_init_std * jax.random.normal(key_v, (num_items, config.embed_dim))
-  return PublicParams(item_emb=item_emb, mlp=make_encoder(config).init(key_enc))
+  return PublicParams(item_emb=item_emb, net=make_encoder(config).init(key_enc))
 
 
 def lookup(rows: Array, mask_token: Array, idx: Array, mask: Array) -> Array:

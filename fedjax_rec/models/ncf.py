@@ -70,7 +70,7 @@ def init_public(key: Array, config: NCFConfig, num_items: int) -> PublicParams:
   d = config.embed_dim
   item_emb = config.embed_init_std * jax.random.normal(key_v, (num_items, d))
   mlp = mlp_module(config).init(key_mlp, jnp.zeros((1, d)), jnp.zeros((1, d)))
-  return PublicParams(item_emb=item_emb, mlp=mlp)
+  return PublicParams(item_emb=item_emb, net=mlp)
 
 
 def init_user_emb(key: Array, config: NCFConfig, num_users: int) -> Array:

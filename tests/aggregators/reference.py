@@ -22,7 +22,7 @@ def accepted_clients(uploads, max_abs):
   row_mask = np.asarray(uploads.row_mask)
   row_client = np.asarray(uploads.row_client)
   row_grad = _np(uploads.row_grad)
-  leaves = [_np(x) for x in jax.tree.leaves(uploads.mlp)]
+  leaves = [_np(x) for x in jax.tree.leaves(uploads.net)]
   weight = _np(uploads.client_weight)
 
   def bad(v):
@@ -67,7 +67,7 @@ def per_item(uploads, accepted, num_items):
 
 def mlp_matrix(uploads):
   """[C, P] flattened MLP per client and the leaf shapes (jax.tree.leaves order)."""
-  leaves = [_np(x) for x in jax.tree.leaves(uploads.mlp)]
+  leaves = [_np(x) for x in jax.tree.leaves(uploads.net)]
   num_clients = leaves[0].shape[0]
   flat = np.concatenate([x.reshape(num_clients, -1) for x in leaves], axis=1)
   return flat, [x.shape[1:] for x in leaves]

@@ -71,7 +71,7 @@ def assert_matches_oracle(name, convention, kw, uploads):
   item_grad, touched, mlp_leaves, extra = oracle(name, convention, kw, uploads)
   np.testing.assert_array_equal(np.asarray(aggregate.item_touched), touched)
   np.testing.assert_allclose(np.asarray(aggregate.item_grad), item_grad, atol=1e-5, rtol=1e-5)
-  for got, want in zip(jax.tree.leaves(aggregate.mlp), mlp_leaves, strict=True):
+  for got, want in zip(jax.tree.leaves(aggregate.net), mlp_leaves, strict=True):
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, rtol=1e-5)
   for key, want in extra.items():
     np.testing.assert_allclose(metrics[key], want, atol=1e-6, err_msg=key)
@@ -121,7 +121,7 @@ def test_all_padding_round():
     aggregate, metrics = run(name, "sum", kw, uploads)
     assert not np.any(np.asarray(aggregate.item_touched))
     assert np.all(np.asarray(aggregate.item_grad) == 0)
-    for leaf in jax.tree.leaves(aggregate.mlp):
+    for leaf in jax.tree.leaves(aggregate.net):
       assert np.all(np.asarray(leaf) == 0)
     assert metrics["rejected"] == 0
 
@@ -153,7 +153,7 @@ def test_client_permutation_invariance(name, kw):
                                  atol=1e-5)
       if len(accepted) == f + 3:
         continue
-      for x, y in zip(jax.tree.leaves(a.mlp), jax.tree.leaves(b.mlp)):
+      for x, y in zip(jax.tree.leaves(a.net), jax.tree.leaves(b.net)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
       if name == "krum" and ma["krum_mlp_chosen"] >= 0:
         assert mb["krum_mlp_chosen"] == perm[ma["krum_mlp_chosen"]]
@@ -168,7 +168,7 @@ def test_krum_ties_pick_lowest_slot():
     aggregate, _, metrics = apply(u, ())
     assert float(aggregate.item_grad[0, 0]) == want
     assert int(metrics["krum_mlp_chosen"]) == 0
-    assert float(aggregate.mlp["w"][0]) == want
+    assert float(aggregate.net["w"][0]) == want
 
 
 def test_krum_identical_uploads_and_outlier():
@@ -204,9 +204,9 @@ def _poison(uploads, client, kind):
   if kind == "nan_weight":
     return uploads._replace(client_weight=uploads.client_weight.at[client].set(np.nan))
   value = np.nan if kind == "nan_mlp" else 1e30
-  mlp = dict(uploads.mlp)
+  mlp = dict(uploads.net)
   mlp["w"] = mlp["w"].at[client, 1, 2].set(value)
-  return uploads._replace(mlp=mlp)
+  return uploads._replace(net=mlp)
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
@@ -225,7 +225,7 @@ def test_bad_client_rejected_everywhere(kind):
     assert np.all(np.isfinite(np.asarray(a.item_grad)))
     np.testing.assert_array_equal(np.asarray(a.item_touched), np.asarray(b.item_touched))
     np.testing.assert_allclose(np.asarray(a.item_grad), np.asarray(b.item_grad), atol=1e-6)
-    for x, y in zip(jax.tree.leaves(a.mlp), jax.tree.leaves(b.mlp)):
+    for x, y in zip(jax.tree.leaves(a.net), jax.tree.leaves(b.net)):
       assert np.all(np.isfinite(np.asarray(x)))
       np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
     assert_matches_oracle(name, "weighted", kw, poisoned)
@@ -252,7 +252,7 @@ def test_hics_sparsification_and_clipping():
       row_item=jnp.asarray([0, 0, 1, 2], jnp.int32),
       row_grad=jnp.asarray([[3.0, 4.0], [0.0, 1.0], [7.0, 7.0], [9.0, 9.0]]),
       row_mask=jnp.asarray([True, True, True, False]),
-      mlp={"w": jnp.zeros((3, 2))},
+      net={"w": jnp.zeros((3, 2))},
       client_weight=jnp.ones((3,)),
       client_mask=jnp.ones((3,), bool),
       client_malicious=jnp.zeros((3,), bool),
@@ -280,7 +280,7 @@ def _three_rows() -> Uploads:
       row_item=jnp.asarray([0, 0, 1, 1], jnp.int32),
       row_grad=jnp.asarray([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0], [100.0, 0.0]]),
       row_mask=jnp.asarray([True, True, True, False]),
-      mlp={"w": jnp.asarray([[0.0, 3.0], [0.0, 1.0]])},
+      net={"w": jnp.asarray([[0.0, 3.0], [0.0, 1.0]])},
       client_weight=jnp.ones((2,)),
       client_mask=jnp.ones((2,), bool),
       client_malicious=jnp.zeros((2,), bool),
@@ -295,7 +295,7 @@ def test_norm_bound_clipped_share():
   assert np.asarray(aggregate.item_touched).tolist() == [True, True]
   np.testing.assert_allclose(metrics["clipped_share"], 1 / 3)
   np.testing.assert_allclose(metrics["mlp_clipped_share"], 1 / 2)
-  np.testing.assert_allclose(np.asarray(aggregate.mlp["w"]), [0.0, 3.0])
+  np.testing.assert_allclose(np.asarray(aggregate.net["w"]), [0.0, 3.0])
 
 
 @pytest.mark.parametrize("name", agg_lib.AGGREGATORS)
@@ -310,13 +310,13 @@ def test_norm_bound_adaptive_median():
   aggregate, _, metrics = jax.jit(agg_lib.norm_bound(2, clip_quantile=0.5).apply)(u, ())
   np.testing.assert_allclose(np.asarray(aggregate.item_grad), [[0.6, 1.8], [0.0, 0.0]],
                              rtol=1e-6)
-  np.testing.assert_allclose(np.asarray(aggregate.mlp["w"]), [0.0, 3.0], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(aggregate.net["w"]), [0.0, 3.0], rtol=1e-6)
   np.testing.assert_allclose(metrics["row_bound"], 1.0)
   np.testing.assert_allclose(metrics["mlp_bound"], 2.0)
   np.testing.assert_allclose(metrics["clipped_share"], 1 / 3)
   np.testing.assert_allclose(metrics["mlp_clipped_share"], 1 / 2)
   # A rejected client (NaN) leaves the bound to the others: rows 1, 0 -> 0.5; MLP 1.
-  bad = u._replace(mlp={"w": jnp.asarray([[jnp.nan, 3.0], [0.0, 1.0]])})
+  bad = u._replace(net={"w": jnp.asarray([[jnp.nan, 3.0], [0.0, 1.0]])})
   _, _, metrics = jax.jit(agg_lib.norm_bound(2, clip_quantile=0.5).apply)(bad, ())
   np.testing.assert_allclose(metrics["row_bound"], 0.5)
   np.testing.assert_allclose(metrics["mlp_bound"], 1.0)

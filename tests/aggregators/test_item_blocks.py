@@ -98,7 +98,7 @@ def wide_round(seed, *, int_values):
       row_item=jnp.asarray(cat([r[1] for r in rows], rng.integers(0, 9, 5)), jnp.int32),
       row_grad=jnp.asarray(np.concatenate([row_grad, pad])[perm]),
       row_mask=jnp.asarray(cat(np.ones(len(rows), bool), np.zeros(5, bool))),
-      mlp={k: jnp.asarray(v) for k, v in mlp.items()},
+      net={k: jnp.asarray(v) for k, v in mlp.items()},
       client_weight=jnp.asarray(np.where(client_mask, 1.0, 0.0), jnp.float32),
       client_mask=jnp.asarray(client_mask),
       client_malicious=jnp.zeros((num_clients,), bool),
@@ -124,7 +124,7 @@ def test_wide_round_matches_oracle(name, kw):
     np.testing.assert_array_equal(np.asarray(aggregate.item_touched), touched)
     np.testing.assert_allclose(np.asarray(aggregate.item_grad), item_grad, rtol=1e-5,
                                atol=1e-4)
-    for got, want in zip(jax.tree.leaves(aggregate.mlp), mlp_leaves, strict=True):
+    for got, want in zip(jax.tree.leaves(aggregate.net), mlp_leaves, strict=True):
       np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-4)
     for key, want in extra.items():
       np.testing.assert_allclose(np.asarray(metrics[key]), want, err_msg=key)

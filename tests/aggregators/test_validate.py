@@ -20,7 +20,7 @@ def _round():
       row_item=jnp.asarray([0, 1, 0, 1, 2], jnp.int32),
       row_grad=jnp.asarray([[1.0, 2.0], [3.0, 4.0], [nan, 0.0], [1e30, 0.0], [nan, nan]]),
       row_mask=jnp.asarray([True, True, True, True, False]),
-      mlp={"w": jnp.asarray([[1.0], [2.0], [3.0], [nan]])},
+      net={"w": jnp.asarray([[1.0], [2.0], [3.0], [nan]])},
       client_weight=jnp.asarray([1.0, 2.0, 3.0, 0.0]),
       client_mask=jnp.asarray([True, True, True, False]),
       client_malicious=jnp.zeros((4,), bool),
@@ -34,7 +34,7 @@ def test_validate_rejects_and_zeroes():
   assert np.asarray(cleaned.row_mask).tolist() == [True, True, False, False, False]
   np.testing.assert_array_equal(np.asarray(cleaned.row_grad),
                                 [[1, 2], [3, 4], [0, 0], [0, 0], [0, 0]])
-  np.testing.assert_array_equal(np.asarray(cleaned.mlp["w"]), [[1], [0], [0], [0]])
+  np.testing.assert_array_equal(np.asarray(cleaned.net["w"]), [[1], [0], [0], [0]])
   np.testing.assert_array_equal(np.asarray(cleaned.client_weight), [1, 0, 0, 0])
 
 

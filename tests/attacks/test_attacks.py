@@ -67,7 +67,7 @@ def _mlp_forward(mlp, u, v):
 
 def _mean_target_logit(public, targets, key, n=200):
   users = 0.01 * jax.random.normal(key, (n, CFG.embed_dim))
-  return float(jnp.mean(a_hum_lib.pair_logits(CFG, public.mlp, users,
+  return float(jnp.mean(a_hum_lib.pair_logits(CFG, public.net, users,
                                                public.item_emb[jnp.asarray(targets)])))
 
 
@@ -124,7 +124,7 @@ def test_ahum_rows_are_targets(public, name):
   np.testing.assert_array_equal(up.row_item, TARGETS)
   assert up.row_mask.dtype == jnp.bool_ and bool(jnp.all(up.row_mask))
   assert up.row_grad.shape == (len(TARGETS), CFG.embed_dim)
-  assert jax.tree.structure(up.mlp) == jax.tree.structure(public.mlp)
+  assert jax.tree.structure(up.net) == jax.tree.structure(public.net)
   assert float(up.weight) == 10 * len(TARGETS)
   assert np.all(np.isfinite(up.row_grad)) and float(jnp.abs(up.row_grad).sum()) > 0
 
@@ -166,12 +166,12 @@ def test_psmu_rows_are_targets_and_cosine_alternatives(public):
                          for ids in alt_lists])
     return (jnp.mean(jax.nn.softplus(-t)) + jnp.mean(jax.nn.softplus(a)))
 
-  g_v, g_mlp = jax.jit(jax.grad(loss, argnums=(0, 1)))(pub.item_emb, pub.mlp)
+  g_v, g_mlp = jax.jit(jax.grad(loss, argnums=(0, 1)))(pub.item_emb, pub.net)
   dense = np.zeros((NUM_ITEMS, CFG.embed_dim), np.float32)
   np.add.at(dense, rows, np.asarray(up.row_grad)[np.asarray(up.row_mask)])
   np.testing.assert_allclose(dense, g_v, atol=1e-6, rtol=1e-4)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4),
-               up.mlp, g_mlp)
+               up.net, g_mlp)
   assert float(up.weight) == len(TARGETS) * (1 + k)
 
 
@@ -183,9 +183,9 @@ _HARD = jax.jit(lambda mlp, rows, users, lr: a_hum_lib.hard_users(CFG, mlp, rows
 def test_hard_users_lower_target_scores(public, lr):
   rows = public.item_emb[jnp.asarray(TARGETS)]
   users = a_hum_lib.draw_users(jax.random.key(4), 10, CFG.embed_dim, 0.01)
-  hard = _HARD(public.mlp, rows, users, lr)
-  before = jax.nn.sigmoid(a_hum_lib.pair_logits(CFG, public.mlp, users, rows))
-  after = jax.nn.sigmoid(a_hum_lib.pair_logits(CFG, public.mlp, hard, rows))
+  hard = _HARD(public.net, rows, users, lr)
+  before = jax.nn.sigmoid(a_hum_lib.pair_logits(CFG, public.net, users, rows))
+  after = jax.nn.sigmoid(a_hum_lib.pair_logits(CFG, public.net, hard, rows))
   assert float(after.mean()) < float(before.mean())
 
 
@@ -201,8 +201,8 @@ def test_poison_direction_raises_targets(public, name):
   for step in range(5):
     one, up = update(pub, (), one, jax.random.key(step))
     v = pub.item_emb.at[up.row_item].add(-lr * jnp.where(up.row_mask[:, None], up.row_grad, 0))
-    mlp = jax.tree.map(lambda p, g: p - lr * g, pub.mlp, up.mlp)
-    pub = pub._replace(item_emb=v, mlp=mlp)
+    mlp = jax.tree.map(lambda p, g: p - lr * g, pub.net, up.net)
+    pub = pub._replace(item_emb=v, net=mlp)
   assert _mean_target_logit(pub, TARGETS, probe) > before + 1e-3
 
 
@@ -231,16 +231,16 @@ def test_ahum_matches_plain_reference(public):
   for i in range(num_users):
     u = users[i]
     for _ in range(steps):
-      u = u - lr * step_grad(u, rows, pub.mlp)
+      u = u - lr * step_grad(u, rows, pub.net)
     hard.append(u)
 
   def total_loss(rows, mlp):
     return sum((1 / num_users) * bce_loss(probs(u, rows, mlp), 1.0) for u in hard)
 
-  g_rows, g_mlp = jax.grad(total_loss, argnums=(0, 1))(rows, pub.mlp)
+  g_rows, g_mlp = jax.grad(total_loss, argnums=(0, 1))(rows, pub.net)
   np.testing.assert_allclose(up.row_grad, g_rows, atol=1e-5, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
-               up.mlp, g_mlp)
+               up.net, g_mlp)
   # The hard steps changed the answer (the reference is not trivially A-ra's).
   _, up_ra = compiled("a_ra").one(pub, key=21)
   assert not np.allclose(up_ra.row_grad, g_rows, atol=1e-5, rtol=1e-5)
@@ -309,7 +309,7 @@ def test_select_errors(spec, token):
 @pytest.fixture(scope="module")
 def tiny():
   from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
-  from fedjax_rec.simulation import SimConfig
+  from fedjax_rec.tasks.ncf.config import SimConfig
   ds = load_synthetic(SyntheticConfig(num_users=200, num_items=100, max_activity=60))
   target = tuple(int(t) for t in select_targets(ds.item_popularity(include_test=True),
                                                 "least_popular", 0))
@@ -350,4 +350,4 @@ def test_no_attackers_is_benign(tiny, benign_epoch):
   assert summary["num_malicious"] == 0
   np.testing.assert_array_equal(state.server.params.item_emb, base.server.params.item_emb)
   np.testing.assert_array_equal(state.clients.user_emb, base.clients.user_emb)
-  jax.tree.map(np.testing.assert_array_equal, state.server.params.mlp, base.server.params.mlp)
+  jax.tree.map(np.testing.assert_array_equal, state.server.params.net, base.server.params.net)

@@ -7,13 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from fedjax_rec.data import clients as clients_lib
+from fedjax_rec import scheduling
 
 
 def plan_over_every_slot(lengths, clients_per_round, max_buckets, multiple):
   """The O(max_buckets · slots²) programme: cuts allowed between any two slots."""
   lengths = np.sort(np.asarray(lengths, np.int64))[::-1]
-  r = clients_lib.num_rounds(len(lengths), clients_per_round)
+  r = scheduling.num_rounds(len(lengths), clients_per_round)
   need = -(-np.maximum(lengths[::r], 1) // multiple) * multiple
   slots = len(need)
   k_max = max(1, min(max_buckets, slots))
@@ -43,7 +43,7 @@ def test_equals_the_programme_over_every_slot(case):
   b = int(rng.integers(1, n + 5))
   lengths = rng.integers(0, int(rng.integers(1, 300)), n)
   max_buckets, multiple = int(rng.integers(1, 14)), int(rng.choice([1, 4, 8]))
-  plan = clients_lib.stratified_plan(lengths, b, max_buckets=max_buckets, multiple=multiple)
+  plan = scheduling.stratified_plan(lengths, b, max_buckets=max_buckets, multiple=multiple)
   assert (plan.lengths, plan.capacities) == plan_over_every_slot(lengths, b, max_buckets,
                                                                  multiple)
 
@@ -52,6 +52,6 @@ def test_large_rounds_plan_fast():
   rng = np.random.default_rng(0)
   lengths = np.clip(rng.lognormal(np.log(70), 0.8, 300_000), 25, 1500).astype(np.int64)
   t0 = time.perf_counter()
-  plan = clients_lib.stratified_plan(lengths, 65536, max_buckets=12)
+  plan = scheduling.stratified_plan(lengths, 65536, max_buckets=12)
   assert time.perf_counter() - t0 < 5.0  # every-slot programme: minutes
   assert plan.num_slots <= 65536 and len(plan.lengths) <= 12

@@ -13,12 +13,13 @@ import jax
 import numpy as np
 
 from fedjax_rec import sharding
-from fedjax_rec.client import LocalConfig
+from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
-from fedjax_rec.methods import METHODS
+from fedjax_rec.tasks.ncf.methods import METHODS
 from fedjax_rec.models.ncf import NCFConfig
 from fedjax_rec.server import ServerConfig
-from fedjax_rec.simulation import SimConfig, Simulator
+from fedjax_rec.simulation import Simulator
+from fedjax_rec.tasks.ncf.config import SimConfig
 
 
 def main():

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 from fedjax_rec.models.encoders import EncoderConfig
-from fedjax_rec.sequential.config import SeqConfig, method_config
-from fedjax_rec.sequential.data import load_seq_dataset
-from fedjax_rec.sequential.synthetic import SeqSyntheticConfig
+from fedjax_rec.tasks.sequential.config import SeqConfig, method_config
+from fedjax_rec.tasks.sequential.data import load_seq_dataset
+from fedjax_rec.tasks.sequential.synthetic import SeqSyntheticConfig
 from fedjax_rec.server import ServerConfig
 
 TINY_DATA = SeqSyntheticConfig(num_users=40, num_items=48, num_clusters=4, num_successors=2,

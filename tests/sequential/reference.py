@@ -8,8 +8,8 @@ import functools
 import jax
 import numpy as np
 
-from fedjax_rec.sequential.client import sample_negatives
-from fedjax_rec.sequential.objective import ClientInputs, make_objective
+from fedjax_rec.tasks.sequential.client import sample_negatives
+from fedjax_rec.tasks.sequential.objective import ClientInputs, make_objective
 
 
 def make_dense_client_grads(config, encoder, compiler_options=None):
@@ -31,7 +31,7 @@ def make_dense_client_grads(config, encoder, compiler_options=None):
                           neg_idx=neg, neg_mask=neg_mask, seq_idx=window[1:],
                           seq_mask=mask[1:])
     (g_items, g_enc), aux = jax.grad(objective, argnums=(0, 1), has_aux=True)(
-        public.item_emb, public.mlp, inputs, key_obj)
+        public.item_emb, public.net, inputs, key_obj)
     return g_items, g_enc, aux["u"], neg, neg_mask
 
   return grads
@@ -53,7 +53,7 @@ def weighted_round(dense_grads, public, windows, masks, keys, lr):
   """
   n, d = public.item_emb.shape
   num, den = np.zeros((n, d)), np.zeros(n)
-  enc_num = jax.tree.map(lambda x: np.zeros(x.shape), public.mlp)
+  enc_num = jax.tree.map(lambda x: np.zeros(x.shape), public.net)
   total = 0.0
   for window, mask, key in zip(windows, masks, keys):  # the oracle loops over clients
     g_items, g_enc, _, neg, neg_mask = dense_grads(public, window, mask, key)
@@ -64,7 +64,7 @@ def weighted_round(dense_grads, public, windows, masks, keys, lr):
     enc_num = jax.tree.map(lambda a, g, w=w: a + w * np.asarray(g), enc_num, g_enc)
     total += w
   item_grad = np.where(den[:, None] > 0, num / np.maximum(den, 1e-12)[:, None], 0.0)
-  mlp = jax.tree.map(lambda p, a: np.asarray(p) - lr * a / total, public.mlp, enc_num)
+  mlp = jax.tree.map(lambda p, a: np.asarray(p) - lr * a / total, public.net, enc_num)
   return np.asarray(public.item_emb) - lr * item_grad, mlp
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rec.models.encoders import init_public, make_encoder
-from fedjax_rec.sequential import attacks
+from fedjax_rec.tasks.sequential import attacks
 from tests.sequential.conftest import FAST_COMPILE, tiny_config
 
 NUM_ITEMS = 60
@@ -24,7 +24,7 @@ def _setup():
 
 @functools.partial(jax.jit, static_argnums=0, compiler_options=FAST_COMPILE)
 def _score(enc, public, ids, mask):
-  return attacks._encode(enc, public.mlp, public.item_emb, ids, mask) @ public.item_emb.T
+  return attacks._encode(enc, public.net, public.item_emb, ids, mask) @ public.item_emb.T
 
 
 def test_a_hum_uploads_target_rows_that_raise_the_targets():

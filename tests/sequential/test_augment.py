@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_rec.sequential import augment as aug
+from fedjax_rec.tasks.sequential import augment as aug
 
 L, MASK_ID, DRAWS = 12, 99, 64
 

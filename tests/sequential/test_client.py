@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from fedjax_rec.models.encoders import init_public, make_encoder
-from fedjax_rec.sequential.client import SeqClientData, make_client_update
-from fedjax_rec.sequential.data import train_windows
-from fedjax_rec.sequential.simulation import SeqSimulator
+from fedjax_rec.tasks.sequential.client import SeqClientData, make_client_update
+from fedjax_rec.tasks.sequential.data import train_windows
+from fedjax_rec.simulation import Simulator
 from tests.sequential import reference
 from tests.sequential.conftest import FAST_COMPILE, replace_objective, tiny_config
 
@@ -70,7 +70,7 @@ def test_vmapped_client_updates_equal_the_dense_per_client_loop(tiny_dataset, en
     if not np.asarray(mask[c]).any():  # an empty slot uploads zeros
       assert not np.asarray(up.row_grad[c]).any()
     jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a[c]), np.asarray(b), **TOL),
-                 up.mlp, g_enc)
+                 up.net, g_enc)
     np.testing.assert_allclose(np.asarray(u[c]), np.asarray(u_ref), **TOL)
     assert float(up.weight[c]) == float(np.asarray(mask[c])[:-1].sum())
 
@@ -79,25 +79,24 @@ def test_round_equals_weighted_fedavg_of_the_dense_loop(tiny_dataset):
   # The client objective is checked above; here the round's gather, scatter and
   # weighted aggregation (SGD server step) against a loop over clients.
   cfg = tiny_config("fedseq", "sasrec")
-  sim = SeqSimulator(cfg, tiny_dataset, compiler_options=FAST_COMPILE)
+  sim = Simulator(cfg, tiny_dataset, compiler_options=FAST_COMPILE)
   state = sim.init()
   users, _ = sim.epoch_rounds(0)[0]
-  slots = sim._slots(users, cfg.clients_per_round)
   key = jax.random.key(11)
   public = jax.tree.map(jnp.copy, state.server.params)
-  server, clients, _, out = sim.round_step(state.server, state.clients, state.attackers,
-                                           sim.windows, slots, None, key)
+  (server, clients, _, out), _ = sim.apply_round(state.server, state.clients, state.attackers,
+                                                 users, key=key)
   key_clients = jax.random.split(key, 3)[0]
   keys = [jax.random.fold_in(key_clients, int(u)) for u in users]
   item_emb, mlp = reference.weighted_round(
-      reference.make_dense_client_grads(cfg.objective, sim.encoder, FAST_COMPILE), public,
-      sim.windows.window[users], sim.windows.mask[users], keys, cfg.server.lr)
+      reference.make_dense_client_grads(cfg.objective, sim.data.encoder, FAST_COMPILE), public,
+      sim.data.windows.window[users], sim.data.windows.mask[users], keys, cfg.server.lr)
   np.testing.assert_allclose(np.asarray(server.params.item_emb), item_emb, **TOL)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), b, **TOL),
-               server.params.mlp, mlp)
+               server.params.net, mlp)
   assert int(out["num_clients"]) == len(users) and np.isfinite(float(out["loss/rec"]))
   # The private representations of this round's clients (with at least one training
   # pair) were updated, the others not.
   changed = np.flatnonzero(np.abs(np.asarray(clients)).sum(1) > 0)
-  trained = users[np.asarray(sim.windows.mask[users])[:, :-1].any(1)]
+  trained = users[np.asarray(sim.data.windows.mask[users])[:, :-1].any(1)]
   assert sorted(changed.tolist()) == sorted(trained.tolist())

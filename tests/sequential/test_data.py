@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from fedjax_rec.data.dataset import UserItems
-from fedjax_rec.sequential import data as seq_data
-from fedjax_rec.sequential.synthetic import SeqSyntheticConfig, make_sequences
+from fedjax_rec.tasks.sequential import data as seq_data
+from fedjax_rec.tasks.sequential.synthetic import SeqSyntheticConfig, make_sequences
 
 
 def test_split_sorts_by_time_keeps_earliest_duplicate_and_drops_short_users():

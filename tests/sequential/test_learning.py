@@ -11,9 +11,9 @@ import os
 import pytest
 
 from fedjax_rec import metrics as metrics_lib
-from fedjax_rec.sequential.config import method_config
-from fedjax_rec.sequential.data import load_seq_dataset
-from fedjax_rec.sequential.simulation import SeqSimulator
+from fedjax_rec.tasks.sequential.config import method_config
+from fedjax_rec.tasks.sequential.data import load_seq_dataset
+from fedjax_rec.simulation import Simulator
 
 
 @pytest.mark.skipif(not os.environ.get("FEDJAX_REC_SLOW"), reason="set FEDJAX_REC_SLOW=1")
@@ -21,7 +21,7 @@ def test_federated_sasrec_beats_mostpop_on_ml100k(shared_data_dir):
   if not (shared_data_dir / "ml-100k").is_dir():
     pytest.skip("ml-100k not available")
   dataset = load_seq_dataset("ml-100k", shared_data_dir / "ml-100k")
-  sim = SeqSimulator(method_config("fedseq"), dataset)
+  sim = Simulator(method_config("fedseq"), dataset)
   state = sim.init()
   for _ in range(sim.config.epochs):
     state, _ = sim.run_epoch(state)

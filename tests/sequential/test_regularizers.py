@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_rec.sequential import regularizers as reg
+from fedjax_rec.tasks.sequential import regularizers as reg
 from tests.sequential.conftest import FAST_COMPILE
 from fedjax_rec.types import Uploads
 
@@ -18,7 +18,7 @@ N, D = 30, 4
 def _uploads(items, grads):
   m = len(items)
   return Uploads(row_client=jnp.arange(m, dtype=jnp.int32), row_item=jnp.asarray(items, jnp.int32),
-                 row_grad=jnp.asarray(grads, jnp.float32), row_mask=jnp.ones(m, bool), mlp={},
+                 row_grad=jnp.asarray(grads, jnp.float32), row_mask=jnp.ones(m, bool), net={},
                  client_weight=jnp.ones(m), client_mask=jnp.ones(m, bool),
                  client_malicious=jnp.zeros(m, bool))
 

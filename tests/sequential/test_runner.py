@@ -10,7 +10,7 @@ import pytest
 
 from fedjax_rec import io
 from fedjax_rec.runner import EvalConfig, run
-from fedjax_rec.sequential.simulation import SeqSimulator
+from fedjax_rec.simulation import Simulator
 from tests.sequential.conftest import FAST_COMPILE, tiny_config
 
 EVAL = EvalConfig(every=1, ks=(10,), er_ks=(5,), batch_size=32)
@@ -42,7 +42,7 @@ def test_run_writes_results_and_resumes_exactly(tiny_dataset, tmp_path):
                     attack_kwargs=(("history_len", 4), ("num_users", 3)))
   cfg = dataclasses.replace(cfg, defense=dataclasses.replace(cfg.defense, enabled=True,
                                                              warmup_rounds=1))
-  sim = SeqSimulator(cfg, tiny_dataset, compiler_options=FAST_COMPILE)
+  sim = Simulator(cfg, tiny_dataset, compiler_options=FAST_COMPILE)
   factory = lambda c, d: sim  # one compiled round for the three runs below
   logs = []
   full = run(cfg, tiny_dataset, workdir=tmp_path / "full", eval_config=EVAL,

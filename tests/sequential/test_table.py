@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from experiments import fortress_table
-from fedjax_rec.sequential.data import load_seq_dataset
+from fedjax_rec.tasks.sequential.data import load_seq_dataset
 from tests.sequential.conftest import TINY_DATA
 
 

@@ -21,6 +21,7 @@ from fedjax_rec.data.dataset import ImplicitDataset
 from fedjax_rec.data.split import sample_negatives
 from fedjax_rec.losses import bce_with_logits
 from fedjax_rec.models import ncf
+from fedjax_rec.tasks.ncf.task import score_fn
 from fedjax_rec.types import Array, PublicParams
 
 
@@ -83,7 +84,7 @@ def train(model: ncf.NCFConfig, dataset: ImplicitDataset, config: CentralConfig 
 
   def loss_fn(params, user, item, label, mask):
     public, user_emb = params
-    logit = ncf.logits(model, public.mlp, user_emb[user], public.item_emb[item])
+    logit = ncf.logits(model, public.net, user_emb[user], public.item_emb[item])
     return bce_with_logits(logit, label, mask.astype(jnp.float32), mask)
 
   @jax.jit
@@ -119,8 +120,7 @@ def reference_row(dataset: ImplicitDataset, model: ncf.NCFConfig, config: Centra
 
   Without a validation share, the last epoch's. Each epoch's metrics go to `log`.
   """
-  from fedjax_rec.simulation import _score_fn  # the federated runs' scorer (one compile)
-  score = _score_fn(model)
+  score = score_fn(model)  # the federated runs' scorer (one compile)
   has_valid = dataset.valid.nnz > 0
   history = []
 

@@ -1,7 +1,7 @@
 """A-hum and PSMU adapted to sequential recommenders (docs/design.md).
 
 Same interface as `fedjax_rec.attacks` (`Attack(name, init, update)`,
-`AttackUpload`), so the sequential round runs attackers vmapped in their own slots
+`ClientUpload`), so the sequential round runs attackers vmapped in their own slots
 exactly as the core does. An attacker's "user" is a fake sequence: a plausible
 history with the targets placed right after it, i.e. the poisoning loss is the
 next-item BCE of each target (label 1) at the history's last position.
@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedjax_rec.attacks.base import Attack, AttackUpload
+from fedjax_rec.attacks.base import Attack
+from fedjax_rec.task import ClientUpload
 from fedjax_rec.models.encoders import Encoder, last_hidden, lookup
 from fedjax_rec.types import Array, PublicParams, PyTree
 
@@ -94,7 +95,7 @@ def make_a_hum(encoder: Encoder, max_len: int, targets, num_items: int, *,
     ids, mask = _histories(key, public.item_emb, t_ids, num_users, history_len, max_len,
                            history == "popular")
     target_rows = public.item_emb[t_ids]
-    u0 = jax.lax.stop_gradient(_encode(encoder, public.mlp, public.item_emb, ids, mask))
+    u0 = jax.lax.stop_gradient(_encode(encoder, public.net, public.item_emb, ids, mask))
     hard = jax.grad(lambda u: jnp.sum(jnp.mean(_bce(u @ target_rows.T, 0.0), axis=1)))
     u_hard = jax.lax.fori_loop(0, hard_steps, lambda _, u: u - hard_lr * hard(u), u0)
     offset = jax.lax.stop_gradient(u_hard - u0)
@@ -103,9 +104,9 @@ def make_a_hum(encoder: Encoder, max_len: int, targets, num_items: int, *,
       u = _encode(encoder, mlp, public.item_emb, ids, mask) + offset
       return jnp.mean(_bce(u @ rows.T, 1.0))
 
-    g_rows, g_mlp = jax.grad(loss, argnums=(0, 1))(target_rows, public.mlp)
-    return state, AttackUpload(row_item=t_ids, row_grad=g_rows,
-                               row_mask=jnp.ones(t_ids.shape, bool), mlp=g_mlp,
+    g_rows, g_mlp = jax.grad(loss, argnums=(0, 1))(target_rows, public.net)
+    return state, ClientUpload(row_item=t_ids, row_grad=g_rows,
+                               row_mask=jnp.ones(t_ids.shape, bool), net=g_mlp,
                                weight=jnp.asarray(weight, jnp.float32))
 
   return Attack("a_hum", init, update)
@@ -164,10 +165,10 @@ def make_psmu(encoder: Encoder, max_len: int, targets, num_items: int, *,
       return jnp.sum(w * optax.sigmoid_binary_cross_entropy(logits, label))
 
     rows0 = public.item_emb.at[uniq].get(mode="fill", fill_value=0.0)
-    g_rows, g_mlp = jax.grad(loss, argnums=(0, 1))(rows0, public.mlp)
-    return state, AttackUpload(row_item=jnp.where(row_mask, uniq, 0).astype(jnp.int32),
+    g_rows, g_mlp = jax.grad(loss, argnums=(0, 1))(rows0, public.net)
+    return state, ClientUpload(row_item=jnp.where(row_mask, uniq, 0).astype(jnp.int32),
                                row_grad=jnp.where(row_mask[:, None], g_rows, 0.0),
-                               row_mask=row_mask, mlp=g_mlp,
+                               row_mask=row_mask, net=g_mlp,
                                weight=jnp.asarray(weight, jnp.float32))
 
   return Attack("psmu", init, update)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from fedjax_rec.client import LocalConfig
+from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.models.ncf import NCFConfig
 from fedjax_rec.server import ServerConfig
-from fedjax_rec.simulation import SimConfig
+from fedjax_rec.tasks.ncf.config import SimConfig
 
 PRESETS: dict[str, SimConfig] = {
     # CL4FedRec §5.4 with one full-batch local step per round: d=32, MLP 64-32-16 on

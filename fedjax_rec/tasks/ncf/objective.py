@@ -1,4 +1,4 @@
-"""Training methods: the client objective plus the server's per-epoch steps.
+"""The `Method` type, the recommendation loss and Original.
 
 A `Method` bundles what differs between Original, CL4FedRec, SimGCL, ... :
 the client loss, the public context the server broadcasts with the model, and
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-import jax
 import jax.numpy as jnp
 
-from fedjax_rec.client import LocalData, LossFn
+from fedjax_rec.tasks.ncf.client import LocalData, LossFn
 from fedjax_rec.losses import bce_with_logits
 from fedjax_rec.models import ncf
 from fedjax_rec.types import Array, PublicParams, PyTree
@@ -61,16 +60,3 @@ def original(config: ncf.NCFConfig) -> Method:
       init_aux=lambda key, params: (),
       context=lambda aux: (),
       epoch_end=lambda params, aux, key: (params, aux, {}))
-
-
-METHODS: dict[str, Callable[..., Method]] = {"original": original}
-
-
-def make_method(name: str, config: ncf.NCFConfig, **kwargs) -> Method:
-  if name not in METHODS:
-    raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}")
-  return METHODS[name](config, **kwargs)
-
-
-del jax
-import fedjax_rec.methods_cl  # registers CL methods

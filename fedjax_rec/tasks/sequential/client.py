@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_rec.models.encoders import Encoder
-from fedjax_rec.sequential.objective import ClientInputs, ObjectiveConfig, make_objective
-from fedjax_rec.types import Array, PublicParams, PyTree
+from fedjax_rec.tasks.sequential.objective import ClientInputs, ObjectiveConfig, make_objective
+from fedjax_rec.task import ClientUpload
+from fedjax_rec.types import Array, PublicParams
 
 
 class SeqClientData(NamedTuple):
@@ -33,24 +34,6 @@ class SeqClientData(NamedTuple):
 
   window: Array
   mask: Array
-
-
-class SeqUpload(NamedTuple):
-  """What one client sends.
-
-  Attributes:
-    row_item: [R] item ids of the touched rows (distinct where `row_mask`).
-    row_grad: [R, d] their gradients.
-    row_mask: [R] real rows.
-    mlp: encoder gradients.
-    weight: [] `n_u`, the number of (input, target) pairs.
-  """
-
-  row_item: Array
-  row_grad: Array
-  row_mask: Array
-  mlp: PyTree
-  weight: Array
 
 
 def sample_negatives(key: Array, window: Array, mask: Array, num_items: int,
@@ -92,7 +75,7 @@ def touched_rows(item_emb: Array, window: Array, mask: Array, neg: Array, neg_ma
 
 
 def make_client_update(config: ObjectiveConfig, encoder: Encoder):
-  """Builds `client_update(public, data, key) -> (u [d], SeqUpload, metrics)` for one user."""
+  """Builds `client_update(public, data, key) -> (u [d], ClientUpload, metrics)` for one user."""
   objective = make_objective(config, encoder)
   grad_fn = jax.grad(objective, argnums=(0, 1), has_aux=True)
   full = config.loss == "full_softmax"
@@ -108,9 +91,9 @@ def make_client_update(config: ObjectiveConfig, encoder: Encoder):
     inputs = ClientInputs(in_idx=window_idx[:-1], tgt_idx=window_idx[1:],
                           pos_mask=data.mask[:-1], neg_idx=neg_idx, neg_mask=neg_mask,
                           seq_idx=window_idx[1:], seq_mask=data.mask[1:])
-    (g_rows, g_enc), aux = grad_fn(rows, public.mlp, inputs, key_obj)
-    upload = SeqUpload(row_item=row_item, row_grad=jnp.where(row_mask[:, None], g_rows, 0.0),
-                       row_mask=row_mask, mlp=g_enc,
+    (g_rows, g_enc), aux = grad_fn(rows, public.net, inputs, key_obj)
+    upload = ClientUpload(row_item=row_item, row_grad=jnp.where(row_mask[:, None], g_rows, 0.0),
+                       row_mask=row_mask, net=g_enc,
                        weight=jnp.sum(inputs.pos_mask).astype(jnp.float32))
     metrics = {k: v for k, v in aux.items() if k != "u"}
     return aux["u"], upload, metrics

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from fedjax_rec.losses import (cosine_similarity, info_nce, item_contrastive_loss,
                                masked_mean, normalize, sign_aligned_noise)
 from fedjax_rec.models.encoders import Encoder, last_hidden, lookup
-from fedjax_rec.sequential import augment as aug
+from fedjax_rec.tasks.sequential import augment as aug
 from fedjax_rec.types import Array, PyTree
 
 REC_LOSSES = ("bce", "softmax", "full_softmax")

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fedjax_rec.task import ClientUpload
 from fedjax_rec.types import Array, PublicParams, PyTree
 
 OPTIMIZERS = ("sgd", "adam")
@@ -100,14 +101,6 @@ class LocalData(NamedTuple):
     return self.mask & (self.label > 0.5)
 
 
-class ClientUpload(NamedTuple):
-  """What one client sends: touched-row updates and the MLP update."""
-
-  row_grad: Array  # [L, d]
-  mlp: PyTree
-  weight: Array  # [] number of real samples
-
-
 # loss_fn(u, item_rows [L, d], mlp, data, ctx, key) -> scalar. `item_rows` are the
 # client's local copies of its touched rows of V; `ctx` is public context the
 # server broadcasts with the model (e.g. synthetic users), `()` if none.
@@ -172,7 +165,8 @@ def make_client_update(loss_fn: LossFn, config: LocalConfig):
   """Builds `client_update(public, ctx, user_emb, opt_state, data, key)` for one user.
 
   Returns:
-    A pure function returning `(user_emb', opt_state', ClientUpload)`.
+    A pure function returning `(user_emb', opt_state', ClientUpload)`; the upload's rows
+    are the client's rows (`data.item`, `data.mask`).
   """
   user_tx = user_optimizer(config)
   mlp_tx = _optimizer(config.optimizer, config.lr)
@@ -224,16 +218,16 @@ def make_client_update(loss_fn: LossFn, config: LocalConfig):
 
     row_opt = (_RowAdam(jnp.zeros((), jnp.int32), jnp.zeros_like(rows), jnp.zeros_like(rows))
                if config.optimizer == "adam" else ())
-    zeros_mlp = jax.tree.map(jnp.zeros_like, public.mlp)
-    carry = (user_emb, opt_state, rows, public.mlp, row_opt, mlp_tx.init(public.mlp),
+    zeros_mlp = jax.tree.map(jnp.zeros_like, public.net)
+    carry = (user_emb, opt_state, rows, public.net, row_opt, mlp_tx.init(public.net),
              jnp.zeros_like(rows), zeros_mlp)
     keys = jax.random.split(key, config.local_epochs)
     u, opt, new_rows, new_mlp, _, _, acc_rows, acc_mlp = _loop(one_epoch, carry, keys)
     if config.upload == "delta":
       acc_rows = rows - new_rows
-      acc_mlp = jax.tree.map(jnp.subtract, public.mlp, new_mlp)
+      acc_mlp = jax.tree.map(jnp.subtract, public.net, new_mlp)
     acc_rows = jnp.where(data.mask[:, None], acc_rows, 0.0)
     weight = jnp.sum(jnp.where(data.mask, data.weight, 0.0))
-    return u, opt, ClientUpload(acc_rows, acc_mlp, weight)
+    return u, opt, ClientUpload(data.item, acc_rows, data.mask, acc_mlp, weight)
 
   return client_update

@@ -1,8 +1,8 @@
 """Federated sequential recommendation: FORTRESS and its baselines (docs/design.md).
 
-Built on the core's pieces: the same `PublicParams` / `Uploads` pytrees, aggregators,
-server step (`server.apply_aggregate` via `rounds.make_server_phase`), attack
-interface and `runner.run`. Layout:
+A `Task` (`fedjax_rec.task`) of the one protocol: the same round, driver
+(`simulation.Simulator`), aggregators, server step, attack interface and run loop as
+the NCF task. Layout:
 
   data.py          time-ordered split -> left-padded [U, L + 1] windows with masks
   synthetic.py     the built-in Markov-in-clusters sequential dataset
@@ -12,13 +12,12 @@ interface and `runner.run`. Layout:
   regularizers.py  server defense: surge flags, separation, variance
   attacks.py       A-hum and PSMU for sequences
   config.py        `SeqConfig` and the method presets
-  simulation.py    `SeqSimulator` (the `Simulator` API) and the jitted round
+  task.py          the `Task`: gather, client update, the defense after a round, scorer
 """
 
-from fedjax_rec.sequential.config import METHODS, SeqConfig, method_config
-from fedjax_rec.sequential.data import (SEQ_DATASETS, NoTimestampsError, SeqDataset,
-                                        load_seq_dataset)
-from fedjax_rec.sequential.simulation import SeqSimState, SeqSimulator
+from fedjax_rec.tasks.sequential.config import METHODS, SeqConfig, method_config
+from fedjax_rec.tasks.sequential.data import (SEQ_DATASETS, NoTimestampsError, SeqDataset,
+                                              load_seq_dataset)
 
 __all__ = ["METHODS", "NoTimestampsError", "SEQ_DATASETS", "SeqConfig", "SeqDataset",
-           "SeqSimState", "SeqSimulator", "load_seq_dataset", "method_config"]
+           "load_seq_dataset", "method_config"]

@@ -122,7 +122,7 @@ def rec_loss(config: ncf.NCFConfig, emb: Array, params: PublicParams,
   items = jnp.concatenate([pos_items, neg_items], axis=-1)  # [S, M]
   labels = jnp.concatenate([jnp.ones(pos_items.shape), jnp.zeros(neg_items.shape)], axis=-1)
   v = params.item_emb[items]  # [S, M, d]
-  logits = ncf.logits(config, params.mlp, jnp.broadcast_to(emb[:, None, :], v.shape), v)
+  logits = ncf.logits(config, params.net, jnp.broadcast_to(emb[:, None, :], v.shape), v)
   return jnp.sum(jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels), axis=-1))
 
 

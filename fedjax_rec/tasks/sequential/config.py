@@ -16,10 +16,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from fedjax_rec.faults import parse_faults
 from fedjax_rec.models.encoders import EncoderConfig
-from fedjax_rec.sequential.objective import ObjectiveConfig
-from fedjax_rec.sequential.regularizers import DefenseConfig
+from fedjax_rec.tasks.sequential.objective import ObjectiveConfig
+from fedjax_rec.tasks.sequential.regularizers import DefenseConfig
 from fedjax_rec.server import ServerConfig
+from fedjax_rec.tasks.sequential import task as task_lib
 
 METHODS = ("fedseq", "cl", "cl_temporal", "fortress")
 
@@ -44,6 +46,8 @@ class SeqConfig:
     num_malicious: attacker clients.
     targets: target item ids (attack and ER@K).
     seed: root seed.
+    inject_faults: `"none"`, or `"KIND:K"`: the first K benign clients of every round
+      upload that value (see `faults.py`).
   """
 
   encoder: EncoderConfig = EncoderConfig(embed_dim=32)
@@ -61,8 +65,14 @@ class SeqConfig:
   num_malicious: int = 0
   targets: tuple[int, ...] = ()
   seed: int = 0
+  inject_faults: str = "none"
+
+  def build_task(self, dataset):
+    """The sequential task of this run on `dataset` (`tasks.sequential.task`)."""
+    return task_lib.build_task(self, dataset)
 
   def __post_init__(self):
+    parse_faults(self.inject_faults)
     if self.clients_per_round < 1 or self.epochs < 0 or self.num_malicious < 0:
       raise ValueError("clients_per_round must be >= 1, epochs and num_malicious >= 0")
     if self.attack != "none" and not self.targets:

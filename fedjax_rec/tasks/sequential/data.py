@@ -29,7 +29,7 @@ import pandas as pd
 from fedjax_rec.data import readers
 from fedjax_rec.data.dataset import ImplicitDataset, UserItems
 from fedjax_rec.data.loaders import default_data_dir
-from fedjax_rec.sequential.synthetic import SeqSyntheticConfig, make_sequences
+from fedjax_rec.tasks.sequential.synthetic import SeqSyntheticConfig, make_sequences
 
 SEQ_DATASETS = ("synthetic", "ml-100k", "ml-1m", "amazon-csv", "amazon-json", "mind",
                 "qb-article")

@@ -3,7 +3,7 @@
 Every `loss_fn` is written for ONE client (the simulator vmaps it) and returns
 `L_rec` plus the method's term. Builders validate their hyper-parameters, whose
 defaults are the paper's §5.4 values (docs/design.md). Registered in
-`methods.METHODS` at the bottom of this file:
+`methods.METHODS`:
 
   cl4fedrec   L_rec + λ1 L_uc + λ2 L_ic (Eq. 10), synthetic users fitted each epoch.
   rcl4fedrec  cl4fedrec + the popularity regularizer (Eq. 13) after each epoch.
@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rec import losses
-from fedjax_rec import methods
-from fedjax_rec import regularizers
-from fedjax_rec import synthetic_users as syn
-from fedjax_rec.client import LocalConfig, LocalData
+from fedjax_rec.tasks.ncf import objective as methods
+from fedjax_rec.tasks.ncf import regularizers
+from fedjax_rec.tasks.ncf import synthetic_users as syn
+from fedjax_rec.tasks.ncf.client import LocalConfig, LocalData
 from fedjax_rec.models import ncf
 from fedjax_rec.types import Array, PyTree
 
@@ -292,7 +292,3 @@ def poc(config: ncf.NCFConfig, *, alpha: float = 0.0) -> methods.Method:
     return loss
 
   return _no_aux("poc", loss_fn)
-
-
-methods.METHODS.update(cl4fedrec=cl4fedrec, rcl4fedrec=rcl4fedrec, simgcl=simgcl,
-                       union=union, poc=poc)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from fedjax_rec.client import LocalConfig
+from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.faults import parse_faults
 from fedjax_rec.models import ncf
 from fedjax_rec.server import ServerConfig
+from fedjax_rec.tasks.ncf import task as task_lib
 
 
 @dataclasses.dataclass(frozen=True)
 class SimConfig:
-  """Everything that defines a run. Presets live in `fedjax_rec.presets`.
+  """Everything that defines a run. Presets live in `fedjax_rec.tasks.ncf.presets`.
 
   Attributes:
     model: NCF shape.
@@ -60,6 +61,10 @@ class SimConfig:
   targets: tuple[int, ...] = ()
   seed: int = 0
   inject_faults: str = "none"
+
+  def build_task(self, dataset):
+    """The NCF task of this run on `dataset` (`tasks.ncf.task.build_task`)."""
+    return task_lib.build_task(self, dataset)
 
   def __post_init__(self):
     parse_faults(self.inject_faults)

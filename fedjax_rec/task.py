@@ -1,0 +1,122 @@
+"""The seam between the federated protocol and a recommender: a `Task`.
+
+The protocol (`rounds`, `simulation`, `runner`, `server`, `aggregators`, `attacks`) is
+the same for every recommender: deal clients into rounds, run each round's local
+updates vmapped over its slots, aggregate the sparse uploads, step the server. What
+differs is bundled in a `Task`, a tuple of pure functions in the shape of optax's
+`(init, update)`, and in its host side (`TaskData`): the device-resident per-client
+data, the clients' lengths that schedule rounds, and what evaluation ranks. The
+protocol imports no task; a task is built by its config (`config.build_task`), so the
+NCF task and the sequential task live in `fedjax_rec/tasks/` and plug in here.
+
+Private state never reaches server code: `client_update` is the only function that
+sees a client's private state, and `after_round` and `epoch_end` receive the server's
+state and the round's uploads only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from fedjax_rec.types import Array, PublicParams, PyTree
+
+
+class ClientUpload(NamedTuple):
+  """What ONE client (benign or malicious) sends: sparse rows plus the network update.
+
+  Attributes:
+    row_item: [R] item ids of the uploaded rows (each at most once where `row_mask`).
+    row_grad: [R, d] their updates (gradient or delta, as the local training says).
+    row_mask: [R] real rows.
+    net: the update of the interaction network (NCF's MLP, or the sequence encoder).
+    weight: [] the sample count the client reports (for weighted FedAvg).
+  """
+
+  row_item: Array
+  row_grad: Array
+  row_mask: Array
+  net: PyTree
+  weight: Array
+
+
+class Task(NamedTuple):
+  """A recommender as the protocol sees it: pure, jittable functions.
+
+  Attributes:
+    name: e.g. "ncf/original" or "sequential/fortress".
+    init: `key -> (public, private, aux, attack_key)`: the public parameters, every
+      client's private state (leaves `[U, ...]`), the server-side state of the method
+      (`aux`), and the key the attackers are initialised from.
+    context: `aux -> ctx`, the public part of `aux` broadcast with the model.
+    gather: `(client_data, slot_users [C], length, pos_length) -> data`, the padded
+      local data of a length class's slots (leaves `[C, ...]`; -1 slots are empty).
+    client_update: `(public, ctx, private, data, key) -> (private', ClientUpload,
+      metrics)` for ONE client; `metrics` are scalars, averaged over real clients.
+    round_keys: `key -> (clients, attack, after_round)` keys of a round.
+    after_round: None, or `(server, uploads, key) -> (server, metrics)`: a server step
+      after the aggregate (e.g. the FORTRESS defense). Sees no client state.
+    epoch_end: `(params, aux, key) -> (params, aux, metrics)`, server steps after each
+      global epoch (e.g. the popularity regularizer).
+    eval_params: `(public, private) -> params` of `score` (an oracle outside the
+      protocol: evaluation may read private state, the server never does).
+    score: `(params, user_ids [b]) -> [b, num_items]` scores.
+  """
+
+  name: str
+  init: Callable[[Array], tuple[PublicParams, PyTree, PyTree, Array]]
+  context: Callable[[PyTree], PyTree]
+  gather: Callable[..., PyTree]
+  client_update: Callable[..., tuple[PyTree, ClientUpload, dict]]
+  round_keys: Callable[[Array], tuple[Array, Array, Array | None]]
+  after_round: Callable[..., tuple[Any, dict]] | None
+  epoch_end: Callable[[PublicParams, PyTree, Array], tuple[PublicParams, PyTree, dict]]
+  eval_params: Callable[[PublicParams, PyTree], PyTree]
+  score: Callable[[PyTree, Array], Array]
+
+
+@dataclasses.dataclass
+class TaskData:
+  """The host side of a task for one seed: data placement, scheduling and evaluation.
+
+  A task subclasses it to keep its own host state (e.g. the NCF task's negatives).
+
+  Attributes:
+    device_data: the clients' data as device arrays (what `Task.gather` reads); the
+      driver places it on the client mesh.
+    num_rows: [U] each client's local length (schedules rounds into length classes).
+    plan: the length classes of a round (`scheduling.BucketPlan`).
+    round_assignment: "stratified" or "uniform" (`scheduling`).
+    dataset: the split dataset (`train`, `valid`, `test`, `seen()`, `interacted()`):
+      evaluation ranks its test items with `seen()` masked.
+    hit_rate: report `hr@K` beside `recall@K` (one test item per user).
+    row_dim: width of an uploaded row, for the memory check of a round (None: none).
+  """
+
+  device_data: PyTree
+  num_rows: np.ndarray
+  plan: Any
+  round_assignment: str
+  dataset: Any
+  hit_rate: bool = False
+  row_dim: int | None = None
+
+  def pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
+    """Each length class's static bound on positives (default: its length)."""
+    return lengths
+
+  def refresh(self, epoch: int) -> bool:
+    """Renews `device_data` for global epoch `epoch` if the task asks; whether it did."""
+    del epoch
+    return False
+
+
+class TaskBundle(NamedTuple):
+  """What `config.build_task(dataset)` returns: the pure task, its host side (for the
+  config's seed) and the attack (an `attacks.Attack`, or None without one)."""
+
+  task: Task
+  data: TaskData
+  attack: Any

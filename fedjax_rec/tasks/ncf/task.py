@@ -1,0 +1,162 @@
+"""The NCF task: a private user embedding, the public item table and MLP.
+
+`build_task(config, dataset)` bundles the method's client objective and server steps
+(`methods`), the local training (`client`) and the NCF scorer into a `Task`, and lays
+out the clients' rows (positives then their sampled negatives) for the driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_rec import scheduling
+from fedjax_rec.attacks import make_attack
+from fedjax_rec.tasks.ncf.client import LocalData, make_client_update, user_optimizer
+from fedjax_rec.data import clients as clients_lib
+from fedjax_rec.data.dataset import ImplicitDataset
+from fedjax_rec.data.split import sample_negatives
+from fedjax_rec.tasks.ncf.methods import TAKES_TRAINING_DATA, Method, make_method
+from fedjax_rec.models import ncf
+from fedjax_rec.task import Task, TaskBundle, TaskData
+from fedjax_rec.types import ClientStates
+
+
+@dataclasses.dataclass
+class NCFData(TaskData):
+  """The NCF task's host side: each client's rows and its sampled negatives.
+
+  Attributes:
+    client_data: the clients' rows (`data.clients.ClientData`).
+    negatives: the sampled negatives (`UserItems`).
+  """
+
+  client_data: clients_lib.ClientData | None = None
+  negatives: object = None
+  config: object = None
+  capacity: int = 0
+  _pos_cache: dict = dataclasses.field(default_factory=dict)
+
+  def pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-class bound on positives (cached: it scans every client's rows).
+
+    With fresh negatives every epoch the bound must hold for every draw: a client's
+    positives never outnumber its rows, so the most positives of at most `length`.
+    """
+    key = (id(self.client_data), lengths)
+    if self.config.resample_negatives:
+      pos = self.client_data.num_positives
+      key = lengths
+      if key not in self._pos_cache:
+        self._pos_cache[key] = tuple(int(max(1, pos[pos <= l].max(initial=1))) for l in lengths)
+    elif key not in self._pos_cache:
+      self._pos_cache[key] = tuple(self.client_data.positive_capacity(l) for l in lengths)
+    return self._pos_cache[key]
+
+  def refresh(self, epoch: int) -> bool:
+    """Draws fresh negatives for `epoch` if the config asks (`resample_negatives`)."""
+    if not (self.config.resample_negatives and epoch > 0):
+      return False
+    self.negatives, self.client_data = client_rows(self.config, self.dataset, epoch)
+    self.device_data = clients_lib.to_device(self.client_data, self.capacity)
+    self.num_rows = self.client_data.num_rows
+    return True
+
+
+def client_rows(config, dataset: ImplicitDataset, epoch: int):
+  """`(negatives, ClientData)` of global epoch `epoch` (seeded by `config.seed`)."""
+  rng = np.random.default_rng([config.seed, 7919, epoch])
+  negatives = sample_negatives(dataset.seen(), dataset.num_items, config.num_negatives,
+                               dataset.train, rng)
+  return negatives, clients_lib.build_client_data(dataset.train, negatives, dataset.num_items)
+
+
+def method_kwargs(config, dataset: ImplicitDataset) -> dict:
+  """The config's method kwargs, plus what a method needs from the data.
+
+  Training popularity (never test) and the local learning rate go to the methods
+  that take them (`methods.TAKES_TRAINING_DATA`), unless the config sets them.
+  """
+  kwargs = dict(config.method_kwargs)
+  if config.method in TAKES_TRAINING_DATA:
+    kwargs.setdefault("popularity", np.bincount(dataset.train.items,
+                                                minlength=dataset.num_items))
+    kwargs.setdefault("local_lr", config.local.lr)
+  return kwargs
+
+
+def make_task(config, method: Method, num_users: int, num_items: int) -> Task:
+  """The NCF `Task` of `method` (pure functions; no data)."""
+  local_update = make_client_update(method.loss_fn, config.local)
+
+  def init(key):
+    key_pub, key_user, key_aux, key_attack = jax.random.split(key, 4)
+    params = ncf.init_public(key_pub, config.model, num_items)
+    aux = method.init_aux(key_aux, params)
+    user_emb = ncf.init_user_emb(key_user, config.model, num_users)
+    opt_state = user_optimizer(config.local).init(user_emb[0])
+    opt_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_users,) + x.shape).copy(),
+                             opt_state)
+    return params, ClientStates(user_emb, opt_state), aux, key_attack
+
+  def gather(client_data, slot_user, length, pos_length):
+    _, item, label, weight, mask, pos_mask = clients_lib.gather_local(
+        client_data, slot_user, length, pos_length)
+    return LocalData(item, label, weight, mask, pos_mask)
+
+  def client_update(public, ctx, private: ClientStates, data: LocalData, key):
+    u, opt, up = local_update(public, ctx, private.user_emb, private.opt_state, data, key)
+    return ClientStates(u, opt), up, {}
+
+  def round_keys(key):
+    key_clients, key_attack = jax.random.split(key)
+    return key_clients, key_attack, None
+
+  return Task(name=f"ncf/{method.name}", init=init, context=method.context, gather=gather,
+              client_update=client_update, round_keys=round_keys, after_round=None,
+              epoch_end=method.epoch_end,
+              eval_params=lambda public, private: (public, private.user_emb),
+              score=score_fn(config.model))
+
+
+@functools.lru_cache(maxsize=None)
+def score_fn(model: ncf.NCFConfig):
+  """One score function per model shape: runs of it (seeds, replicas) share its compilation."""
+
+  def score(params, user_ids):
+    public, user_emb = params
+    return ncf.score_all(model, public.net, user_emb[user_ids], public.item_emb)
+
+  return score
+
+
+def build_task(config, dataset: ImplicitDataset) -> TaskBundle:
+  """The NCF task of `config` on `dataset`, with its host side for `config.seed`."""
+  method = make_method(config.method, config.model, **method_kwargs(config, dataset))
+  attack = None
+  if config.attack != "none" and config.num_malicious > 0:
+    attack = make_attack(config.attack, config.model, np.asarray(config.targets),
+                         **dict(config.attack_kwargs))
+  negatives, rows = client_rows(config, dataset, epoch=0)
+  # Rows never outnumber samples: a fixed capacity keeps shapes when negatives change.
+  capacity = int(dataset.train.nnz * (1 + config.num_negatives))
+  # With fresh negatives every epoch, a client's rows change with the draw: the plan is
+  # sized for its samples (rows never outnumber them), so every draw fits it and a run
+  # still compiles its round once.
+  lengths = rows.num_samples.astype(np.int64) if config.resample_negatives else rows.num_rows
+  if config.round_assignment == "stratified":
+    plan = scheduling.stratified_plan(lengths, config.clients_per_round,
+                                      max_buckets=config.max_buckets)
+  else:
+    plan = scheduling.plan_buckets(lengths, config.clients_per_round, seed=config.seed)
+  data = NCFData(device_data=clients_lib.to_device(rows, capacity), num_rows=lengths,
+                 plan=plan, round_assignment=config.round_assignment, dataset=dataset,
+                 row_dim=config.model.embed_dim,
+                 client_data=rows, negatives=negatives, config=config,
+                 capacity=capacity)
+  task = make_task(config, method, dataset.num_users, dataset.num_items)
+  return TaskBundle(task, data, attack)
