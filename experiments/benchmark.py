@@ -9,6 +9,12 @@ one warm-up epoch that compiles), client updates per second, padding efficiency
 (real samples / padded samples), and the floor: one fused forward and backward
 pass of the same model over all the epoch's samples in a single batch. The
 ratio epoch / floor is what the simulator itself costs.
+
+What a user pays every epoch is training plus evaluation, so each row also times
+one evaluation (all metrics of the run, ER@K included where it attacks) against
+its own floor: one jitted pass of the model over every (user, item) pair with a
+top-20 per user. The whole-run rows time `runner.run` end to end: 20 global epochs
+with evaluation after every one, compilation included.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from absl import app
 from absl import flags
 
 from experiments import benchmark_scaling
+from experiments.eval_floor import eval_seconds
+from fedjax_rec import runner
 from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.data.loaders import default_data_dir, load_dataset
 from fedjax_rec.server import ServerConfig
@@ -49,6 +57,8 @@ flags.DEFINE_integer("seeds_benchmark", 0, "S > 1: instead, time S vmapped repli
 flags.DEFINE_bool("pairs", True, "Also time each issue target (CL4FedRec vs Original, each "
                   "robust aggregator vs FedAvg) as interleaved epochs A, B, A, B, ... so that "
                   "load drift on a shared machine cancels out of the ratio.")
+flags.DEFINE_bool("whole_run", True, "Also time whole runs (20 epochs, evaluation every "
+                  "epoch, compile included) of `paper` and `ahum-reference` on the pre-split.")
 flags.DEFINE_bool("scaling", False, "Run the scaling benchmark instead (`--scaling_*` flags; "
                   "experiments/benchmark_scaling.py).")
 
@@ -63,10 +73,16 @@ class Row:
   floor_s: float
   compile_s: float
   note: str = ""
+  eval_s: float = float("nan")
+  eval_floor_s: float = float("nan")
 
   @property
   def ratio(self) -> float:
     return self.epoch_s / self.floor_s if self.floor_s > 0 else float("nan")
+
+  @property
+  def eval_ratio(self) -> float:
+    return self.eval_s / self.eval_floor_s if self.eval_floor_s > 0 else float("nan")
 
 
 def floor_seconds(config: SimConfig, sim: Simulator, reps: int = 3) -> float:
@@ -113,12 +129,61 @@ def bench(name: str, config: SimConfig, dataset, epochs: int, note: str = "") ->
     secs.append(m["seconds"])
   epoch_s = float(np.median(secs))
   n_clients = dataset.num_users + config.num_malicious
+  eval_s, eval_floor_s = eval_seconds(sim, state)
   row = Row(name, dataset.name, epoch_s, n_clients / epoch_s, eff,
-            floor_seconds(config, sim), compile_s, note)
+            floor_seconds(config, sim), compile_s, note, eval_s, eval_floor_s)
   print(f"{name:40s} epoch {row.epoch_s:7.3f}s  floor {row.floor_s:7.3f}s  "
-        f"ratio {row.ratio:5.2f}  eff {row.padding_eff:.3f}  "
+        f"ratio {row.ratio:5.2f}  eval {eval_s:6.3f}s / floor {eval_floor_s:6.3f}s = "
+        f"{row.eval_ratio:4.2f}  eff {row.padding_eff:.3f}  "
         f"{row.updates_per_s:9.0f} updates/s  (setup+compile {compile_s:.1f}s)", flush=True)
   return row
+
+
+@dataclasses.dataclass
+class WholeRun:
+  name: str
+  dataset: str
+  epochs: int
+  seconds: float
+  train_s: float
+  eval_s: float
+
+
+def bench_whole_run(name: str, config: SimConfig, dataset, epochs: int = 20) -> WholeRun:
+  """`runner.run` of `epochs` global epochs, evaluating after each, compile included."""
+  config = dataclasses.replace(config, epochs=epochs)
+  rows = []
+  t0 = time.perf_counter()
+  runner.run(config, dataset, eval_config=runner.EvalConfig(every=1), log=lambda line: None,
+             progress=False, on_epoch=lambda state, new: rows.extend(new or []))
+  seconds = time.perf_counter() - t0
+  run = WholeRun(name, dataset.name, epochs, seconds,
+                 sum(r["train/seconds"] for r in rows), sum(r["eval_seconds"] for r in rows))
+  print(f"{name:40s} whole run of {epochs} epochs {seconds:7.1f}s (training {run.train_s:.1f}s, "
+        f"evaluation {run.eval_s:.1f}s)", flush=True)
+  return run
+
+
+def whole_run_markdown(runs: list[WholeRun]) -> str:
+  lines = ["## Whole runs: training and evaluation every epoch", "", _stamp(), "",
+           "`runner.run` end to end: set-up, compilation, every epoch's training and its "
+           "evaluation (Recall/NDCG/Precision@20, ER@5/10/20 where the run attacks).", "",
+           "| run | data | epochs | wall s | training s | evaluation s | wall s / epoch |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+  for r in runs:
+    lines.append(f"| {r.name} | {r.dataset} | {r.epochs} | {r.seconds:.1f} | {r.train_s:.1f} | "
+                 f"{r.eval_s:.1f} | {r.seconds / r.epochs:.2f} |")
+  return "\n".join(lines) + "\n"
+
+
+def whole_run_configurations(pre):
+  yield "paper / original", get_preset("paper"), pre
+  yield ("ahum-reference / a_hum", get_preset("ahum-reference", attack="a_hum", num_malicious=6,
+                                              targets=(_least_popular(pre),)), pre)
+
+
+def _least_popular(dataset) -> int:
+  return int(np.argmin(np.bincount(dataset.train.items, minlength=dataset.num_items)))
 
 
 @dataclasses.dataclass
@@ -268,6 +333,9 @@ def main(argv):
   pre = load_dataset("ml-1m-presplit", ml1m, seed=0, valid_frac=0.0)
   rows = [bench(name, config, dataset, FLAGS.epochs, note)
           for name, config, dataset, note in configurations(spec, pre) if selected(name)]
+  whole = [bench_whole_run(name, config, dataset)
+           for name, config, dataset in whole_run_configurations(pre)
+           if FLAGS.whole_run and selected(name)]
   pairs = [bench_pair(name, config_a, config_b, dataset, FLAGS.epochs, target)
            for name, config_a, config_b, dataset, target in pair_configurations(spec)
            if FLAGS.pairs and selected(name)]
@@ -275,7 +343,7 @@ def main(argv):
   seq_rows = []
   for r in seq_benchmark_rows(epochs=FLAGS.epochs, only=FLAGS.only):
     seq_rows.append(Row(r.name, r.dataset, r.epoch_s, r.updates_per_s, r.padding_eff,
-                        r.floor_s, r.compile_s, r.note))
+                        r.floor_s, r.compile_s, r.note, r.eval_s, r.eval_floor_s))
     print(f"{r.name:40s} epoch {r.epoch_s:7.3f}s  floor {r.floor_s:7.3f}s  ratio {r.ratio:5.2f}",
           flush=True)
   if FLAGS.out:
@@ -284,6 +352,9 @@ def main(argv):
     if pairs:
       replace_section(FLAGS.out, "ratios", pairs_markdown(pairs))
       print(f"wrote the 'ratios' section of {FLAGS.out}")
+    if whole:
+      replace_section(FLAGS.out, "whole-runs", whole_run_markdown(whole))
+      print(f"wrote the 'whole-runs' section of {FLAGS.out}")
     for section, title, group in (("epochs", "Global epochs (NCF)", rows),
                                   ("sequential", "Global epochs (sequential)", seq_rows)):
       if group:

@@ -20,7 +20,6 @@ gives the medians in seconds. Without ML-1M files the synthetic data are used.
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import time
@@ -31,6 +30,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from experiments.eval_floor import floor_pass
 from fedjax_rec import metrics
 from fedjax_rec.data.dataset import ImplicitDataset
 from fedjax_rec.data.loaders import (check_data_present, default_data_dir, load_dataset,
@@ -65,12 +65,6 @@ def load_data() -> ImplicitDataset:
                         scalable=True)
 
 
-@functools.partial(jax.jit, static_argnames=("score_fn",))
-def _floor_pass(score_fn: metrics.ScoreFn, params, user_ids: jax.Array) -> jax.Array:
-  """Top-20 item ids `[nb, b, 20]` of every user batch `user_ids [nb, b]`."""
-  return jax.lax.map(lambda uids: jax.lax.top_k(score_fn(params, uids), 20)[1], user_ids)
-
-
 def ncf_score_fn(model: ncf.NCFConfig) -> metrics.ScoreFn:
   """`(public params, user embeddings), user ids -> scores`: one object per model."""
   return lambda params, uids: ncf.score_all(model, params[0].net, params[1][uids],
@@ -93,7 +87,7 @@ def methods(dataset: ImplicitDataset, preset: str,
   user_ids = user_ids.reshape(num_batches, batch_size)
 
   def floor():
-    jax.block_until_ready(_floor_pass(score_fn, params, user_ids))
+    jax.block_until_ready(floor_pass(score_fn, params, user_ids))
 
   def today():
     out = metrics.ranking_metrics(score_fn, params, exclude, test, ks=KS,

@@ -22,6 +22,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from experiments.eval_floor import eval_seconds
 from fedjax_rec.data.loaders import default_data_dir
 from fedjax_rec.models.encoders import EncoderConfig, init_public, lookup, make_encoder
 from fedjax_rec.tasks.sequential.config import SeqConfig, method_config
@@ -42,6 +43,8 @@ class SeqBenchRow:
   padding_eff: float
   compile_s: float
   note: str = ""
+  eval_s: float = float("nan")
+  eval_floor_s: float = float("nan")
 
   def as_tuple(self) -> tuple:
     return (self.name, self.dataset, self.epoch_s, self.updates_per_s, self.floor_s, self.ratio)
@@ -94,8 +97,9 @@ def bench(name: str, config: SeqConfig, dataset: SeqDataset, epochs: int, floor_
   epoch_s = float(np.median(secs))
   mask = np.asarray(sim.data.windows.mask)[:, :-1]
   clients = dataset.num_users + (config.num_malicious if config.attack != "none" else 0)
+  eval_s, eval_floor_s = eval_seconds(sim, state)
   row = SeqBenchRow(name, dataset.name, epoch_s, clients / epoch_s, floor_s, epoch_s / floor_s,
-                    float(mask.mean()), compile_s, note)
+                    float(mask.mean()), compile_s, note, eval_s, eval_floor_s)
   print(f"{name:44s} epoch {epoch_s:7.3f}s  floor {floor_s:7.3f}s  ratio {row.ratio:6.2f}  "
         f"{row.updates_per_s:8.0f} updates/s  (setup+compile {compile_s:.1f}s)", flush=True)
   return row

@@ -116,6 +116,12 @@ flags.DEFINE_integer("num_processes", 1, "Processes of a multi-host run.")
 flags.DEFINE_integer("process_id", 0, "This process's index in a multi-host run.")
 flags.DEFINE_integer("distributed_timeout", 60, "Seconds to wait for the other processes.")
 flags.DEFINE_integer("eval_every", 1, "Evaluate every N global epochs.")
+flags.DEFINE_integer("eval_users", None, "Rank a fixed, seeded sample of N benign users "
+                     "instead of all (faster, less precise; the standard error is reported "
+                     "beside each metric as <metric>_se). Default: all users.")
+flags.DEFINE_enum("eval_precision", "fp32", ["fp32", "tf32", "bf16"], "Matmul precision of "
+                  "evaluation's scoring (tf32/bf16: faster on accelerators; top-K ties may "
+                  "differ from fp32).")
 flags.DEFINE_list("topk", ["20"], "Cut-offs K of Recall/NDCG/Precision.")
 flags.DEFINE_string("inject_faults", None, "Fault injection: nan:K, inf:K or huge:K makes the "
                     "first K benign clients of every round upload NaN, Inf or 1e30 "
@@ -274,7 +280,10 @@ def eval_config_from_flags() -> EvalConfig:
     raise UsageError(f"--topk expects comma-separated integers, got {','.join(FLAGS.topk)}")
   if any(k <= 0 for k in ks) or FLAGS.eval_every <= 0:
     raise UsageError("--topk values and --eval_every must be positive")
-  return EvalConfig(every=FLAGS.eval_every, ks=ks)
+  if FLAGS.eval_users is not None and FLAGS.eval_users < 1:
+    raise UsageError(f"--eval_users must be a positive number of users, got {FLAGS.eval_users}")
+  return EvalConfig(every=FLAGS.eval_every, ks=ks, users=FLAGS.eval_users,
+                    precision=FLAGS.eval_precision)
 
 
 def setup_devices():

@@ -37,6 +37,9 @@ class EvalConfig:
     batch_size: users per evaluation batch.
     valid: also rank the validation items (`valid/` metrics; for choosing
       settings, never on test).
+    users: rank a fixed, seeded sample of this many benign users (None: all); each
+      ranking metric then has its standard error beside it (`<metric>_se`).
+    precision: matmul precision of scoring: "fp32", "tf32" or "bf16".
   """
 
   every: int = 1
@@ -44,6 +47,14 @@ class EvalConfig:
   er_ks: tuple[int, ...] = (5, 10, 20)
   batch_size: int = 256
   valid: bool = False
+  users: int | None = None
+  precision: str = "fp32"
+
+  @property
+  def options(self) -> dict:
+    """The keyword arguments `Simulator.evaluate` takes from this config."""
+    return dict(ks=self.ks, er_ks=self.er_ks, batch_size=self.batch_size, users=self.users,
+                precision=self.precision)
 
 
 class WorkdirError(ValueError):
@@ -89,8 +100,11 @@ def config_dict(config, dataset_name: str, eval_config: EvalConfig) -> dict:
   sim["aggregator_kwargs"] = resolve_kwargs(config.aggregator, config.aggregator_kwargs)
   if sim.get("inject_faults") == "none":  # absent unless used: older records stay valid
     del sim["inject_faults"]
-  return json.loads(json.dumps({"sim": sim, "dataset": dataset_name,
-                                "eval": dataclasses.asdict(eval_config)}, default=str))
+  ev = dataclasses.asdict(eval_config)
+  for name, default in (("users", None), ("precision", "fp32")):  # likewise
+    if ev[name] == default:
+      del ev[name]
+  return json.loads(json.dumps({"sim": sim, "dataset": dataset_name, "eval": ev}, default=str))
 
 
 def run(config, dataset, *, workdir: str | Path | None = None,
@@ -168,14 +182,13 @@ def run(config, dataset, *, workdir: str | Path | None = None,
            for seed, m in zip(seeds or (None,), train_ms)]
     if (epoch + 1) % eval_config.every == 0 or epoch + 1 == config.epochs:
       t0 = time.perf_counter()
-      evals = sim.evaluate(state, ks=eval_config.ks, targets=targets if len(targets) else None,
-                           er_ks=eval_config.er_ks, batch_size=eval_config.batch_size)
+      evals = sim.evaluate(state, targets=targets if len(targets) else None,
+                           **eval_config.options)
       evals = [evals] if seeds is None else evals
       for row, ev in zip(new, evals):
         row.update({f"test/{k}": v for k, v in ev.items()})
       if eval_config.valid:
-        valids = sim.evaluate(state, ks=eval_config.ks, batch_size=eval_config.batch_size,
-                              split="valid")
+        valids = sim.evaluate(state, split="valid", **eval_config.options)
         for row, ev in zip(new, [valids] if seeds is None else valids):
           row.update({f"valid/{k}": v for k, v in ev.items()})
       seconds = (time.perf_counter() - t0) / len(new)

@@ -358,34 +358,49 @@ class Simulator:
     return sharding.fetch(self.task.eval_params(state.server.params, state.clients))
 
   def evaluate(self, state: SimState, ks=(20,), targets=None, er_ks=(5, 10, 20),
-               batch_size: int = 256, split: str = "test"):
-    """Recall/NDCG/Precision@K (and ER@K for `targets`) over benign users.
+               batch_size: int = 256, split: str = "test", users: int | None = None,
+               precision: str = "fp32"):
+    """Recall/NDCG/Precision@K (and ER@K for `targets`) over benign users, from one
+    scoring pass (`metrics.evaluate`).
 
     `split="test"` ranks the test items with train and validation masked;
     `split="valid"` ranks the validation items with train masked (test unseen).
-    With replicas, a list of each replica's metrics.
+    `users=N` ranks a fixed, seeded sample of N users and adds each ranking metric's
+    standard error (`<metric>_se`). Tasks with one test item per user also report
+    `hr@K` (= `recall@K`) and no precision. With replicas, a list of each replica's
+    metrics.
     """
+    one = functools.partial(self._evaluate_one, ks=tuple(ks), targets=targets,
+                            er_ks=tuple(er_ks), batch_size=batch_size, split=split,
+                            users=users, precision=precision)
     if self.num_seeds is not None:
-      return [self._evaluate_one(take(state, s), ks, targets, er_ks, batch_size, split)
-              for s in range(self.num_seeds)]
-    return self._evaluate_one(state, ks, targets, er_ks, batch_size, split)
+      return [one(take(state, s)) for s in range(self.num_seeds)]
+    return one(state)
 
-  def _evaluate_one(self, state, ks, targets, er_ks, batch_size, split) -> dict[str, float]:
-    params, cache = self.eval_params(state), self._eval_cache
-    if split == "valid":
-      return metrics_lib.ranking_metrics(self.task.score, params, self.dataset.train,
-                                         self.dataset.valid, ks=ks, batch_size=batch_size)
+  def _evaluate_one(self, state, *, ks, targets, er_ks, batch_size, split, users,
+                    precision) -> dict[str, float]:
+    cache = self._eval_cache
     if "seen" not in cache:
       cache["seen"] = self.dataset.seen()
-    out = metrics_lib.ranking_metrics(self.task.score, params, cache["seen"],
-                                      self.dataset.test, ks=ks, batch_size=batch_size)
-    if self.data.hit_rate:
-      out = {name: value for k in ks for name, value in
-             ((f"hr@{k}", out[f"recall@{k}"]), (f"ndcg@{k}", out[f"ndcg@{k}"]),
-              (f"recall@{k}", out[f"recall@{k}"]))}
-    out.update(metrics_lib.target_exposure(cache, self.dataset, self.task.score, params,
-                                           targets, er_ks, batch_size))
-    return out
+      cache["interacted"] = self.dataset.interacted()
+    if split == "valid":
+      exclude, test, targets = self.dataset.train, self.dataset.valid, None
+    else:
+      exclude, test = cache["seen"], self.dataset.test
+    out = metrics_lib.evaluate(
+        self.task.score, self.eval_params(state), exclude, test, ks,
+        interacted=cache["interacted"], targets=targets, er_ks=er_ks, batch_size=batch_size,
+        num_users_sample=users, sample_seed=self.config.seed, precision=precision)
+    if not self.data.hit_rate:
+      return out
+    renamed = {}
+    for name, value in out.items():
+      if name.startswith("precision@"):
+        continue
+      if name.startswith("recall@"):
+        renamed["hr@" + name.removeprefix("recall@")] = value
+      renamed[name] = value
+    return renamed
 
 
 def epoch_summary(round_metrics: list[dict], end_metrics: dict, *, epoch: int,
