@@ -347,7 +347,7 @@ def main(argv):
     print(f"{r.name:40s} epoch {r.epoch_s:7.3f}s  floor {r.floor_s:7.3f}s  ratio {r.ratio:5.2f}",
           flush=True)
   if FLAGS.out:
-    from fedjax_rec.io import replace_section  # pylint: disable=import-outside-toplevel
+    from fedjax_rec.checkpoints import replace_section  # pylint: disable=import-outside-toplevel
     # Each group rewrites only its own section, so `--only` keeps the other groups.
     if pairs:
       replace_section(FLAGS.out, "ratios", pairs_markdown(pairs))

@@ -29,11 +29,11 @@ import jax
 import numpy as np
 from absl import flags
 
-from fedjax_rec import io
+from fedjax_rec import checkpoints
 from fedjax_rec import plots
 from fedjax_rec import scheduling
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
-from fedjax_rec.memory import MemoryLimitError, memory_guard
+from fedjax_rec.oom import MemoryLimitError, memory_guard
 from fedjax_rec.tasks.ncf.presets import get_preset
 from fedjax_rec.simulation import Simulator
 
@@ -331,7 +331,7 @@ def write_outputs(result: ScalingResult, out: str | Path, command: str) -> tuple
   out = Path(out)
   png = out.with_suffix(".png")
   plots.save_figure(plot_scaling(result), png)
-  io.atomic_write_text(out, to_markdown(result, command, figure=png.name))
+  checkpoints.atomic_write_text(out, to_markdown(result, command, figure=png.name))
   return out, png
 
 

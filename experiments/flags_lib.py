@@ -1,9 +1,11 @@
-"""Shared absl flags and their translation into typed configs.
+"""The absl flags of every task and their translation into typed configs.
 
-Flags live only here and in the binaries; the library receives dataclasses.
-A `--preset` supplies defaults; any flag given explicitly overrides it. `--method`
-and `--attack` accept the names of both tasks (`--task`); `method_from_flags` and
-`attack_fields_from_flags` say which are valid for the chosen task.
+Flags live only here and in the binaries; the library receives dataclasses. For
+`--task=core` a `--preset` supplies defaults, for `--task=sequential` the `--method`'s
+preset does; any flag given explicitly overrides them. `--method` and `--attack`
+accept the names of both tasks; `check_task_flags` and `attack_fields_from_flags` say
+which are valid for the chosen task, and a flag that only the other task reads is
+refused in one line.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import sys
 from absl import flags
 
 from fedjax_rec.aggregators import AGGREGATORS
-from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.data.loaders import DATASETS
-from fedjax_rec.models.ncf import NCFConfig
 from fedjax_rec.tasks.ncf.presets import PRESETS, get_preset
 from fedjax_rec.runner import EvalConfig
+from fedjax_rec.models.encoders import ENCODERS
 from fedjax_rec.tasks.sequential.attacks import SEQ_ATTACKS
 from fedjax_rec.tasks.sequential.config import METHODS as SEQ_METHODS
-from fedjax_rec.server import ServerConfig
+from fedjax_rec.tasks.sequential.config import SeqConfig, method_config
+from fedjax_rec.tasks.sequential.objective import REC_LOSSES
 from fedjax_rec.tasks.ncf.config import SimConfig
 
 FLAGS = flags.FLAGS
@@ -127,6 +129,29 @@ flags.DEFINE_string("inject_faults", None, "Fault injection: nan:K, inf:K or hug
                     "first K benign clients of every round upload NaN, Inf or 1e30 "
                     "(fedjax_rec/faults.py).")
 
+# --task=sequential only (the sequential task reuses the flags above where they mean the
+# same thing; two defaults differ for sequences when the flag is not given: --topk is 10,
+# HR@10 / NDCG@10, and --malicious_share 0.01, since 0.1% of ML-100K's 943 users is no
+# attacker at all).
+flags.DEFINE_enum("encoder", "sasrec", list(ENCODERS), "Sequential encoder.")
+flags.DEFINE_integer("max_len", 50, "Sequential window: most recent items kept.")
+flags.DEFINE_integer("num_blocks", None, "SASRec blocks (default 2).")
+flags.DEFINE_float("dropout", None, "Encoder dropout (default 0.2).")
+flags.DEFINE_enum("rec_loss", None, list(REC_LOSSES), "Next-item loss (default bce).")
+flags.DEFINE_float("seq_cl_weight", None, "Weight of the sequence view (0: off).")
+flags.DEFINE_float("user_cl_weight", None, "Weight of the user view (0: off).")
+flags.DEFINE_float("item_cl_weight", None, "Weight of the item view (0: off).")
+flags.DEFINE_float("temporal_weight", None, "Weight of the temporal regularizer (0: off).")
+flags.DEFINE_float("cl_tau", None, "InfoNCE temperature of the views.")
+flags.DEFINE_bool("server_defense", None, "FORTRESS server defense (default: on for fortress).")
+flags.DEFINE_float("sep_weight", None, "Server separation-loss weight.")
+flags.DEFINE_float("var_weight", None, "Server variance-loss weight.")
+SEQ_ONLY_FLAGS = ("encoder", "max_len", "num_blocks", "dropout", "rec_loss", "seq_cl_weight",
+                  "user_cl_weight", "item_cl_weight", "temporal_weight", "cl_tau",
+                  "server_defense", "sep_weight", "var_weight")
+SEQ_MALICIOUS_SHARE = 0.01
+SEQ_TOPK = (10,)
+
 _SIM_FIELDS = ("epochs", "clients_per_round", "convention", "num_negatives",
                "resample_negatives", "round_assignment", "max_buckets", "inject_faults")
 _MODEL_FIELDS = {"embed_dim": "embed_dim", "hidden": "hidden"}
@@ -134,6 +159,13 @@ _LOCAL_FIELDS = {"local_epochs": "local_epochs", "local_batch_size": "batch_size
                  "local_lr": "lr", "local_optimizer": "optimizer", "upload": "upload",
                  "user_optimizer": "user_optimizer", "user_lr": "user_lr"}
 _SERVER_FIELDS = {"server_optimizer": "optimizer", "server_lr": "lr"}
+_OBJECTIVE_FIELDS = {"rec_loss": "loss", "num_negatives": "num_negatives",
+                     "seq_cl_weight": "seq_weight", "user_cl_weight": "user_weight",
+                     "item_cl_weight": "item_weight", "temporal_weight": "temporal_weight",
+                     "cl_tau": "tau"}
+_DEFENSE_FIELDS = {"server_defense": "enabled", "sep_weight": "sep_weight",
+                   "var_weight": "var_weight"}
+_ENCODER_FIELDS = {"embed_dim": "embed_dim", "num_blocks": "num_blocks", "dropout": "dropout"}
 
 
 class UsageError(ValueError):
@@ -151,12 +183,46 @@ def method_from_flags() -> str:
   return method
 
 
-def check_task_only_flags(task_only: dict[str, tuple[str, ...]]) -> None:
-  """Rejects a flag given explicitly that only another task reads."""
-  for task, names in task_only.items():
+def check_task_flags() -> str:
+  """Checks `--method` and the task-only flags against `--task`; returns the method.
+
+  Raises:
+    UsageError: one line naming the flag.
+  """
+  method = method_from_flags()
+  for task, names in (("core", CORE_ONLY_FLAGS), ("sequential", SEQ_ONLY_FLAGS)):
     for name in names:
       if task != FLAGS.task and FLAGS[name].present:
         raise UsageError(f"--{name} applies only to --task={task}")
+  return method
+
+
+def config_from_flags(dataset):
+  """The run's config for `--task`: `SimConfig` (core) or `SeqConfig` (sequential)."""
+  if FLAGS.task == "sequential":
+    return seq_config_from_flags(dataset)
+  return sim_config_from_flags(**attack_fields_from_flags(dataset))
+
+
+def seq_config_from_flags(dataset) -> SeqConfig:
+  """The sequential method's preset, overridden by every explicitly given flag."""
+  try:
+    method = check_task_flags()
+    encoder = dataclasses.replace(_overrides(_ENCODER_FIELDS, SeqConfig().encoder),
+                                  name=FLAGS.encoder, max_len=FLAGS.max_len)
+    base = method_config(method, SeqConfig(encoder=encoder))
+    if not FLAGS["malicious_share"].present and FLAGS.num_malicious is None:
+      FLAGS.malicious_share = SEQ_MALICIOUS_SHARE
+    attack = attack_fields_from_flags(dataset)
+    top = {f: FLAGS[f].value for f in ("epochs", "clients_per_round", "convention")
+           if FLAGS[f].value is not None}
+    return dataclasses.replace(
+        base, objective=_overrides(_OBJECTIVE_FIELDS, base.objective),
+        defense=_overrides(_DEFENSE_FIELDS, base.defense),
+        server=_overrides(_SERVER_FIELDS, base.server), aggregator=FLAGS.aggregator,
+        aggregator_kwargs=aggregator_kwargs_from_flags(), seed=FLAGS.seed, **attack, **top)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
 
 
 def _overrides(mapping, config_obj):
@@ -282,6 +348,8 @@ def eval_config_from_flags() -> EvalConfig:
     raise UsageError("--topk values and --eval_every must be positive")
   if FLAGS.eval_users is not None and FLAGS.eval_users < 1:
     raise UsageError(f"--eval_users must be a positive number of users, got {FLAGS.eval_users}")
+  if FLAGS.task == "sequential" and not FLAGS["topk"].present:
+    ks = SEQ_TOPK
   return EvalConfig(every=FLAGS.eval_every, ks=ks, users=FLAGS.eval_users,
                     precision=FLAGS.eval_precision)
 

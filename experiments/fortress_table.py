@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from fedjax_rec import io
+from fedjax_rec import checkpoints
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks.targets import select_targets
 from fedjax_rec.data.loaders import default_data_dir, popularity_all
@@ -113,7 +113,7 @@ def _run_row(dataset: str, label: str, config: SeqConfig, summary: dict, wd: Pat
 
 def _train_seconds(wd: Path) -> float:
   try:
-    return float(sum(r.get("train/seconds", 0.0) for r in io.read_jsonl(wd / "metrics.jsonl")))
+    return float(sum(r.get("train/seconds", 0.0) for r in checkpoints.read_jsonl(wd / "metrics.jsonl")))
   except OSError:
     return float("nan")
 
@@ -213,9 +213,9 @@ def run_fortress_table(workdir: str | Path, *, datasets: Sequence[str] = DATASET
   reference: dict[str, dict] = {}
   notes: list[str] = [f"Attacks: {settings.malicious_share:.1%} malicious clients (at least "
                       f"1), target `{settings.target}`; seeds 0..{settings.seeds - 1}."]
-  write = lambda: (io.atomic_write_text(root / "fortress_table.md",
+  write = lambda: (checkpoints.atomic_write_text(root / "fortress_table.md",
                                         to_markdown(rows, notes, attacks, reference)),
-                   io.atomic_write_text(root / "fortress_runs.csv", to_csv(rows)))
+                   checkpoints.atomic_write_text(root / "fortress_runs.csv", to_csv(rows)))
   t_start = time.perf_counter()
   for name in datasets:
     data_dir = (Path(data_root) / name) if data_root is not None else default_data_dir(name)

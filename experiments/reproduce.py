@@ -27,7 +27,7 @@ from absl import flags
 
 from experiments import reproduce_fortress
 from experiments.repro_specs import EXPERIMENTS, Experiment
-from fedjax_rec import io, plots
+from fedjax_rec import checkpoints, plots
 from fedjax_rec.tasks.ncf import centralized
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks import select_targets
@@ -94,7 +94,7 @@ def references(exp: Experiment, workdir: Path, seeds: int) -> list[dict]:
                             log=lambda line: None)
     row = {"seed": seed, "mostpop": metrics_lib.mostpop_metrics(_dataset(exp.dataset, seed)),
            "centralized": central}
-    io.atomic_write_json(path, row)
+    checkpoints.atomic_write_json(path, row)
     out.append(row)
   return out
 
@@ -132,7 +132,7 @@ def run_experiment(exp: Experiment, workdir: Path, seeds: int) -> tuple[pd.DataF
       prefix = f"[{len(runs) + 1}/{total}] {exp.name}: {label} seed {seed}"
       run(cfg, dataset, workdir=wd, eval_config=eval_config,
           log=lambda line, prefix=prefix: print(f"{prefix} | {line}", flush=True))
-      rows = pd.DataFrame(io.read_jsonl(wd / "metrics.jsonl"))
+      rows = pd.DataFrame(checkpoints.read_jsonl(wd / "metrics.jsonl"))
       rows["label"], rows["seed"] = label, seed
       frames.append(rows)
       runs.append(Run(label, seed, cfg, wd))
@@ -144,7 +144,7 @@ def spectra(exp: Experiment, runs: list) -> pd.DataFrame:
   out = []
   for r in runs:
     sim = Simulator(r.config, _dataset(exp.dataset, r.seed))
-    state = io.load_checkpoint(r.workdir / "checkpoint.msgpack", sim.init())
+    state = checkpoints.load_checkpoint(r.workdir / "checkpoint.msgpack", sim.init())
     values = np.asarray(singular_values(state.server.params.item_emb, normalize=True))
     out += [{"label": r.label, "seed": r.seed, "index": i, "singular_value": float(v)}
             for i, v in enumerate(values)]
@@ -276,14 +276,14 @@ def _main():
                       ignore_index=True)
     md = f"### {exp.title}\n\n{plots.markdown_table(tab)}\n"
     print(md)
-    io.atomic_write_text(workdir / f"{name}.md", md)
-    io.atomic_write_text(workdir / f"{name}.csv", frame.to_csv(index=False))
+    checkpoints.atomic_write_text(workdir / f"{name}.md", md)
+    checkpoints.atomic_write_text(workdir / f"{name}.csv", frame.to_csv(index=False))
     if name.startswith("figure"):
       figure(exp, frame, workdir / f"{name}.png")
       print(f"wrote {workdir / (name + '.png')}")
     if exp.spectra:
       spec = spectra(exp, runs)
-      io.atomic_write_text(workdir / f"{name}b.csv", spec.to_csv(index=False))
+      checkpoints.atomic_write_text(workdir / f"{name}b.csv", spec.to_csv(index=False))
       spectra_figure(exp, spec, workdir / f"{name}b.png")
       print(f"wrote {workdir / (name + 'b.png')}")
 

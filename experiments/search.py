@@ -21,7 +21,7 @@ from pathlib import Path
 from absl import app
 from absl import flags
 
-from fedjax_rec import io
+from fedjax_rec import checkpoints
 from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.data.loaders import default_data_dir, load_dataset
 from fedjax_rec.tasks.ncf.presets import PRESETS
@@ -95,7 +95,7 @@ def main(argv):
     config = candidate_config(name, FLAGS.epochs)
     summary = run(config, dataset, workdir=wd / name,
                   eval_config=EvalConfig(valid=True), log=lambda s: print(f"[{name}] {s}"))
-    rows = [r for r in io.read_jsonl(wd / name / "metrics.jsonl")]
+    rows = [r for r in checkpoints.read_jsonl(wd / name / "metrics.jsonl")]
     best = max(rows, key=lambda r: r["valid/recall@20"])
     table[name] = {"local": dataclasses.asdict(config.local),
                    "overrides": _describe(OVERRIDES.get(name, {})),
@@ -108,7 +108,7 @@ def main(argv):
                    "epoch_seconds": sum(r["train/seconds"] for r in rows) / len(rows),
                    "mostpop_test_recall@20": summary["mostpop"]["recall@20"]}
     wd.mkdir(parents=True, exist_ok=True)
-    io.atomic_write_json(table_path, table)
+    checkpoints.atomic_write_json(table_path, table)
   print(markdown(table))
 
 

@@ -18,10 +18,9 @@ import jax
 
 from experiments import flag_checks
 from experiments import flags_lib
-from experiments import seq_flags
 from fedjax_rec.data.loaders import load_dataset
 from fedjax_rec.data.readers import DataFormatError
-from fedjax_rec.memory import MemoryLimitError
+from fedjax_rec.oom import MemoryLimitError
 from fedjax_rec.runner import NonFiniteError, WorkdirError, run
 from fedjax_rec.tasks.sequential.data import SEQ_DATASETS, load_seq_dataset
 from fedjax_rec.simulation import Simulator
@@ -32,55 +31,41 @@ flags.DEFINE_integer("num_seeds", 1, "Independent replicas (seeds --seed .. --se
                      "`seed` column.", lower_bound=1)
 
 
-def main_sequential():
-  """`--task=sequential`: FORTRESS and its baselines on time-ordered sequences."""
-  seq_flags.check_task_flags()
-  if FLAGS.dataset not in SEQ_DATASETS:
-    raise flags_lib.UsageError(f"--task=sequential needs --dataset in {', '.join(SEQ_DATASETS)}, "
-                               f"got {FLAGS.dataset}")
-  if FLAGS.mesh_shape not in (0, 1) or FLAGS.coordinator_address:
-    raise flags_lib.UsageError("--task=sequential runs on one device (no --mesh_shape)")
-  flag_checks.check_flags()
-  eval_config = seq_flags.seq_eval_config_from_flags()
-  dataset = load_seq_dataset(FLAGS.dataset, FLAGS.data_dir, max_len=FLAGS.max_len,
-                             seed=FLAGS.seed)
+def load(task: str):
+  """The split dataset of `--dataset` for `task`, checked against the flags."""
+  if task == "sequential":
+    if FLAGS.dataset not in SEQ_DATASETS:
+      raise flags_lib.UsageError(f"--task=sequential needs --dataset in "
+                                 f"{', '.join(SEQ_DATASETS)}, got {FLAGS.dataset}")
+    dataset = load_seq_dataset(FLAGS.dataset, FLAGS.data_dir, max_len=FLAGS.max_len,
+                               seed=FLAGS.seed)
+  else:
+    dataset = load_dataset(FLAGS.dataset, FLAGS.data_dir, seed=FLAGS.seed,
+                           valid_frac=FLAGS.valid_frac)
   flag_checks.check_dataset_flags(dataset.num_users, dataset.num_items, FLAGS.dataset)
-  config = seq_flags.seq_config_from_flags(dataset)
-  run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config,
-      num_seeds=FLAGS.num_seeds if FLAGS.num_seeds > 1 else None)
+  return dataset
 
 
 def main(argv):
   if len(argv) > 1:
     flags_lib.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.task == "sequential":
-    try:
-      flags_lib.check_resume()
-      main_sequential()
-    except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError,
-            MemoryLimitError, NonFiniteError) as e:
-      flags_lib.fail(str(e))
-    return
   try:
-    seq_flags.check_task_flags()
+    flags_lib.check_task_flags()
     flags_lib.check_resume()
     flag_checks.check_flags()
     mesh = flags_lib.setup_devices()
+    if (mesh is not None or jax.process_count() > 1) and (
+        FLAGS.num_seeds > 1 or FLAGS.task == "sequential"):
+      raise flags_lib.UsageError(
+          "--num_seeds > 1 and --task=sequential run on one device: pass --mesh_shape=1 "
+          "and no --coordinator_address")
     eval_config = flags_lib.eval_config_from_flags()
-    dataset = load_dataset(FLAGS.dataset, FLAGS.data_dir, seed=FLAGS.seed,
-                           valid_frac=FLAGS.valid_frac)
-    flag_checks.check_dataset_flags(dataset.num_users, dataset.num_items, FLAGS.dataset)
-    config = flags_lib.sim_config_from_flags(**flags_lib.attack_fields_from_flags(dataset))
-    if FLAGS.num_seeds > 1:
-      if mesh is not None or jax.process_count() > 1:
-        raise flags_lib.UsageError("--num_seeds > 1 runs on one device: pass --mesh_shape=1 "
-                                   "and no --coordinator_address")
-      run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config,
-          num_seeds=FLAGS.num_seeds)
-      return
+    dataset = load(FLAGS.task)
+    config = flags_lib.config_from_flags(dataset)
     lead = jax.process_index() == 0
     run(config, dataset, workdir=FLAGS.workdir, eval_config=eval_config, write=lead,
         log=print if lead else (lambda line: None),
+        num_seeds=FLAGS.num_seeds if FLAGS.num_seeds > 1 else None,
         simulator_factory=lambda c, d: Simulator(c, d, mesh=mesh))
   except (flags_lib.UsageError, FileNotFoundError, DataFormatError, WorkdirError,
           MemoryLimitError, NonFiniteError) as e:

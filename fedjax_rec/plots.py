@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from fedjax_rec import io
+from fedjax_rec import checkpoints
 from fedjax_rec.grid import GRID_KEYS
 from fedjax_rec.sweep import format_summary, summarize
 
@@ -43,7 +43,7 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
   """Writes `fig` as a PNG, atomically; returns the path."""
   buf = _io.BytesIO()
   fig.savefig(buf, format="png", dpi=dpi)
-  io.atomic_write_bytes(path, buf.getvalue())
+  checkpoints.atomic_write_bytes(path, buf.getvalue())
   return Path(path)
 
 
@@ -123,7 +123,7 @@ def standard_plots(frame: pd.DataFrame, out_dir: str | Path,
            for m in metrics]
   summary = format_summary(summarize(frame))
   text = "# Final-epoch metrics (mean ± std over seeds)\n\n" + markdown_table(summary)
-  io.atomic_write_text(out / "summary.md", text)
+  checkpoints.atomic_write_text(out / "summary.md", text)
   return paths + [out / "summary.md"]
 
 

@@ -1,6 +1,6 @@
 """The sweep's results store: one CSV, one row per (point, epoch), rewritten atomically.
 
-A point's rows are added in one atomic rewrite (temp file + rename, `fedjax_rec.io`),
+A point's rows are added in one atomic rewrite (temp file + rename, `fedjax_rec.checkpoints`),
 and only if its id is absent, so after a crash at any moment every finished point is
 in the file exactly once and an unfinished one not at all. Every row carries the
 marker column `MARKER_COLUMN = FORMAT`: a file without it (a foreign CSV, a corrupt
@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from fedjax_rec import io
+from fedjax_rec import checkpoints
 from fedjax_rec.grid import GRID_KEYS
 
 FORMAT = "fedjax_rec.results.v1"
@@ -94,6 +94,6 @@ class ResultsStore:
     frame = pd.concat([self._frame, new], ignore_index=True) if len(self._frame) else new
     rest = sorted(c for c in frame.columns if c not in KEY_COLUMNS)
     frame = frame[list(KEY_COLUMNS) + rest]
-    io.atomic_write_text(self.path, frame.to_csv(index=False))
+    checkpoints.atomic_write_text(self.path, frame.to_csv(index=False))
     self._frame = frame
     return True

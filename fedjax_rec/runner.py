@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_rec import io
+from fedjax_rec import checkpoints
 from fedjax_rec.aggregators import resolve_kwargs
-from fedjax_rec import memory
+from fedjax_rec import oom
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.simulation import Simulator
 from fedjax_rec.types import Array
@@ -160,7 +160,7 @@ def run(config, dataset, *, workdir: str | Path | None = None,
       log(f"{wd}: already finished ({config.epochs} epochs); nothing to do")
       return json.loads((wd / "summary.json").read_text())
     if write:
-      io.atomic_write_json(wd / "config.json", cfg)
+      checkpoints.atomic_write_json(wd / "config.json", cfg)
   targets = np.asarray(config.targets, np.int64)
   mostpop = metrics_lib.mostpop_metrics(dataset, ks=eval_config.ks)
   log(f"{dataset.summary()}")
@@ -173,7 +173,7 @@ def run(config, dataset, *, workdir: str | Path | None = None,
   for epoch in range(start, config.epochs):
     if progress and epoch == start:
       log(f"epoch {epoch + 1}: compiling the round (once per run) ...")
-    with memory.memory_guard(config.clients_per_round):  # errors surfacing after dispatch
+    with oom.memory_guard(config.clients_per_round):  # errors surfacing after dispatch
       state, train_m = sim.run_epoch(state)
     check_finite(state, epoch + 1)
     train_ms = [train_m] if seeds is None else train_m
@@ -200,9 +200,9 @@ def run(config, dataset, *, workdir: str | Path | None = None,
     for row in new:
       log(epoch_line(row) if seeds is None else f"seed {row['seed']}: " + epoch_line(row))
     if wd is not None and write:
-      io.write_jsonl(wd / "metrics.jsonl", rows)
+      checkpoints.write_jsonl(wd / "metrics.jsonl", rows)
       if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs:
-        io.save_checkpoint(wd / io.CHECKPOINT_NAME, state)
+        checkpoints.save_checkpoint(wd / checkpoints.CHECKPOINT_NAME, state)
   if seeds is None:
     summary = {"dataset": dataset.name, "epochs": config.epochs,
                "final": {k: v for k, v in rows[-1].items()} if rows else {},
@@ -212,7 +212,7 @@ def run(config, dataset, *, workdir: str | Path | None = None,
   else:
     summary = replica_summary(rows, dataset.name, config.epochs, seeds, mostpop)
   if wd is not None and write:
-    io.atomic_write_json(wd / "summary.json", summary)
+    checkpoints.atomic_write_json(wd / "summary.json", summary)
   return summary
 
 
@@ -252,8 +252,8 @@ def resume_workdir(wd: Path, cfg: dict, sim, state, log):
       raise WorkdirError(f"{wd} holds a run with a different configuration; "
                          "choose another --workdir or delete that one")
     try:
-      restored = io.load_latest_checkpoint(wd / io.CHECKPOINT_NAME, state, log)
-    except io.CheckpointError as e:
+      restored = checkpoints.load_latest_checkpoint(wd / checkpoints.CHECKPOINT_NAME, state, log)
+    except checkpoints.CheckpointError as e:
       raise WorkdirError(str(e)) from None
     if restored is not None:
       state = sim.place(restored)
@@ -263,7 +263,7 @@ def resume_workdir(wd: Path, cfg: dict, sim, state, log):
       log(f"{wd}: resuming after epoch {done}")
   elif wd.exists() and any(wd.iterdir()):
     foreign = sorted(p.name for p in wd.iterdir())[:5]
-    if {"metrics.jsonl", io.CHECKPOINT_NAME, "summary.json"} & set(foreign):
+    if {"metrics.jsonl", checkpoints.CHECKPOINT_NAME, "summary.json"} & set(foreign):
       raise WorkdirError(f"{wd} holds results but no config.json; refusing to overwrite them")
   return state, rows
 
@@ -275,7 +275,7 @@ def read_metrics(path: Path) -> list[dict]:
     WorkdirError: a line that is not a JSON object (named by file and line).
   """
   try:
-    rows = io.read_jsonl(path)
+    rows = checkpoints.read_jsonl(path)
   except (ValueError, UnicodeDecodeError) as e:
     raise WorkdirError(f"{e}; fix or delete that line, or choose another --workdir") from None
   for lineno, row in enumerate(rows, 1):

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_rec import memory
+from fedjax_rec import oom
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec import scheduling
 from fedjax_rec import server as server_lib
@@ -132,7 +132,7 @@ class Simulator:
     self.hosts: list[TaskData] = [b.data for b in bundles]
     self.aggregator = make_aggregator(config.aggregator, dataset.num_items, config.convention,
                                       **dict(config.aggregator_kwargs))
-    with memory.memory_guard(config.clients_per_round, "placing the client data",
+    with oom.memory_guard(config.clients_per_round, "placing the client data",
                              "the rows of all clients do not fit: use fewer users or more memory"):
       self.device_data = self._place_data()
     self.plan = self._common_plan()
@@ -175,14 +175,14 @@ class Simulator:
     Only where the device reports its limit (accelerators; not CPU).
 
     Raises:
-      memory.MemoryLimitError: naming the round size.
+      oom.MemoryLimitError: naming the round size.
     """
     if plan in self._fitting_plans or self.data.row_dim is None:
       return
     devices = self.mesh.size if self.mesh is not None else 1
-    needed = memory.round_bytes_floor(plan.padded_samples * len(self.hosts) // devices,
+    needed = oom.round_bytes_floor(plan.padded_samples * len(self.hosts) // devices,
                                       self.data.row_dim)
-    memory.check_round_fits(needed, plan.num_slots, jax.local_devices()[0].memory_stats())
+    oom.check_round_fits(needed, plan.num_slots, jax.local_devices()[0].memory_stats())
     self._fitting_plans.add(plan)
 
   def place(self, state: SimState) -> SimState:
@@ -281,7 +281,7 @@ class Simulator:
     self.check_fits(plan)
     slots = tuple(sharding.shard_clients(s, self.mesh) for s in slots)
     key_data = np.asarray(jax.random.key_data(jax.random.key(0) if key is None else key))
-    with memory.memory_guard(plan.num_slots):
+    with oom.memory_guard(plan.num_slots):
       return self.round_step(server, clients, attackers, self.device_data, slots,
                              self.attack_slots(np.asarray(attackers_in_round, np.int64)),
                              key_data, lengths=plan.lengths,

@@ -20,7 +20,6 @@ that take a `popularity` argument get the training interaction counts.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from fedjax_rec import io, runner
+from fedjax_rec import checkpoints, runner
 from fedjax_rec.attacks.targets import select_targets
 from fedjax_rec.data.dataset import ImplicitDataset
 from fedjax_rec.aggregators import make_aggregator
@@ -36,7 +35,7 @@ from fedjax_rec.data.loaders import (check_data_present, default_data_dir, load_
                                      popularity_all)
 from fedjax_rec.data.synthetic import SyntheticConfig
 from fedjax_rec.grid import GRID_KEYS, point_dirname, point_id
-from fedjax_rec.tasks.ncf.methods import METHODS
+from fedjax_rec.tasks.ncf.methods import TAKES_TRAINING_DATA
 from fedjax_rec.tasks.ncf.presets import get_preset
 from fedjax_rec.results_store import ResultsStore
 from fedjax_rec.tasks.ncf.config import SimConfig, default_num_malicious
@@ -74,20 +73,12 @@ class SweepSettings:
   max_buckets: int | None = None
 
 
-def _method_kwargs(method: str, model, dataset: ImplicitDataset) -> tuple[tuple[str, Any], ...]:
-  """`(("popularity", counts),)` when the method's builder takes item popularity."""
-  builder = METHODS[method]
-  counts = tuple(int(c) for c in dataset.item_popularity())
-  params = inspect.signature(builder).parameters
-  if "popularity" in params:
-    return (("popularity", counts),)
-  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-    try:  # a wrapper (e.g. rcl4fedrec) that forwards its kwargs to a builder
-      builder(model, popularity=np.asarray(counts))
-    except TypeError:
-      return ()
-    return (("popularity", counts),)
-  return ()
+def _method_kwargs(method: str, dataset: ImplicitDataset) -> tuple[tuple[str, Any], ...]:
+  """`(("popularity", counts),)` for the methods that take item popularity (recorded in
+  the point's config, so its run directory names the counts it trained with)."""
+  if method not in TAKES_TRAINING_DATA:
+    return ()
+  return (("popularity", tuple(int(c) for c in dataset.item_popularity())),)
 
 
 def build_config(point: dict[str, Any], dataset: ImplicitDataset,
@@ -103,7 +94,7 @@ def build_config(point: dict[str, Any], dataset: ImplicitDataset,
   num_malicious = (max(1, default_num_malicious(dataset.num_users, point["malicious_share"]))
                    if attacked else 0)
   targets = select_targets(popularity_all(dataset), point["target"], seed=point["seed"])
-  method_kwargs = _method_kwargs(point["method"], model, dataset)
+  method_kwargs = _method_kwargs(point["method"], dataset)
   extra = {} if settings.max_buckets is None else {"max_buckets": settings.max_buckets}
   return dataclasses.replace(
       base, model=model, method=point["method"], method_kwargs=method_kwargs,
@@ -224,7 +215,7 @@ def run_sweep(points: list[dict[str, Any]], workdir: str | Path,
     pdir = wd / POINTS_DIR / point_dirname(point)
     runner.run(config, dataset, workdir=pdir, eval_config=settings.eval_config,
                checkpoint_every=settings.checkpoint_every, log=lambda s: log("  " + s))
-    store.append(pid, point, config.num_malicious, io.read_jsonl(pdir / "metrics.jsonl"))
+    store.append(pid, point, config.num_malicious, checkpoints.read_jsonl(pdir / "metrics.jsonl"))
     epochs_run += point["epochs"]
     epochs_left -= point["epochs"]
   log(f"sweep: {len(points)}/{len(points)} points done in "

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_rec import io
+from fedjax_rec import checkpoints
 from fedjax_rec.runner import EvalConfig, NonFiniteError, WorkdirError, run
 from fedjax_rec.simulation import Simulator
 
@@ -16,27 +16,27 @@ EVAL = EvalConfig(ks=(5,))
 
 
 def test_round_trip_and_rotation(tmp_path):
-  path = tmp_path / io.CHECKPOINT_NAME
-  io.save_checkpoint(path, {"a": np.arange(3.0)})
-  io.save_checkpoint(path, {"a": np.arange(3.0) + 1})
+  path = tmp_path / checkpoints.CHECKPOINT_NAME
+  checkpoints.save_checkpoint(path, {"a": np.arange(3.0)})
+  checkpoints.save_checkpoint(path, {"a": np.arange(3.0) + 1})
   template = {"a": jnp.zeros(3)}
-  assert np.allclose(io.load_checkpoint(path, template)["a"], [1, 2, 3])
-  assert np.allclose(io.load_checkpoint(io.previous_path(path), template)["a"], [0, 1, 2])
-  assert io.previous_path(path).name == "checkpoint.prev.msgpack"
+  assert np.allclose(checkpoints.load_checkpoint(path, template)["a"], [1, 2, 3])
+  assert np.allclose(checkpoints.load_checkpoint(checkpoints.previous_path(path), template)["a"], [0, 1, 2])
+  assert checkpoints.previous_path(path).name == "checkpoint.prev.msgpack"
 
 
 def test_legacy_headerless_checkpoint_loads(tmp_path):
   import flax.serialization
   path = tmp_path / "old.msgpack"
   path.write_bytes(flax.serialization.msgpack_serialize({"a": np.arange(3.0)}))
-  assert np.allclose(io.load_checkpoint(path, {"a": jnp.zeros(3)})["a"], [0, 1, 2])
+  assert np.allclose(checkpoints.load_checkpoint(path, {"a": jnp.zeros(3)})["a"], [0, 1, 2])
 
 
 def test_wrong_shape_is_refused(tmp_path):
   path = tmp_path / "c.msgpack"
-  io.save_checkpoint(path, {"a": np.arange(4.0)})
-  with pytest.raises(io.CheckpointError, match="c.msgpack"):
-    io.load_checkpoint(path, {"a": jnp.zeros(3)})
+  checkpoints.save_checkpoint(path, {"a": np.arange(4.0)})
+  with pytest.raises(checkpoints.CheckpointError, match="c.msgpack"):
+    checkpoints.load_checkpoint(path, {"a": jnp.zeros(3)})
 
 
 def _two_epoch_workdir(tmp_path):
@@ -49,12 +49,12 @@ def _two_epoch_workdir(tmp_path):
 
 def test_altered_byte_is_refused_and_previous_is_resumed(tmp_path):
   ds, cfg, wd = _two_epoch_workdir(tmp_path)
-  ckpt = wd / io.CHECKPOINT_NAME
+  ckpt = wd / checkpoints.CHECKPOINT_NAME
   data = bytearray(ckpt.read_bytes())
   data[len(data) // 2] ^= 0xFF
   ckpt.write_bytes(bytes(data))
-  with pytest.raises(io.CheckpointError, match=f"{ckpt}.*checksum"):
-    io.load_checkpoint(ckpt, {"a": jnp.zeros(1)})
+  with pytest.raises(checkpoints.CheckpointError, match=f"{ckpt}.*checksum"):
+    checkpoints.load_checkpoint(ckpt, {"a": jnp.zeros(1)})
   lines = []
   run(cfg, ds, workdir=wd, eval_config=EVAL, log=lines.append)
   text = "\n".join(lines)
@@ -65,15 +65,15 @@ def test_altered_byte_is_refused_and_previous_is_resumed(tmp_path):
 
 def test_truncated_checkpoint_falls_back_then_refuses(tmp_path):
   ds, cfg, wd = _two_epoch_workdir(tmp_path)
-  ckpt = wd / io.CHECKPOINT_NAME
+  ckpt = wd / checkpoints.CHECKPOINT_NAME
   ckpt.write_bytes(ckpt.read_bytes()[:-10])
-  with pytest.raises(io.CheckpointError, match="truncated"):
-    io.load_checkpoint(ckpt, {"a": jnp.zeros(1)})
+  with pytest.raises(checkpoints.CheckpointError, match="truncated"):
+    checkpoints.load_checkpoint(ckpt, {"a": jnp.zeros(1)})
   lines = []
   run(cfg, ds, workdir=wd, eval_config=EVAL, log=lines.append)  # reruns epoch 2 from prev
   assert any("resuming after epoch 1" in l for l in lines)
   # Both truncated: one error saying how to start over.
-  for p in (ckpt, io.previous_path(ckpt)):
+  for p in (ckpt, checkpoints.previous_path(ckpt)):
     p.write_bytes(p.read_bytes()[:30])
   (wd / "summary.json").unlink()
   with pytest.raises(WorkdirError, match="delete .* or use another --workdir"):
@@ -100,9 +100,9 @@ def test_non_finite_state_stops_the_run_and_is_not_checkpointed(tmp_path):
     run(cfg, ds, workdir=wd, eval_config=EVAL, log=lambda s: None,
         simulator_factory=_NaNAfterFirst)
   sim = Simulator(cfg, ds)
-  saved = io.load_checkpoint(wd / io.CHECKPOINT_NAME, sim.init())
+  saved = checkpoints.load_checkpoint(wd / checkpoints.CHECKPOINT_NAME, sim.init())
   assert int(saved.epoch) == 1
-  assert not io.previous_path(wd / io.CHECKPOINT_NAME).exists()
+  assert not checkpoints.previous_path(wd / checkpoints.CHECKPOINT_NAME).exists()
 
 
 def test_workdir_that_is_a_file_and_garbage_metrics(tmp_path):

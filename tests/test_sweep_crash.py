@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fedjax_rec import io
+from fedjax_rec import checkpoints
 from fedjax_rec.grid import parse_grid, point_dirname, point_id
 from fedjax_rec.results_store import ResultsStore
 from fedjax_rec.sweep import POINTS_DIR, STORE_NAME, summarize
@@ -101,7 +101,7 @@ def test_resumed_point_equals_the_uninterrupted_run(sweeps):
   runs = [sweeps["root"] / name / POINTS_DIR / point_dirname(SECOND)
           for name in ("killed", "ref")]
   test_rows = [[{k: v for k, v in r.items() if k.startswith("test/") or k == "epoch"}
-                for r in io.read_jsonl(run / "metrics.jsonl")] for run in runs]
+                for r in checkpoints.read_jsonl(run / "metrics.jsonl")] for run in runs]
   assert len(test_rows[0]) == EPOCHS and test_rows[0] == test_rows[1]
   assert (runs[0] / "checkpoint.msgpack").read_bytes() == \
       (runs[1] / "checkpoint.msgpack").read_bytes()

@@ -13,9 +13,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from fedjax_rec.data.readers import (DataFormatError, PathLike, shorten, bad_line,
-                                     first_nonblank, parse_fixed, read_text,
-                                     split_lines)
+from fedjax_rec.data.parsing import (DataFormatError, PathLike, bad_line, first_nonblank,
+                                     parse_fixed, read_text, shorten, split_lines)
 
 AMAZON_CSV_LAYOUT = "Amazon ratings CSV (user,item,rating,timestamp; no header)"
 AMAZON_JSON_LAYOUT = ("Amazon 5-core JSON lines (keys reviewerID, asin, overall, "

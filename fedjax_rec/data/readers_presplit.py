@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 
 from fedjax_rec.data import discover
-from fedjax_rec.data.readers import (PRESPLIT_LAYOUT, DataFormatError, PathLike, bad_line,
-                                     read_text, split_lines)
+from fedjax_rec.data.parsing import (DataFormatError, PathLike, bad_line, read_text,
+                                     split_lines)
+
+PRESPLIT_LAYOUT = "pre-split train.dat/test.dat (one line per user: 'uid i1 i2 ...')"
 
 # Pre-split ids are used as given (0..max), so arrays are sized by the largest id: one
 # beyond this many times the distinct ids (plus the slack) is refused.

@@ -368,8 +368,7 @@ def test_reindex_first_appearance_and_dedup():
 def test_module_reexports():
   from fedjax_rec.data import readers_other  # pylint: disable=import-outside-toplevel
   assert readers.read_mind_behaviors is readers_other.read_mind_behaviors
-  assert set(readers.__all__) <= (set(dir(readers)) | set(readers._OTHER)
-                                  | set(readers._PRESPLIT))
+  assert set(readers.__all__) <= set(dir(readers))
 
 
 # ---------------------------------------------------------------------------- real data

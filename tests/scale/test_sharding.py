@@ -22,7 +22,7 @@ def test_sharded_equals_single_device():
                         capture_output=True, text=True, timeout=600, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   diffs = json.loads(proc.stdout.strip().splitlines()[-1])
-  assert {"fedavg", "median"} <= set(diffs)
+  assert {"fedavg", "median", "sequential"} <= set(diffs)
   for name, diff in diffs.items():
     assert diff < 1e-4, (name, diff)
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from fedjax_rec import io
+from fedjax_rec import checkpoints
 from fedjax_rec.runner import EvalConfig, run
 from fedjax_rec.simulation import Simulator
 from tests.sequential.conftest import FAST_COMPILE, tiny_config
@@ -47,7 +47,7 @@ def test_run_writes_results_and_resumes_exactly(tiny_dataset, tmp_path):
   logs = []
   full = run(cfg, tiny_dataset, workdir=tmp_path / "full", eval_config=EVAL,
              simulator_factory=factory, log=logs.append)
-  rows = io.read_jsonl(tmp_path / "full" / "metrics.jsonl")
+  rows = checkpoints.read_jsonl(tmp_path / "full" / "metrics.jsonl")
   assert [r["epoch"] for r in rows] == [1, 2]
   for key in ("test/hr@10", "test/ndcg@10", "test/er@5", "train/defense/flagged",
               "train/loss/rec", "train/num_malicious"):
@@ -58,7 +58,7 @@ def test_run_writes_results_and_resumes_exactly(tiny_dataset, tmp_path):
   with pytest.raises(_Crash):
     run(cfg, tiny_dataset, workdir=tmp_path / "cut", eval_config=EVAL,
         simulator_factory=lambda c, d: _CrashAfter(sim, 1), log=logs.append)
-  assert [r["epoch"] for r in io.read_jsonl(tmp_path / "cut" / "metrics.jsonl")] == [1]
+  assert [r["epoch"] for r in checkpoints.read_jsonl(tmp_path / "cut" / "metrics.jsonl")] == [1]
   logs.clear()
   resumed = run(cfg, tiny_dataset, workdir=tmp_path / "cut", eval_config=EVAL,
                 simulator_factory=factory, log=logs.append)

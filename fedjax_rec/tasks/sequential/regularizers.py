@@ -203,7 +203,6 @@ def apply_defense(config: DefenseConfig, item_emb: Array, state: DefenseState,
   n = item_emb.shape[0]
   key_probe, key_low = jax.random.split(key)
   num_pop = min(config.num_popular, n - 1)
-  _, popular = jax.lax.top_k(state.visibility, num_pop)
   probes = make_probes(encode, state.visibility, config.num_probes, config.probe_len,
                        key_probe)
   direction = normalize(jnp.mean(probes.hidden, axis=0))

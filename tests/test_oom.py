@@ -11,9 +11,9 @@ from pathlib import Path
 import jax
 import pytest
 
-from fedjax_rec import memory
+from fedjax_rec import oom
 from tests import test_cli
-from fedjax_rec.memory import MemoryLimitError
+from fedjax_rec.oom import MemoryLimitError
 from fedjax_rec.runner import run
 from fedjax_rec.simulation import Simulator
 
@@ -33,12 +33,12 @@ def _xla_oom():
     (ValueError("RESOURCE_EXHAUSTED"), False),
 ])
 def test_is_out_of_memory(error, expected):
-  assert memory.is_out_of_memory(error) is expected
+  assert oom.is_out_of_memory(error) is expected
 
 
 def test_guard_turns_xla_oom_into_one_clear_line():
   with pytest.raises(MemoryLimitError) as info:
-    with memory.memory_guard(65536):
+    with oom.memory_guard(65536):
       raise _xla_oom()
   message = str(info.value)
   assert "\n" not in message
@@ -51,29 +51,29 @@ def test_guard_turns_xla_oom_into_one_clear_line():
 
 def test_guard_passes_other_errors_through():
   with pytest.raises(ValueError, match="not memory"):
-    with memory.memory_guard(256):
+    with oom.memory_guard(256):
       raise ValueError("not memory")
   with pytest.raises(RuntimeError, match="INVALID_ARGUMENT"):
-    with memory.memory_guard(256):
+    with oom.memory_guard(256):
       raise RuntimeError("INVALID_ARGUMENT: bad")
 
 
 def test_one_client_gets_other_advice():
   with pytest.raises(MemoryLimitError, match="one client per round is the least"):
-    with memory.memory_guard(1):
+    with oom.memory_guard(1):
       raise MemoryError()
 
 
 def test_check_round_fits():
-  memory.check_round_fits(10**12, 256, None)  # CPU: no limit reported, no check
-  memory.check_round_fits(100, 256, {"bytes_limit": 1000, "bytes_in_use": 800})
+  oom.check_round_fits(10**12, 256, None)  # CPU: no limit reported, no check
+  oom.check_round_fits(100, 256, {"bytes_limit": 1000, "bytes_in_use": 800})
   with pytest.raises(MemoryLimitError, match=r"4096 clients per round \(needs at least"):
-    memory.check_round_fits(300, 4096, {"bytes_limit": 1000, "bytes_in_use": 800})
+    oom.check_round_fits(300, 4096, {"bytes_limit": 1000, "bytes_in_use": 800})
 
 
 def test_round_floor_counts_upload_rows():
   # d = 32: a 32-float gradient plus item and client ids, 4 bytes each.
-  assert memory.round_bytes_floor(1000, 32) == 1000 * 34 * 4
+  assert oom.round_bytes_floor(1000, 32) == 1000 * 34 * 4
 
 
 def _tiny():
@@ -127,11 +127,11 @@ def test_train_prints_one_line():
 import sys
 from absl import app
 from experiments import train
-from fedjax_rec import memory
-from fedjax_rec.memory import MemoryLimitError
+from fedjax_rec import oom
+from fedjax_rec.oom import MemoryLimitError
 
 def out_of_memory(config, *args, **kwargs):
-  raise MemoryLimitError(memory.limit_message(config.clients_per_round),
+  raise MemoryLimitError(oom.limit_message(config.clients_per_round),
                          config.clients_per_round)
 
 train.run = out_of_memory
