@@ -75,7 +75,8 @@ def _json_default(x):
 # A checkpoint file: MAGIC, a format version (uint32, little-endian), the payload's length
 # (uint64) and its sha256, then the payload (msgpack of the state dict).
 CHECKPOINT_MAGIC = b"FJRCKPT\0"
-CHECKPOINT_VERSION = 1
+# Version 2: the interaction network is `PublicParams.net` (was `mlp`).
+CHECKPOINT_VERSION = 2
 _HEADER = len(CHECKPOINT_MAGIC) + 4 + 8 + 32
 CHECKPOINT_NAME = "checkpoint.msgpack"
 PREVIOUS_NAME = "checkpoint.prev.msgpack"
@@ -122,8 +123,8 @@ def load_checkpoint(path: str | os.PathLike, template: Any) -> Any:
       raise CheckpointError(f"{path}: truncated checkpoint (header of {len(data)} bytes)")
     version = int.from_bytes(data[8:12], "little")
     if version != CHECKPOINT_VERSION:
-      raise CheckpointError(f"{path}: checkpoint format {version}, expected "
-                            f"{CHECKPOINT_VERSION}")
+      raise CheckpointError(f"{path}: checkpoint format {version}, this version reads "
+                            f"{CHECKPOINT_VERSION}; rerun in a new --workdir")
     size = int.from_bytes(data[12:20], "little")
     payload = data[_HEADER:]
     if len(payload) != size:

@@ -58,6 +58,8 @@ def _cases(tmp: Path):
        "--topk=10,100: ml-100k has 5 items"),
       ("clients_per_round", train, ["--clients_per_round=0"], "--clients_per_round=0"),
       ("inject_faults", train, ["--inject_faults=nan:x"], "--inject_faults=nan:x"),
+      ("eval_users", train, ["--eval_users=0"], "--eval_users must be a positive number"),
+      ("seq_only_flag", train, ["--encoder=gru4rec"], "--encoder applies only to --task=sequential"),
       ("field", train, ["--dataset=ml-100k", f"--data_dir={abc}"],
        "u.data:2: expected field 2 (item) to be an integer"),
       ("negative_user", train, ["--dataset=ml-100k", f"--data_dir={neg}"],
@@ -77,7 +79,7 @@ def _cases(tmp: Path):
 
 _NAMES = [
     "zero_attackers", "krum_f", "trimmed_f", "topk", "clients_per_round", "inject_faults",
-    "field", "negative_user", "data_dir_file", "workdir_file", "sweep_missing_data",
+    "eval_users", "seq_only_flag", "field", "negative_user", "data_dir_file", "workdir_file", "sweep_missing_data",
     "plot_store", "reproduce_table", "benchmark_flag"]
 
 
