@@ -323,48 +323,11 @@ def to_markdown(rows: list[Row], title: str = "Global epochs") -> str:
   return "\n".join(lines) + "\n"
 
 
-def device_rows(spec, pre, epochs: int) -> tuple[list[Row], list[WholeRun], str]:
-  """The accelerator suite: its rows, whole runs, and the memory guard's check."""
-  from fedjax_rec import oom  # pylint: disable=import-outside-toplevel
-  from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic  # pylint: disable=import-outside-toplevel
-  big = load_synthetic(SyntheticConfig(num_users=10_000, num_items=12_000), seed=0,
-                       scalable=True)
-  rows = [bench("paper / original", get_preset("paper"), spec, epochs),
-          bench("paper / cl4fedrec", get_preset("paper", method="cl4fedrec"), spec, epochs),
-          bench("ahum-reference / original", get_preset("ahum-reference"), pre, epochs,
-                "pre-split data"),
-          bench("paper / original", get_preset("paper"), big, epochs,
-                "synthetic 10k users x 12k items")]
-  whole = [bench_whole_run(name, config, dataset)
-           for name, config, dataset in whole_run_configurations(pre)]
-  stats = jax.local_devices()[0].memory_stats()
-  try:
-    oom.check_round_fits(1 << 50, 256, stats)
-    guard = "the memory guard did NOT refuse a 1 PiB round (the device reports no limit)"
-  except oom.MemoryLimitError as e:
-    guard = f"the memory guard refuses a 1 PiB round before allocating: `{e}`"
-  return rows, whole, guard
-
-
-def device_markdown(rows: list[Row], whole: list[WholeRun], guard: str) -> str:
-  devices = ", ".join(f"{d.platform}:{d.device_kind}" for d in jax.devices())
-  text = to_markdown(rows, f"Accelerator ({devices})")
-  return (text + "\n" + "\n".join(whole_run_markdown(whole).splitlines()[4:]) + "\n\n"
-          + f"Memory: {guard}.\n")
-
-
 def main(argv):
   del argv
   if FLAGS.suite == "device":
-    ml1m = FLAGS.data_dir or default_data_dir("ml-1m")
-    spec = load_dataset("ml-1m", ml1m, seed=0)
-    pre = load_dataset("ml-1m-presplit", ml1m, seed=0, valid_frac=0.0)
-    rows, whole, guard = device_rows(spec, pre, FLAGS.epochs)
-    print(guard)
-    if FLAGS.out:
-      from fedjax_rec.checkpoints import replace_section  # pylint: disable=import-outside-toplevel
-      replace_section(FLAGS.out, "device", device_markdown(rows, whole, guard))
-      print(f"wrote the 'device' section of {FLAGS.out}")
+    from experiments.benchmark_device import main_device  # pylint: disable=import-outside-toplevel
+    main_device(FLAGS.data_dir or default_data_dir("ml-1m"), FLAGS.epochs, FLAGS.out)
     return
   if FLAGS.scaling:
     benchmark_scaling.main_scaling()

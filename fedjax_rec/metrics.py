@@ -5,18 +5,14 @@ Evaluation is model-agnostic. A `score_fn(params, user_ids[b]) -> scores[b, num_
 params together with the private user embeddings: evaluation is a simulator-side oracle,
 not a server function.
 
-Users are padded to a multiple of `batch_size` (padded rows weigh 0) and their CSR item
-lists to fixed-width `[U, L]` id arrays with masks; one jitted function runs over all
-batches with `lax.map`, so it compiles once per (score_fn, ks, batch_size, number of
-batches, padded widths). Widths are bucketed (powers of two up to 128, then multiples of
-128) to bound recompilation.
-
 `evaluate` computes the ranking metrics and ER@K together from one scoring of each user
 batch (optionally of a fixed user sample, with standard errors); `ranking_metrics` and
-`exposure_ratio` each score every pair in a pass of their own and give the same numbers.
-`evaluate` passes its masked sets as per-batch `(row, item)` pair lists, padded to the
-largest batch's pair count, rather than as `[U, L]` rows padded to the longest user's
-list (many times the mean length on skewed data such as ML-1M).
+`exposure_ratio` are the same pass asked for one family of metrics. Users are padded to
+a multiple of `batch_size` (padded rows weigh 0, `eval_batches`); the masked sets travel
+as per-batch `(row, item)` pair lists, padded to the largest batch's pair count rather
+than to the longest user's list (many times the mean length on skewed data such as
+ML-1M). One jitted function runs over all batches with `lax.map`, so it compiles once per
+(score_fn, ks, batch_size, number of batches, padded widths).
 
 Tie rule, everywhere: among equal scores the lower item id ranks first (this is the
 documented behaviour of `jax.lax.top_k`, and ER@K counts ties the same way).
@@ -35,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rec.data.dataset import ImplicitDataset, UserItems
+from fedjax_rec.eval_batches import (batch_users, batched, batched_pairs, cutoffs, er_means,
+                                     ranking_means, sample_users, select_users)
 from fedjax_rec.geometry import (alignment, hot_item_dispersion, l_uni,  # noqa: F401
                                  singular_values, uniformity)
 
@@ -42,79 +40,6 @@ ScoreFn = Callable[[Any, jax.Array], jax.Array]
 
 # `evaluate(precision=...)` -> `jax.default_matmul_precision` of its pass (None: as set).
 _MATMUL_PRECISION = {"fp32": None, "tf32": "tensorfloat32", "bf16": "BF16_BF16_F32"}
-
-
-# ------------------------------------------------------------------ host-side padding
-
-
-def _bucket(n: int) -> int:
-  """Rounds a width up to a power of two (<= 128) or a multiple of 128."""
-  n = max(int(n), 1)
-  return 1 << (n - 1).bit_length() if n <= 128 else -(-n // 128) * 128
-
-
-def _take_rows(ui: UserItems, users: np.ndarray) -> UserItems:
-  """CSR restricted to `users` (in that order), without a Python loop."""
-  lengths = ui.lengths[users]
-  indptr = np.zeros(len(users) + 1, dtype=np.int64)
-  np.cumsum(lengths, out=indptr[1:])
-  offsets = np.arange(indptr[-1]) - np.repeat(indptr[:-1], lengths)
-  src = np.repeat(ui.indptr[:-1][users], lengths) + offsets
-  return UserItems(indptr, ui.items[src].astype(np.int32))
-
-
-def _batched(ui: UserItems, users: np.ndarray, num_batches: int,
-             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """Padded `(ids [nb, b, L], mask [nb, b, L])` of `users`; padded users are empty."""
-  sub = _take_rows(ui, users)
-  ids, mask = sub.padded(pad_to=_bucket(sub.lengths.max(initial=0)))
-  total = num_batches * batch_size
-  ids = np.pad(ids, ((0, total - len(users)), (0, 0)), constant_values=-1)
-  mask = np.pad(mask, ((0, total - len(users)), (0, 0)), constant_values=False)
-  width = ids.shape[1]
-  return (ids.reshape(num_batches, batch_size, width),
-          mask.reshape(num_batches, batch_size, width))
-
-
-def _batched_pairs(ui: UserItems, users: np.ndarray, num_batches: int,
-                   batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """`(rows [nb, P], items [nb, P])`: batch j's (row in batch, item) pairs of `users`.
-
-  P is the largest batch's pair count, bucketed; padding pairs hold row 0 and item -1.
-  """
-  sub = _take_rows(ui, users)
-  slot = np.repeat(np.arange(len(users)), sub.lengths)     # user slot of every pair
-  batch = slot // batch_size
-  counts = np.bincount(batch, minlength=num_batches)
-  starts = np.zeros(num_batches + 1, np.int64)
-  np.cumsum(counts, out=starts[1:])
-  pos = np.arange(sub.nnz) - starts[batch]                  # pairs are grouped by batch
-  width = _bucket(counts.max(initial=0))
-  rows = np.zeros((num_batches, width), np.int32)
-  items = np.full((num_batches, width), -1, np.int32)
-  rows[batch, pos] = slot % batch_size
-  items[batch, pos] = sub.items
-  return rows, items
-
-
-def _batch_users(users: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, int]:
-  """`(user_ids [nb, b], valid [nb, b], nb)`; padded slots hold user 0 and weigh 0."""
-  num_batches = max(-(-len(users) // batch_size), 1)
-  total = num_batches * batch_size
-  valid = np.arange(total) < len(users)
-  ids = np.zeros(total, np.int32)
-  ids[:len(users)] = users
-  return (ids.reshape(num_batches, batch_size), valid.reshape(num_batches, batch_size),
-          num_batches)
-
-
-def _select_users(num_users: int, users: np.ndarray | None) -> np.ndarray:
-  if users is None:
-    return np.arange(num_users, dtype=np.int32)
-  users = np.asarray(users, dtype=np.int32).reshape(-1)
-  if users.size and (users.min() < 0 or users.max() >= num_users):
-    raise ValueError(f"user ids must lie in [0, {num_users}).")
-  return users
 
 
 # ------------------------------------------------------------------ traced helpers
@@ -126,21 +51,6 @@ def _scores(score_fn: ScoreFn, params: Any, user_ids: jax.Array) -> jax.Array:
   if not jnp.issubdtype(scores.dtype, jnp.floating):
     scores = scores.astype(jnp.float32)
   return scores
-
-
-def _masked_scores(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
-                   ids: jax.Array, mask: jax.Array) -> jax.Array:
-  """Scores [b, N] with the items `ids[b, L]` (where `mask`) set to -inf.
-
-  Padded ids point at a dummy column N that is dropped afterwards, so no dense
-  user x item boolean table is ever built.
-  """
-  scores = _scores(score_fn, params, user_ids)
-  b, n = scores.shape
-  cols = jnp.where(mask, ids, n)
-  wide = jnp.concatenate([scores, jnp.zeros((b, 1), scores.dtype)], axis=1)
-  wide = wide.at[jnp.arange(b)[:, None], cols].set(-jnp.inf)
-  return wide[:, :n]
 
 
 def _mask_pairs(scores: jax.Array, rows: jax.Array, items: jax.Array) -> jax.Array:
@@ -187,50 +97,6 @@ def _ranking_from_top(top_vals: jax.Array, top_ids: jax.Array, t_ids: jax.Array,
   return jnp.stack(per_k, axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("score_fn", "ks"))
-def _ranking_per_user(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
-                      excl_ids: jax.Array, excl_mask: jax.Array, test_ids: jax.Array,
-                      test_mask: jax.Array, ks: tuple[int, ...]) -> jax.Array:
-  """Per-user `[nb, b, len(ks), 3]` (recall, ndcg, precision) for every batch."""
-  k_max = max(ks)
-
-  def one_batch(batch):
-    uids, e_ids, e_mask, t_ids, t_mask = batch
-    scores = _masked_scores(score_fn, params, uids, e_ids, e_mask)
-    # Ties: lower id first.
-    top_vals, top_ids = jax.lax.top_k(scores, min(k_max, scores.shape[1]))
-    return _ranking_from_top(top_vals, top_ids, t_ids, t_mask, ks)
-
-  return jax.lax.map(one_batch, (user_ids, excl_ids, excl_mask, test_ids, test_mask))
-
-
-@functools.partial(jax.jit, static_argnames=("score_fn", "ks"))
-def _exposure_counts(score_fn: ScoreFn, params: Any, user_ids: jax.Array,
-                     valid: jax.Array, inter_ids: jax.Array, inter_mask: jax.Array,
-                     targets: jax.Array, ks: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-  """Per-batch `(hits [nb, T, len(ks)], eligible [nb, T])` counts for ER@K."""
-  ks_arr = jnp.asarray(ks, jnp.int32)
-
-  def one_batch(batch):
-    uids, ok, i_ids, i_mask = batch
-    scores = _masked_scores(score_fn, params, uids, i_ids, i_mask)
-    item_ids = jnp.arange(scores.shape[1], dtype=jnp.int32)
-    target_scores = scores[:, targets]                                  # [b, T]
-    s = scores[:, None, :]
-    st = target_scores[:, :, None]
-    # Items ranked ahead of the target: strictly higher score, or an equal score and a
-    # lower id (the tie rule of `lax.top_k`). Masked items (-inf) are never ahead.
-    ahead = (s > st) | ((s == st) & (item_ids[None, None, :] < targets[None, :, None]))
-    rank = ahead.sum(axis=-1)                                           # [b, T]
-    touched = jnp.any((i_ids[:, :, None] == targets[None, None, :]) & i_mask[:, :, None],
-                      axis=1)                                           # [b, T]
-    eligible = ok[:, None] & ~touched
-    in_top = (rank[:, :, None] < ks_arr) & eligible[:, :, None]         # [b, T, nK]
-    return in_top.sum(axis=0), eligible.sum(axis=0)
-
-  return jax.lax.map(one_batch, (user_ids, valid, inter_ids, inter_mask))
-
-
 @functools.partial(jax.jit, static_argnames=("score_fn", "ks", "er_ks", "precision"))
 def _one_pass(score_fn: ScoreFn, params: Any, user_ids: jax.Array, valid: jax.Array,
               excl_rows: jax.Array, excl_items: jax.Array, test_ids: jax.Array,
@@ -274,56 +140,6 @@ def _one_pass(score_fn: ScoreFn, params: Any, user_ids: jax.Array, valid: jax.Ar
                                    test_mask, inter_rows, inter_items))
 
 
-# ------------------------------------------------------------------ host-side reductions
-
-
-def _ranking_means(per_user: np.ndarray, ks: tuple[int, ...],
-                   with_se: bool = False) -> dict[str, float]:
-  """`{"recall@K", "ndcg@K", "precision@K"}` means of `per_user [n, len(ks), 3]`.
-
-  With `with_se`, also `<metric>_se`: std (ddof=1) / sqrt(n), NaN below two users.
-  """
-  n = len(per_user)
-  means = per_user.mean(axis=0) if n else np.full((len(ks), 3), np.nan)
-  ses = (per_user.std(axis=0, ddof=1) / np.sqrt(n) if n >= 2
-         else np.full((len(ks), 3), np.nan))
-  out = {}
-  for i, k in enumerate(ks):
-    for j, name in enumerate(("recall", "ndcg", "precision")):
-      out[f"{name}@{k}"] = float(means[i, j])
-      if with_se:
-        out[f"{name}@{k}_se"] = float(ses[i, j])
-  return out
-
-
-def _er_means(hits: jax.Array, eligible: jax.Array, ks: tuple[int, ...]) -> dict[str, float]:
-  """`{"er@K"}` from per-batch `hits [nb, T, len(ks)]` and `eligible [nb, T]` counts."""
-  hits = np.asarray(hits, np.int64).sum(axis=0)                 # [T, nK]
-  eligible = np.asarray(eligible, np.int64).sum(axis=0)         # [T]
-  keep = eligible > 0
-  out = {}
-  for i, k in enumerate(ks):
-    out[f"er@{k}"] = (float(np.mean(hits[keep, i] / eligible[keep])) if keep.any()
-                      else float("nan"))
-  return out
-
-
-def _cutoffs(ks: Sequence[int], name: str) -> tuple[int, ...]:
-  ks = tuple(int(k) for k in ks)
-  if not ks or min(ks) < 1:
-    raise ValueError(f"{name} must be a non-empty sequence of positive cut-offs, got {ks}.")
-  return ks
-
-
-def _sample_users(users: np.ndarray, num: int, seed: int) -> np.ndarray:
-  """`num` of `users`, drawn without replacement by `default_rng(seed)`, sorted."""
-  if num < 1:
-    raise ValueError(f"num_users_sample must be at least 1, got {num}.")
-  if num > len(users):
-    raise ValueError(f"num_users_sample={num} exceeds the {len(users)} users available.")
-  return np.sort(np.random.default_rng(seed).choice(users, size=num, replace=False))
-
-
 # ------------------------------------------------------------------ public API
 
 
@@ -352,32 +168,7 @@ def ranking_metrics(score_fn: ScoreFn, params: Any, exclude: UserItems, test: Us
     `{"recall@K", "ndcg@K", "precision@K"}` as Python floats; NaN when no evaluated user
     has a test item.
   """
-  if exclude.num_users != test.num_users:
-    raise ValueError("exclude and test must cover the same users.")
-  ks = tuple(int(k) for k in ks)
-  users = _select_users(test.num_users, users)
-  users = users[test.lengths[users] > 0]
-  user_ids, valid, nb = _batch_users(users, batch_size)
-  excl_ids, excl_mask = _batched(exclude, users, nb, batch_size)
-  test_ids, test_mask = _batched(test, users, nb, batch_size)
-  per_user = _ranking_per_user(score_fn, params, user_ids, excl_ids, excl_mask,
-                               test_ids, test_mask, ks)
-  return _ranking_means(np.asarray(per_user, np.float64)[valid], ks)
-
-
-def target_exposure(cache: dict, dataset: Any, score_fn: ScoreFn, params: Any,
-                    targets: np.ndarray | Sequence[int] | None, ks: Sequence[int],
-                    batch_size: int = 256) -> dict[str, float]:
-  """`exposure_ratio` of `targets` over `dataset`'s users; `{}` without targets.
-
-  `dataset.interacted()` is built once and kept in `cache` (a simulator's eval cache).
-  """
-  if targets is None or not len(targets):
-    return {}
-  if "interacted" not in cache:
-    cache["interacted"] = dataset.interacted()
-  return exposure_ratio(score_fn, params, cache["interacted"], targets, ks=ks,
-                        batch_size=batch_size)
+  return evaluate(score_fn, params, exclude, test, ks, batch_size=batch_size, users=users)
 
 
 def exposure_ratio(score_fn: ScoreFn, params: Any, interacted: UserItems,
@@ -404,14 +195,11 @@ def exposure_ratio(score_fn: ScoreFn, params: Any, interacted: UserItems,
   Returns:
     `{"er@K": float}` for each K.
   """
-  ks = tuple(int(k) for k in ks)
-  targets = np.asarray(targets, np.int32).reshape(-1)
-  users = _select_users(interacted.num_users, users)
-  user_ids, valid, nb = _batch_users(users, batch_size)
-  inter_ids, inter_mask = _batched(interacted, users, nb, batch_size)
-  hits, eligible = _exposure_counts(score_fn, params, user_ids, valid, inter_ids,
-                                    inter_mask, jnp.asarray(targets), ks)
-  return _er_means(hits, eligible, ks)
+  nothing = UserItems(np.zeros(interacted.num_users + 1, np.int64), np.zeros(0, np.int32))
+  out = evaluate(score_fn, params, interacted, nothing, (1,), interacted=interacted,
+                 targets=np.asarray(targets, np.int32).reshape(-1), er_ks=ks,
+                 batch_size=batch_size, users=users)
+  return {name: value for name, value in out.items() if name.startswith("er@")}
 
 
 def evaluate(score_fn: ScoreFn, params: Any, exclude: UserItems, test: UserItems,
@@ -478,18 +266,18 @@ def evaluate(score_fn: ScoreFn, params: Any, exclude: UserItems, test: UserItems
     sizes["interacted"] = interacted.num_users
   if len(set(sizes.values())) > 1:
     raise ValueError(f"exclude, test and interacted must cover the same users, got {sizes}.")
-  ks = _cutoffs(ks, "ks")
-  users = _select_users(test.num_users, users)
+  ks = cutoffs(ks, "ks")
+  users = select_users(test.num_users, users)
   if num_users_sample is not None:
-    users = _sample_users(users, int(num_users_sample), sample_seed)
-  user_ids, valid, nb = _batch_users(users, batch_size)
-  excl_rows, excl_items = _batched_pairs(exclude, users, nb, batch_size)
-  test_ids, test_mask = _batched(test, users, nb, batch_size)
+    users = sample_users(users, int(num_users_sample), sample_seed)
+  user_ids, valid, nb = batch_users(users, batch_size)
+  excl_rows, excl_items = batched_pairs(exclude, users, nb, batch_size)
+  test_ids, test_mask = batched(test, users, nb, batch_size)
   inter_rows = inter_items = target_ids = None
   if targets is not None:
-    er_ks = _cutoffs(er_ks, "er_ks")
+    er_ks = cutoffs(er_ks, "er_ks")
     interacted = exclude.union(test) if interacted is None else interacted
-    inter_rows, inter_items = _batched_pairs(interacted, users, nb, batch_size)
+    inter_rows, inter_items = batched_pairs(interacted, users, nb, batch_size)
     target_ids = jnp.asarray(np.asarray(targets, np.int32).reshape(-1))
   per_user, hits, eligible = _one_pass(
       score_fn, params, user_ids, valid, excl_rows, excl_items, test_ids, test_mask,
@@ -497,22 +285,23 @@ def evaluate(score_fn: ScoreFn, params: Any, exclude: UserItems, test: UserItems
       precision)
   # Per-user weights: padded slots and users without test items leave the ranking means.
   ranked = test_mask.any(axis=-1)                               # [nb, b]
-  out = _ranking_means(np.asarray(per_user, np.float64)[ranked], ks,
+  out = ranking_means(np.asarray(per_user, np.float64)[ranked], ks,
                        with_se=num_users_sample is not None)
   if targets is not None:
-    out.update(_er_means(hits, eligible, er_ks))
+    out.update(er_means(hits, eligible, er_ks))
   return out
 
 
 @functools.partial(jax.jit, static_argnames=("score_fn", "k"))
-def _top_k_ids(score_fn: ScoreFn, params: Any, user_ids: jax.Array, excl_ids: jax.Array,
-               excl_mask: jax.Array, k: int) -> jax.Array:
+def _top_k_ids(score_fn: ScoreFn, params: Any, user_ids: jax.Array, excl_rows: jax.Array,
+               excl_items: jax.Array, k: int) -> jax.Array:
   def one_batch(batch):
-    scores = _masked_scores(score_fn, params, *batch)
+    uids, rows, items = batch
+    scores = _mask_pairs(_scores(score_fn, params, uids), rows, items)
     vals, ids = jax.lax.top_k(scores, min(k, scores.shape[1]))
     return jnp.where(vals > -jnp.inf, ids, -1)
 
-  return jax.lax.map(one_batch, (user_ids, excl_ids, excl_mask))
+  return jax.lax.map(one_batch, (user_ids, excl_rows, excl_items))
 
 
 def recommend(score_fn: ScoreFn, params: Any, exclude: UserItems, k: int,
@@ -523,10 +312,10 @@ def recommend(score_fn: ScoreFn, params: Any, exclude: UserItems, k: int,
     [num_selected_users, min(k, num_items)] int32 ids, best first (equal scores: lower
     id first); -1 where fewer unmasked items than k remain.
   """
-  users = _select_users(exclude.num_users, users)
-  user_ids, valid, nb = _batch_users(users, batch_size)
-  excl_ids, excl_mask = _batched(exclude, users, nb, batch_size)
-  ids = np.asarray(_top_k_ids(score_fn, params, user_ids, excl_ids, excl_mask, int(k)))
+  users = select_users(exclude.num_users, users)
+  user_ids, valid, nb = batch_users(users, batch_size)
+  excl_rows, excl_items = batched_pairs(exclude, users, nb, batch_size)
+  ids = np.asarray(_top_k_ids(score_fn, params, user_ids, excl_rows, excl_items, int(k)))
   return ids[valid]
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,9 +45,12 @@ from fedjax_rec import server as server_lib
 from fedjax_rec import sharding
 from fedjax_rec.aggregators import make_aggregator
 from fedjax_rec.rounds import make_round_step
+from fedjax_rec.seed_axis import replicate_round_step, stack, take
 from fedjax_rec.server import ServerState
 from fedjax_rec.task import TaskData
 from fedjax_rec.types import Array, PyTree
+
+__all__ = ["EPOCH_END", "SimState", "Simulator", "epoch_summary", "stack", "take"]
 
 # `fold_in` of the epoch key that seeds the method's end-of-epoch steps (beyond any round).
 EPOCH_END = 1 << 20
@@ -67,36 +70,6 @@ class SimState(NamedTuple):
   clients: PyTree
   attackers: PyTree
   epoch: Array
-
-
-def stack(trees: list[PyTree]) -> PyTree:
-  """Stacks same-shaped pytrees along a new leading axis."""
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def take(tree: PyTree, s: int) -> PyTree:
-  """Replica `s` of a stacked pytree."""
-  return jax.tree.map(lambda x: x[s], tree)
-
-
-def replicate_round_step(round_step: Callable, vmap_size: int | None = None) -> Callable:
-  """`round_step` over a leading replica axis of everything but the (static) shapes.
-
-  Args:
-    round_step: `rounds.make_round_step`'s function of one replica.
-    vmap_size: replicas vmapped together; groups run in sequence (`lax.map`).
-      None: all of them at once.
-  """
-
-  def step(server, clients, attackers, client_data, slots, attack_slots, key_data, lengths,
-           pos_lengths):
-    one = functools.partial(round_step, lengths=lengths, pos_lengths=pos_lengths)
-    args = (server, clients, attackers, client_data, slots, attack_slots, key_data)
-    if vmap_size is None or vmap_size >= len(key_data):
-      return jax.vmap(one)(*args)
-    return jax.lax.map(lambda xs: one(*xs), args, batch_size=vmap_size)
-
-  return step
 
 
 class Simulator:

@@ -26,6 +26,14 @@ _SCRIPT = textwrap.dedent("""
     text = b.pairs_markdown([pair])
     assert text.count("| median / FedAvg |") == 1, text
     assert ("| yes |" in text) == (pair.ratio <= 1.5), text
+    # A row carries its evaluation against the scoring floor; a whole run its total.
+    row = b.bench("ahum-reference", a, data, 1)
+    assert row.eval_s > 0 and row.eval_floor_s > 0 and np.isfinite(row.eval_ratio), row
+    whole = b.bench_whole_run("ahum", a, data, epochs=2)
+    assert whole.seconds >= whole.train_s + whole.eval_s > 0, whole
+    from experiments import benchmark_device as d
+    text = d.device_markdown([row], [whole], "the memory guard refuses")
+    assert "Accelerator (cpu:" in text and "| ahum | " in text and "Memory:" in text, text
     print("OK")
 """)
 
