@@ -69,3 +69,21 @@ def test_run_writes_results_and_resumes_exactly(tiny_dataset, tmp_path):
   again = run(cfg, tiny_dataset, workdir=tmp_path / "cut", eval_config=EVAL,
               simulator_factory=factory, log=logs.append)
   assert any("already finished" in line for line in logs) and again == resumed
+
+
+def test_seeds_as_a_leading_axis_equal_separate_runs(tiny_dataset, tmp_path):
+  # The sequential task gets --num_seeds from the protocol: S replicas in one program,
+  # each equal to its own run (FORTRESS with its defense and an attacker).
+  cfg = tiny_config("fortress", attack="a_hum", num_malicious=2, targets=(3,), epochs=2,
+                    attack_kwargs=(("history_len", 4), ("num_users", 3)))
+  summary = run(cfg, tiny_dataset, num_seeds=2, eval_config=EVAL, workdir=tmp_path / "x2",
+                log=lambda s: None)
+  assert summary["seeds"] == [0, 1]
+  for seed, final in zip((0, 1), summary["final"]):
+    single = run(dataclasses.replace(cfg, seed=seed), tiny_dataset, eval_config=EVAL,
+                 log=lambda s: None, simulator_factory=lambda c, d: Simulator(
+                     c, d, compiler_options=FAST_COMPILE))["final"]
+    for key in ("test/hr@10", "test/ndcg@10", "test/er@5", "train/loss/rec"):
+      np.testing.assert_allclose(final[key], single[key], rtol=2e-4, atol=1e-6, err_msg=key)
+  rows = checkpoints.read_jsonl(tmp_path / "x2" / "metrics.jsonl")
+  assert [(r["epoch"], r["seed"]) for r in rows] == [(1, 0), (1, 1), (2, 0), (2, 1)]
