@@ -38,6 +38,9 @@ from fedjax_rec.geometry import (alignment, hot_item_dispersion, l_uni,  # noqa:
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
 
+# Up to this many targets, ER@K counts the items ahead of each target instead of taking a
+# second top-k.
+_COUNT_RANK_TARGETS = 8
 # `evaluate(precision=...)` -> `jax.default_matmul_precision` of its pass (None: as set).
 _MATMUL_PRECISION = {"fp32": None, "tf32": "tensorfloat32", "bf16": "BF16_BF16_F32"}
 
@@ -125,11 +128,22 @@ def _one_pass(score_fn: ScoreFn, params: Any, user_ids: jax.Array, valid: jax.Ar
     if targets is None:
       return per_user, None, None
     # The target's rank among the non-interacted items, by `lax.top_k`'s order (ties:
-    # lower id first), is its position in this list; absent means rank >= er_max.
-    er_max = min(max(er_ks), n)
-    _, exposed = jax.lax.top_k(_mask_pairs(scores, i_rows, i_items), er_max)
-    match = exposed[:, :, None] == targets[None, None, :]              # [b, er_max, T]
-    rank = jnp.where(match.any(axis=1), jnp.argmax(match, axis=1), er_max)  # [b, T]
+    # lower id first).
+    masked = _mask_pairs(scores, i_rows, i_items)
+    if targets.shape[0] <= _COUNT_RANK_TARGETS:
+      # Few targets: count the items ahead of each, one [b, T, N] comparison (about ten
+      # times cheaper than a top-k for one target).
+      st = masked[:, targets][:, :, None]                               # [b, T, 1]
+      ids = jnp.arange(n)[None, None, :]
+      ahead = (masked[:, None, :] > st) | ((masked[:, None, :] == st)
+                                           & (ids < targets[None, :, None]))
+      rank = ahead.sum(axis=-1)                                          # [b, T]
+    else:
+      # Many targets: the position in the top-max(er_ks); absent means rank >= er_max.
+      er_max = min(max(er_ks), n)
+      _, exposed = jax.lax.top_k(masked, er_max)
+      match = exposed[:, :, None] == targets[None, None, :]              # [b, er_max, T]
+      rank = jnp.where(match.any(axis=1), jnp.argmax(match, axis=1), er_max)
     eligible = ok[:, None] & ~_touched_pairs(i_rows, i_items, targets, b)  # [b, T]
     in_top = (rank[:, :, None] < jnp.asarray(er_ks)) & eligible[:, :, None]
     return per_user, in_top.sum(axis=0), eligible.sum(axis=0)

@@ -147,6 +147,19 @@ def test_evaluate_matches_numpy_oracle(ks, er_ks, batch_size):
   _assert_close(out, expected)
 
 
+@pytest.mark.parametrize("num_targets", [1, 12])
+def test_both_er_rank_paths_match_the_oracle(num_targets):
+  # Up to 8 targets ER counts the items ahead of each; more take a second top-k.
+  scores, exclude, test, interacted, _ = _problem(5)
+  targets = np.random.default_rng(1).choice(scores.shape[1], num_targets, replace=False)
+  expected, _ = _oracle(scores, exclude, test, interacted, targets, (5,), (1, 5, 10),
+                        np.arange(37))
+  out = metrics.evaluate(table_score_fn, jnp.asarray(scores), exclude, test, ks=(5,),
+                         interacted=interacted, targets=targets, er_ks=(1, 5, 10),
+                         batch_size=16)
+  _assert_close(out, expected)
+
+
 def test_evaluate_edge_targets():
   scores, exclude, test, interacted, targets = _problem(3)
   everyone = targets[-1]
