@@ -310,15 +310,20 @@ def to_markdown(rows: list[Row], title: str = "Global epochs") -> str:
   lines = [
       f"## {title}", "", _stamp(), "",
       "Seconds per global epoch are the median of timed epochs after a warm-up epoch "
-      "(which compiles); evaluation is not included. *Floor*: one fused forward and "
-      "backward of the same model over all of the epoch's samples in a single batch; "
-      "*ratio* = epoch / floor. *Padding efficiency* = real samples / padded samples.", "",
-      "| configuration | data | s / epoch | client updates / s | padding eff. | floor s "
-      "| epoch / floor | set-up + compile s | note |",
-      "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+      "(which compiles). *Floor*: one fused forward and backward of the same model over "
+      "all of the epoch's samples in a single batch; *ratio* = epoch / floor. *Eval s*: "
+      "one evaluation of the run's metrics (median of 3 after a warm-up); *eval floor*: "
+      "one jitted pass of the model over every (user, item) pair with a top-20 per user. "
+      "*Padding efficiency* = real samples / padded samples.", "",
+      "| configuration | data | train s / epoch | eval s | train + eval s | client updates / s "
+      "| padding eff. | floor s | epoch / floor | eval floor s | eval / floor "
+      "| set-up + compile s | note |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
   for r in rows:
-    lines.append(f"| {r.name} | {r.dataset} | {r.epoch_s:.3f} | {r.updates_per_s:,.0f} | "
-                 f"{r.padding_eff:.3f} | {r.floor_s:.3f} | {r.ratio:.2f} | {r.compile_s:.1f} | "
+    lines.append(f"| {r.name} | {r.dataset} | {r.epoch_s:.3f} | {r.eval_s:.3f} | "
+                 f"{r.epoch_s + r.eval_s:.3f} | {r.updates_per_s:,.0f} | "
+                 f"{r.padding_eff:.3f} | {r.floor_s:.3f} | {r.ratio:.2f} | "
+                 f"{r.eval_floor_s:.3f} | {r.eval_ratio:.2f} | {r.compile_s:.1f} | "
                  f"{r.note} |")
   return "\n".join(lines) + "\n"
 

@@ -101,6 +101,7 @@ def bench(name: str, config: SeqConfig, dataset: SeqDataset, epochs: int, floor_
   row = SeqBenchRow(name, dataset.name, epoch_s, clients / epoch_s, floor_s, epoch_s / floor_s,
                     float(mask.mean()), compile_s, note, eval_s, eval_floor_s)
   print(f"{name:44s} epoch {epoch_s:7.3f}s  floor {floor_s:7.3f}s  ratio {row.ratio:6.2f}  "
+        f"eval {eval_s:6.3f}s / floor {eval_floor_s:6.3f}s  "
         f"{row.updates_per_s:8.0f} updates/s  (setup+compile {compile_s:.1f}s)", flush=True)
   return row
 
