@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import jax
 
-from experiments.benchmark import (Row, WholeRun, bench, bench_whole_run, to_markdown,
+from experiments.bench_lib import (Row, WholeRun, bench, bench_whole_run, to_markdown,
                                    whole_run_configurations, whole_run_markdown)
 from fedjax_rec import oom
 from fedjax_rec.checkpoints import replace_section
