@@ -38,3 +38,11 @@ def test_no_file_passes_400_lines():
                                                *(ROOT / "experiments").rglob("*.py")]
           if (n := len(p.read_text().splitlines())) > 400}
   assert not long, long
+
+
+def test_no_module_imports_the_benchmark_program():
+  # `python -m experiments.benchmark` runs as `__main__`: a module importing
+  # `experiments.benchmark` would define its flags a second time (the device suite did).
+  users = [str(p.relative_to(ROOT)) for p in (ROOT / "experiments").glob("*.py")
+           if "experiments.benchmark" in _imports(p)]
+  assert not users, users
