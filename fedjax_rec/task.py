@@ -21,7 +21,60 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from fedjax_rec.faults import parse_faults
+from fedjax_rec.server import ServerConfig
 from fedjax_rec.types import Array, PublicParams, PyTree
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """The protocol's part of a run's configuration; every task's config extends it.
+
+  Attributes:
+    server: the server optimizer (`server.ServerConfig`).
+    aggregator: aggregator name (see `aggregators.make_aggregator`).
+    aggregator_kwargs: its hyper-parameters, as sorted `(name, value)` pairs.
+    convention: FedAvg convention: "sum", "mean" or "weighted".
+    clients_per_round: `B`.
+    epochs: global epochs `T`.
+    attack: attack name, or "none".
+    attack_kwargs: its hyper-parameters, as sorted `(name, value)` pairs.
+    num_malicious: attacker clients.
+    targets: target item ids of the attack (and of ER@K).
+    seed: root seed of the run.
+    inject_faults: `"none"`, or `"KIND:K"` (KIND nan, inf or huge): the first K benign
+      clients of every round upload that value (see `faults.py`).
+  """
+
+  server: ServerConfig = ServerConfig()
+  aggregator: str = "fedavg"
+  aggregator_kwargs: tuple[tuple[str, Any], ...] = ()
+  convention: str = "sum"
+  clients_per_round: int = 256
+  epochs: int = 20
+  attack: str = "none"
+  attack_kwargs: tuple[tuple[str, Any], ...] = ()
+  num_malicious: int = 0
+  targets: tuple[int, ...] = ()
+  seed: int = 0
+  inject_faults: str = "none"
+
+  def __post_init__(self):
+    parse_faults(self.inject_faults)
+    if self.clients_per_round < 1:
+      raise ValueError(f"clients_per_round must be >= 1, got {self.clients_per_round}")
+    if self.epochs < 0:
+      raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+    if self.convention not in ("sum", "mean", "weighted"):
+      raise ValueError(f"convention must be sum, mean or weighted, got {self.convention!r}")
+    if self.num_malicious < 0:
+      raise ValueError(f"num_malicious must be >= 0, got {self.num_malicious}")
+    if self.attack != "none" and not self.targets:
+      raise ValueError(f"attack {self.attack!r} needs at least one target item")
+
+  def build_task(self, dataset) -> "TaskBundle":
+    """The task of this run on `dataset`, with its host side for `seed`."""
+    raise NotImplementedError
 
 
 class ClientUpload(NamedTuple):

@@ -14,69 +14,43 @@ lr 0.001 (the static presets' value) learns too little in that many steps.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-from fedjax_rec.faults import parse_faults
 from fedjax_rec.models.encoders import EncoderConfig
 from fedjax_rec.tasks.sequential.objective import ObjectiveConfig
 from fedjax_rec.tasks.sequential.regularizers import DefenseConfig
 from fedjax_rec.server import ServerConfig
+from fedjax_rec.task import RunConfig
 from fedjax_rec.tasks.sequential import task as task_lib
 
 METHODS = ("fedseq", "cl", "cl_temporal", "fortress")
 
 
 @dataclasses.dataclass(frozen=True)
-class SeqConfig:
-  """Everything that defines a sequential run.
+class SeqConfig(RunConfig):
+  """Everything that defines a sequential run: the protocol's fields (`task.RunConfig`,
+  with the sequential defaults below) and these.
 
   Attributes:
     encoder: model shape (`--encoder`).
     objective: client objective and its term weights.
     defense: FORTRESS server defense.
-    server: server optimizer on the aggregated gradient.
     method: the preset the config came from (a label for logs and tables).
-    aggregator: aggregator name (`fedjax_rec.aggregators`).
-    aggregator_kwargs: its hyper-parameters, sorted `(name, value)` pairs.
-    convention: FedAvg convention; "weighted" = by `n_u` (the paper).
-    clients_per_round: `B`.
-    epochs: global epochs.
-    attack: "none", "a_hum" or "psmu".
-    attack_kwargs: its hyper-parameters, sorted `(name, value)` pairs.
-    num_malicious: attacker clients.
-    targets: target item ids (attack and ER@K).
-    seed: root seed.
-    inject_faults: `"none"`, or `"KIND:K"`: the first K benign clients of every round
-      upload that value (see `faults.py`).
+    server: server Adam lr 0.01 on the aggregated gradient (see the module docstring).
+    convention: "weighted" = FedAvg weighted by `n_u` (the paper).
+    epochs: 40 global epochs.
   """
 
   encoder: EncoderConfig = EncoderConfig(embed_dim=32)
   objective: ObjectiveConfig = ObjectiveConfig()
   defense: DefenseConfig = DefenseConfig()
-  server: ServerConfig = ServerConfig(optimizer="adam", lr=0.01)
   method: str = "fedseq"
-  aggregator: str = "fedavg"
-  aggregator_kwargs: tuple[tuple[str, Any], ...] = ()
+  server: ServerConfig = ServerConfig(optimizer="adam", lr=0.01)
   convention: str = "weighted"
-  clients_per_round: int = 256
   epochs: int = 40
-  attack: str = "none"
-  attack_kwargs: tuple[tuple[str, Any], ...] = ()
-  num_malicious: int = 0
-  targets: tuple[int, ...] = ()
-  seed: int = 0
-  inject_faults: str = "none"
 
   def build_task(self, dataset):
     """The sequential task of this run on `dataset` (`tasks.sequential.task`)."""
     return task_lib.build_task(self, dataset)
-
-  def __post_init__(self):
-    parse_faults(self.inject_faults)
-    if self.clients_per_round < 1 or self.epochs < 0 or self.num_malicious < 0:
-      raise ValueError("clients_per_round must be >= 1, epochs and num_malicious >= 0")
-    if self.attack != "none" and not self.targets:
-      raise ValueError(f"attack {self.attack!r} needs at least one target item")
 
 
 # Term weights of the presets (each a flag of its own in experiments/train.py). 0.1 is
