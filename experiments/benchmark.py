@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 
 from experiments import benchmark_scaling
-from experiments.bench_lib import (Row, bench, bench_pair, bench_whole_run, pairs_markdown,
+from experiments.bench_lib import (bench, bench_pair, bench_whole_run, pairs_markdown,
                                    to_markdown, whole_run_configurations, whole_run_markdown)
 from fedjax_rec.data.loaders import default_data_dir, load_dataset
 from fedjax_rec.server import ServerConfig
@@ -110,12 +110,7 @@ def main(argv):
            for name, config_a, config_b, dataset, target in pair_configurations(spec)
            if FLAGS.pairs and selected(name)]
   from experiments.benchmark_seq import seq_benchmark_rows  # pylint: disable=import-outside-toplevel
-  seq_rows = []
-  for r in seq_benchmark_rows(epochs=FLAGS.epochs, only=FLAGS.only):
-    seq_rows.append(Row(r.name, r.dataset, r.epoch_s, r.updates_per_s, r.padding_eff,
-                        r.floor_s, r.compile_s, r.note, r.eval_s, r.eval_floor_s))
-    print(f"{r.name:40s} epoch {r.epoch_s:7.3f}s  floor {r.floor_s:7.3f}s  ratio {r.ratio:5.2f}",
-          flush=True)
+  seq_rows = seq_benchmark_rows(epochs=FLAGS.epochs, only=FLAGS.only)
   if FLAGS.out:
     from fedjax_rec.checkpoints import replace_section  # pylint: disable=import-outside-toplevel
     # Each group rewrites only its own section, so `--only` keeps the other groups.

@@ -39,6 +39,7 @@ from fedjax_rec.data.loaders import (check_data_present, default_data_dir, load_
 from fedjax_rec.data.synthetic import SyntheticConfig, load_synthetic
 from fedjax_rec.models import ncf
 from fedjax_rec.tasks.ncf.presets import PRESETS
+from fedjax_rec.tasks.ncf.task import score_fn as ncf_score_fn
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "ML-1M directory (default $FEDJAX_REC_DATA/ml-1m).")
@@ -66,12 +67,6 @@ def load_data() -> ImplicitDataset:
                         scalable=True)
 
 
-def ncf_score_fn(model: ncf.NCFConfig) -> metrics.ScoreFn:
-  """`(public params, user embeddings), user ids -> scores`: one object per model."""
-  return lambda params, uids: ncf.score_all(model, params[0].net, params[1][uids],
-                                            params[0].item_emb)
-
-
 def methods(dataset: ImplicitDataset, preset: str,
             batch_size: int) -> dict[str, Callable[[], dict[str, float] | None]]:
   """The three timed calls for one preset, each returning its metrics (None: floor)."""
@@ -79,16 +74,12 @@ def methods(dataset: ImplicitDataset, preset: str,
   key_public, key_users = jax.random.split(jax.random.key(0))
   params = (ncf.init_public(key_public, model, dataset.num_items),
             ncf.init_user_emb(key_users, model, dataset.num_users))
-  score_fn = ncf_score_fn(model)
+  score_fn = ncf_score_fn(model)  # the simulator's own NCF scorer
   exclude, test, interacted = dataset.seen(), dataset.test, dataset.interacted()
   target = [int(np.argmin(popularity_all(dataset)))]
-  num_batches = -(-dataset.num_users // batch_size)
-  user_ids = np.zeros(num_batches * batch_size, np.int32)
-  user_ids[:dataset.num_users] = np.arange(dataset.num_users)
-  user_ids = user_ids.reshape(num_batches, batch_size)
 
   def floor():
-    jax.block_until_ready(floor_pass(score_fn, params, user_ids))
+    floor_pass(score_fn, params, dataset.num_users, batch_size)
 
   def two_calls():
     out = metrics.ranking_metrics(score_fn, params, exclude, test, ks=KS,

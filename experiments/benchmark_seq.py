@@ -22,32 +22,13 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from experiments.bench_lib import Row
 from experiments.eval_floor import eval_seconds
 from fedjax_rec.data.loaders import default_data_dir
 from fedjax_rec.models.encoders import EncoderConfig, init_public, lookup, make_encoder
 from fedjax_rec.tasks.sequential.config import SeqConfig, method_config
 from fedjax_rec.tasks.sequential.data import SeqDataset, load_seq_dataset, train_windows
 from fedjax_rec.simulation import Simulator
-
-
-@dataclasses.dataclass(frozen=True)
-class SeqBenchRow:
-  """One benchmark line (`name, dataset, epoch_s, updates_per_s, floor_s, ratio` first)."""
-
-  name: str
-  dataset: str
-  epoch_s: float
-  updates_per_s: float
-  floor_s: float
-  ratio: float
-  padding_eff: float
-  compile_s: float
-  note: str = ""
-  eval_s: float = float("nan")
-  eval_floor_s: float = float("nan")
-
-  def as_tuple(self) -> tuple:
-    return (self.name, self.dataset, self.epoch_s, self.updates_per_s, self.floor_s, self.ratio)
 
 
 def floor_seconds(encoder_config: EncoderConfig, dataset: SeqDataset, num_negatives: int = 1,
@@ -84,7 +65,7 @@ def floor_seconds(encoder_config: EncoderConfig, dataset: SeqDataset, num_negati
 
 
 def bench(name: str, config: SeqConfig, dataset: SeqDataset, epochs: int, floor_s: float,
-          note: str = "") -> SeqBenchRow:
+          note: str = "") -> Row:
   t0 = time.perf_counter()
   sim = Simulator(config, dataset)
   state = sim.init()
@@ -98,15 +79,15 @@ def bench(name: str, config: SeqConfig, dataset: SeqDataset, epochs: int, floor_
   mask = np.asarray(sim.data.windows.mask)[:, :-1]
   clients = dataset.num_users + (config.num_malicious if config.attack != "none" else 0)
   eval_s, eval_floor_s = eval_seconds(sim, state)
-  row = SeqBenchRow(name, dataset.name, epoch_s, clients / epoch_s, floor_s, epoch_s / floor_s,
-                    float(mask.mean()), compile_s, note, eval_s, eval_floor_s)
+  row = Row(name, dataset.name, epoch_s, clients / epoch_s, float(mask.mean()), floor_s,
+            compile_s, note, eval_s, eval_floor_s)
   print(f"{name:44s} epoch {epoch_s:7.3f}s  floor {floor_s:7.3f}s  ratio {row.ratio:6.2f}  "
         f"eval {eval_s:6.3f}s / floor {eval_floor_s:6.3f}s  "
         f"{row.updates_per_s:8.0f} updates/s  (setup+compile {compile_s:.1f}s)", flush=True)
   return row
 
 
-def seq_benchmark_rows(epochs: int = 3, data_dir=None, only=()) -> list[SeqBenchRow]:
+def seq_benchmark_rows(epochs: int = 3, data_dir=None, only=()) -> list[Row]:
   """Times the sequential configurations on ML-100K (sequential split).
 
   Args:
@@ -115,8 +96,7 @@ def seq_benchmark_rows(epochs: int = 3, data_dir=None, only=()) -> list[SeqBench
     only: run only the configurations whose name contains one of these.
 
   Returns:
-    One `SeqBenchRow` per configuration (`row.as_tuple()`: name, dataset, epoch_s,
-    updates/s, floor_s, ratio).
+    One `bench_lib.Row` per configuration.
   """
   dataset = load_seq_dataset("ml-100k", data_dir or default_data_dir("ml-100k"))
   configs = [

@@ -13,12 +13,19 @@ import jax
 import numpy as np
 
 from fedjax_rec import metrics
+from fedjax_rec.eval_batches import batch_users
 
 
 @functools.partial(jax.jit, static_argnames=("score_fn",))
-def floor_pass(score_fn: metrics.ScoreFn, params, user_ids: jax.Array) -> jax.Array:
-  """Top-20 item ids `[nb, b, 20]` of every user batch `user_ids [nb, b]`."""
+def _top20(score_fn: metrics.ScoreFn, params, user_ids: jax.Array) -> jax.Array:
   return jax.lax.map(lambda uids: jax.lax.top_k(score_fn(params, uids), 20)[1], user_ids)
+
+
+def floor_pass(score_fn: metrics.ScoreFn, params, num_users: int,
+               batch_size: int = 256) -> jax.Array:
+  """Top-20 item ids `[nb, b, 20]` of every user, in evaluation's user batches."""
+  user_ids, _, _ = batch_users(np.arange(num_users), batch_size)
+  return jax.block_until_ready(_top20(score_fn, params, user_ids))
 
 
 def eval_seconds(sim, state, reps: int = 3) -> tuple[float, float]:
@@ -30,13 +37,8 @@ def eval_seconds(sim, state, reps: int = 3) -> tuple[float, float]:
   """
   targets = np.asarray(sim.config.targets) if sim.config.targets else None
   params = sim.eval_params(state)
-  batch = 256
-  nb = -(-sim.dataset.num_users // batch)
-  user_ids = np.zeros(nb * batch, np.int32)
-  user_ids[:sim.dataset.num_users] = np.arange(sim.dataset.num_users)
-  user_ids = user_ids.reshape(nb, batch)
-  calls = (lambda: sim.evaluate(state, targets=targets, batch_size=batch),
-           lambda: jax.block_until_ready(floor_pass(sim.task.score, params, user_ids)))
+  calls = (lambda: sim.evaluate(state, targets=targets),
+           lambda: floor_pass(sim.task.score, params, sim.dataset.num_users))
   out = []
   for call in calls:
     call()

@@ -148,6 +148,8 @@ def run(config, dataset, *, workdir: str | Path | None = None,
   else:
     sim = Simulator(config, dataset, num_seeds=num_seeds, vmap_size=vmap_size)
   seeds = sim.seeds if num_seeds is not None else None
+  # A single run's simulator returns one summary (metrics dict), replicas one per seed.
+  per_replica = (lambda x: [x]) if seeds is None else list
   state = sim.init()
   rows: list[dict] = []
   wd = Path(workdir) if workdir is not None else None
@@ -176,20 +178,18 @@ def run(config, dataset, *, workdir: str | Path | None = None,
     with oom.memory_guard(config.clients_per_round):  # errors surfacing after dispatch
       state, train_m = sim.run_epoch(state)
     check_finite(state, epoch + 1)
-    train_ms = [train_m] if seeds is None else train_m
     new = [{"epoch": epoch + 1, **({} if seeds is None else {"seed": seed}),
             **{f"train/{k}": v for k, v in m.items() if k != "epoch"}}
-           for seed, m in zip(seeds or (None,), train_ms)]
+           for seed, m in zip(seeds or (None,), per_replica(train_m))]
     if (epoch + 1) % eval_config.every == 0 or epoch + 1 == config.epochs:
       t0 = time.perf_counter()
       evals = sim.evaluate(state, targets=targets if len(targets) else None,
                            **eval_config.options)
-      evals = [evals] if seeds is None else evals
-      for row, ev in zip(new, evals):
+      for row, ev in zip(new, per_replica(evals)):
         row.update({f"test/{k}": v for k, v in ev.items()})
       if eval_config.valid:
         valids = sim.evaluate(state, split="valid", **eval_config.options)
-        for row, ev in zip(new, [valids] if seeds is None else valids):
+        for row, ev in zip(new, per_replica(valids)):
           row.update({f"valid/{k}": v for k, v in ev.items()})
       seconds = (time.perf_counter() - t0) / len(new)
       for row in new:

@@ -137,9 +137,10 @@ class Simulator:
     if len(self.hosts) == 1:
       return self.data.plan
     if self.data.round_assignment == "stratified":
-      rows = np.max([np.sort(h.num_rows)[::-1] for h in self.hosts], axis=0)
+      sized = [h.num_rows if h.plan_lengths is None else h.plan_lengths for h in self.hosts]
+      rows = np.max([np.sort(r)[::-1] for r in sized], axis=0)
       return scheduling.stratified_plan(rows, self.config.clients_per_round,
-                                        max_buckets=self.config.max_buckets)
+                                        max_buckets=self.data.max_buckets)
     return scheduling.merge_plans([h.plan for h in self.hosts])
 
   def check_fits(self, plan: scheduling.BucketPlan) -> None:

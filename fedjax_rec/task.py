@@ -146,6 +146,9 @@ class TaskData:
       evaluation ranks its test items with `seen()` masked.
     hit_rate: report `hr@K` beside `recall@K` (one test item per user).
     row_dim: width of an uploaded row, for the memory check of a round (None: none).
+    plan_lengths: [U] the lengths `plan` is sized for (None: `num_rows`); an upper bound
+      on `num_rows` when a task's lengths change between epochs.
+    max_buckets: most length classes of a plan (replicas merge their plans with it).
   """
 
   device_data: PyTree
@@ -155,6 +158,8 @@ class TaskData:
   dataset: Any
   hit_rate: bool = False
   row_dim: int | None = None
+  plan_lengths: np.ndarray | None = None
+  max_buckets: int = 1
 
   def pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
     """Each length class's static bound on positives (default: its length)."""

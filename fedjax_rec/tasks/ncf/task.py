@@ -44,18 +44,18 @@ class NCFData(TaskData):
   def pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
     """Per-class bound on positives (cached: it scans every client's rows).
 
-    With fresh negatives every epoch the bound must hold for every draw: a client's
-    positives never outnumber its rows, so the most positives of at most `length`.
+    With fresh negatives every epoch (the only case that redraws, `refresh`) the bound
+    must hold for every draw: a client's positives never outnumber its rows, so the most
+    positives of at most `length`; it ignores the draw, so the cache stays valid.
     """
-    key = (id(self.client_data), lengths)
-    if self.config.resample_negatives:
-      pos = self.client_data.num_positives
-      key = lengths
-      if key not in self._pos_cache:
-        self._pos_cache[key] = tuple(int(max(1, pos[pos <= l].max(initial=1))) for l in lengths)
-    elif key not in self._pos_cache:
-      self._pos_cache[key] = tuple(self.client_data.positive_capacity(l) for l in lengths)
-    return self._pos_cache[key]
+    if lengths not in self._pos_cache:
+      if self.config.resample_negatives:
+        pos = self.client_data.num_positives
+        bound = lambda l: int(max(1, pos[pos <= l].max(initial=1)))
+      else:
+        bound = self.client_data.positive_capacity
+      self._pos_cache[lengths] = tuple(bound(l) for l in lengths)
+    return self._pos_cache[lengths]
 
   def refresh(self, epoch: int) -> bool:
     """Draws fresh negatives for `epoch` if the config asks (`resample_negatives`)."""
@@ -153,9 +153,10 @@ def build_task(config, dataset: ImplicitDataset) -> TaskBundle:
                                       max_buckets=config.max_buckets)
   else:
     plan = scheduling.plan_buckets(lengths, config.clients_per_round, seed=config.seed)
-  data = NCFData(device_data=clients_lib.to_device(rows, capacity), num_rows=lengths,
+  data = NCFData(device_data=clients_lib.to_device(rows, capacity), num_rows=rows.num_rows,
                  plan=plan, round_assignment=config.round_assignment, dataset=dataset,
-                 row_dim=config.model.embed_dim,
+                 row_dim=config.model.embed_dim, plan_lengths=lengths,
+                 max_buckets=config.max_buckets,
                  client_data=rows, negatives=negatives, config=config,
                  capacity=capacity)
   task = make_task(config, method, dataset.num_users, dataset.num_items)

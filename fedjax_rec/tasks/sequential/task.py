@@ -72,8 +72,7 @@ def make_task(config, encoder, num_users: int, num_items: int, history) -> Task:
 
   def client_update(public, ctx, private, data: SeqClientData, key):
     del ctx, private  # the representation is recomputed from the window every round
-    u, up, metrics = local_update(public, data, key)
-    return u, up, metrics
+    return local_update(public, data, key)
 
   def after_round(server, uploads, key):
     item_emb, aux, out, flagged = regularizers.apply_defense(
