@@ -1,11 +1,11 @@
 """The FORTRESS main table: methods x attacks x seeds, HR@10 / NDCG@10 / ER@5.
 
-`run_fortress_table(workdir)` trains every (dataset, seed, method, attack) with
-`runner.run` in its own directory,
-`<workdir>/<dataset>/<encoder>-<method>-<attack>-s<seed>-<digest>` (the digest hashes
+`run_fortress_table(workdir)` trains every (dataset, seed, method, attack) as a point
+of the multi-run store in `workdir` (`results_store`: `results.csv` and
+`points/<dataset>-<encoder>-<method>-<attack>-s<seed>-<digest>/`, the digest hashing
 the run's whole configuration), so an interrupted table resumes where it stopped:
 finished runs are read back, a cut run resumes from its last checkpoint, and a run
-with other settings gets another directory. After every run it rewrites
+with other settings is another point. After every run it rewrites
 `<workdir>/fortress_table.md` (mean ± std over the seeds that finished) and
 `fortress_runs.csv` (one line per run) atomically.
 
@@ -32,7 +32,8 @@ from fedjax_rec import checkpoints
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks.targets import select_targets
 from fedjax_rec.data.loaders import default_data_dir, popularity_all
-from fedjax_rec.runner import EvalConfig, config_dict, run
+from fedjax_rec.results_store import POINTS_DIR, STORE_NAME, ResultsStore, run_point
+from fedjax_rec.runner import EvalConfig, config_dict
 from fedjax_rec.tasks.sequential.config import SeqConfig, method_config
 from fedjax_rec.tasks.sequential.data import NoTimestampsError, load_seq_dataset
 from fedjax_rec.simulation import Simulator
@@ -48,6 +49,7 @@ METRICS = ("hr@10", "ndcg@10", "er@5")
 EVAL = EvalConfig(every=10, ks=(10,), er_ks=(5,))
 COLUMNS = ("dataset", "method", "encoder", "attack", "seed", *METRICS, "epochs",
            "train_seconds", "run_dir")
+STORE_KEYS = ("dataset", "encoder", "method", "attack", "seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,28 +96,22 @@ def make_config(method: str, encoder: str, attack: str, dataset, seed: int,
   return method_config(method, base, **over)
 
 
-def run_dir(root: Path, dataset_name: str, config: SeqConfig) -> Path:
-  """`<root>/<dataset>/<encoder>-<method>-<attack>-s<seed>-<digest of the config>`."""
+def point_name(dataset_name: str, config: SeqConfig) -> str:
+  """`<dataset>-<encoder>-<method>-<attack>-s<seed>-<digest of the config>`."""
   key = json.dumps(config_dict(config, dataset_name, EVAL), sort_keys=True)
   digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-  return root / dataset_name / (f"{config.encoder.name}-{config.method}-{config.attack}"
-                                f"-s{config.seed}-{digest}")
+  return (f"{dataset_name}-{config.encoder.name}-{config.method}-{config.attack}"
+          f"-s{config.seed}-{digest}")
 
 
-def _run_row(dataset: str, label: str, config: SeqConfig, summary: dict, wd: Path) -> dict:
-  final = summary.get("final", {})
+def _run_row(dataset: str, label: str, config: SeqConfig, rows: list[dict], wd: Path) -> dict:
+  final = rows[-1] if rows else {}
   row = {"dataset": dataset, "method": label, "encoder": config.encoder.name,
-         "attack": config.attack, "seed": config.seed, "epochs": summary.get("epochs", 0),
-         "train_seconds": _train_seconds(wd), "run_dir": str(wd)}
+         "attack": config.attack, "seed": config.seed, "epochs": int(final.get("epoch", 0)),
+         "train_seconds": float(sum(r.get("train/seconds", 0.0) for r in rows)),
+         "run_dir": str(wd)}
   row.update({m: float(final.get(f"test/{m}", float("nan"))) for m in METRICS})
   return row
-
-
-def _train_seconds(wd: Path) -> float:
-  try:
-    return float(sum(r.get("train/seconds", 0.0) for r in checkpoints.read_jsonl(wd / "metrics.jsonl")))
-  except OSError:
-    return float("nan")
 
 
 def mean_std(values: Sequence[float]) -> str:
@@ -209,6 +205,7 @@ def run_fortress_table(workdir: str | Path, *, datasets: Sequence[str] = DATASET
     log: progress lines.
   """
   root = Path(workdir)
+  store = ResultsStore(root / STORE_NAME, STORE_KEYS)
   rows: list[dict] = []
   reference: dict[str, dict] = {}
   notes: list[str] = [f"Attacks: {settings.malicious_share:.1%} malicious clients (at least "
@@ -234,13 +231,16 @@ def run_fortress_table(workdir: str | Path, *, datasets: Sequence[str] = DATASET
         for label, method in methods:
           for attack in attacks:
             config = make_config(method, encoder, attack, dataset, seed, settings)
-            wd = run_dir(root, name, config)
-            log(f"== {name} / {row_label(label, encoder)} / {attack} / seed {seed} -> {wd}")
+            pid = point_name(name, config)
+            log(f"== {name} / {row_label(label, encoder)} / {attack} / seed {seed} -> {pid}")
             t0 = time.perf_counter()
-            summary = run(config, dataset, workdir=wd, eval_config=EVAL, log=log,
-                          simulator_factory=Simulator)
+            point = {"dataset": name, "encoder": encoder, "method": method, "attack": attack,
+                     "seed": seed}
+            runs = run_point(store, pid, point, config, dataset, eval_config=EVAL, log=log,
+                             simulator_factory=Simulator)
             log(f"   {time.perf_counter() - t0:.0f}s")
-            rows.append(_run_row(name, row_label(label, encoder), config, summary, wd))
+            rows.append(_run_row(name, row_label(label, encoder), config, runs,
+                                 root / POINTS_DIR / pid))
             write()
   notes.append(f"This invocation: {time.perf_counter() - t_start:.0f}s wall time; training "
                f"time of all runs {np.nansum([r['train_seconds'] for r in rows]):.0f}s.")

@@ -4,9 +4,10 @@ r"""Reproduces the CL4FedRec paper's tables and figures, resumably.
   python -m experiments.reproduce --figure=6 --seeds=3
   python -m experiments.reproduce --figure=efficacy     # A-hum vs defenses, ahum-reference
 
-Every (configuration, seed) runs `runner.run` in its own directory under
-`--workdir`, so an interrupted command resumes where it stopped and finished runs
-are skipped. Each table is printed with the paper's numbers beside ours (mean ±
+Every (configuration, seed) is a point of the multi-run store in `--workdir`
+(`results_store`: `results.csv` and `points/<point>/`), shared by all tables and
+figures, so an interrupted command resumes where it stopped and finished runs are
+read back. Each table is printed with the paper's numbers beside ours (mean ±
 std over seeds) and written as CSV and Markdown; figures also as PNG.
 """
 
@@ -28,6 +29,7 @@ from absl import flags
 from experiments import reproduce_fortress
 from experiments.repro_specs import EXPERIMENTS, Experiment
 from fedjax_rec import checkpoints, plots
+from fedjax_rec.results_store import POINTS_DIR, STORE_NAME, ResultsStore, run_point
 from fedjax_rec.tasks.ncf import centralized
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks import select_targets
@@ -35,7 +37,7 @@ from fedjax_rec.data.loaders import load_dataset, popularity_all
 from fedjax_rec.tasks.ncf.presets import get_preset
 from fedjax_rec.geometry import singular_values
 from fedjax_rec.data.readers import DataFormatError
-from fedjax_rec.runner import EvalConfig, NonFiniteError, WorkdirError, config_dict, run
+from fedjax_rec.runner import EvalConfig, NonFiniteError, WorkdirError, config_dict
 from fedjax_rec.simulation import Simulator
 from fedjax_rec.tasks.ncf.config import default_num_malicious
 
@@ -124,18 +126,20 @@ def run_experiment(exp: Experiment, workdir: Path, seeds: int) -> tuple[pd.DataF
   frames, runs = [], []
   total = len(exp.rows) * seeds
   eval_config = EvalConfig(every=FLAGS.eval_every)
+  store = ResultsStore(workdir / STORE_NAME, STORE_KEYS)
   for label, overrides, _ in exp.rows:
     for seed in range(seeds):
       dataset = _dataset(exp.dataset, seed)
       cfg = _config(exp, overrides, dataset, seed)
-      wd = run_dir(workdir, exp, cfg, eval_config)
+      pid = point_name(exp, cfg, eval_config)
       prefix = f"[{len(runs) + 1}/{total}] {exp.name}: {label} seed {seed}"
-      run(cfg, dataset, workdir=wd, eval_config=eval_config,
-          log=lambda line, prefix=prefix: print(f"{prefix} | {line}", flush=True))
-      rows = pd.DataFrame(checkpoints.read_jsonl(wd / "metrics.jsonl"))
+      rows = pd.DataFrame(run_point(
+          store, pid, {"dataset": exp.dataset, "method": cfg.method, "seed": seed}, cfg,
+          dataset, eval_config=eval_config,
+          log=lambda line, prefix=prefix: print(f"{prefix} | {line}", flush=True)))
       rows["label"], rows["seed"] = label, seed
       frames.append(rows)
-      runs.append(Run(label, seed, cfg, wd))
+      runs.append(Run(label, seed, cfg, workdir / POINTS_DIR / pid))
   return pd.concat(frames, ignore_index=True), runs
 
 
@@ -164,15 +168,18 @@ def spectra_figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
   plots.save_figure(fig, out)
 
 
-def run_dir(workdir: Path, exp: Experiment, cfg, eval_config: EvalConfig) -> Path:
-  """One directory per distinct (dataset, configuration, evaluation): tables share runs.
+STORE_KEYS = ("dataset", "method", "seed")
 
-  Table 3's CL4FedRec row and Table 2's, say, are the same run and train once. The key
-  is the run's own `config.json` record (`runner.config_dict`).
+
+def point_name(exp: Experiment, cfg, eval_config: EvalConfig) -> str:
+  """One point per distinct (dataset, configuration, evaluation): tables share runs.
+
+  Table 3's CL4FedRec row and Table 2's, say, are the same point and train once. The
+  digest is of the run's own `config.json` record (`runner.config_dict`).
   """
   key = json.dumps(config_dict(cfg, exp.dataset, eval_config), sort_keys=True)
   digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-  return workdir / "runs" / f"{exp.dataset}-{cfg.method}-s{cfg.seed}-{digest}"
+  return f"{exp.dataset}-{cfg.method}-s{cfg.seed}-{digest}"
 
 
 def table(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:

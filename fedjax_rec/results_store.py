@@ -1,4 +1,9 @@
-"""The sweep's results store: one CSV, one row per (point, epoch), rewritten atomically.
+"""The resumable multi-run store: one CSV, one row per (point, epoch), rewritten atomically.
+
+Every multi-run program (the sweep, the reproduced tables and figures, the FORTRESS
+table) keeps its runs the same way: `<workdir>/results.csv` holds the finished points,
+and `<workdir>/points/<point id>/` is each point's `runner.run` directory, where a cut
+run resumes from its checkpoint (`run_point`).
 
 A point's rows are added in one atomic rewrite (temp file + rename, `fedjax_rec.checkpoints`),
 and only if its id is absent, so after a crash at any moment every finished point is
@@ -6,8 +11,9 @@ in the file exactly once and an unfinished one not at all. Every row carries the
 marker column `MARKER_COLUMN = FORMAT`: a file without it (a foreign CSV, a corrupt
 file) is refused and never overwritten.
 
-Columns: the marker, `point_id`, the grid keys (`fedjax_rec.grid.GRID_KEYS`),
-`num_malicious`, `epoch`, then the runner's metrics (`train/...`, `test/...`).
+Columns: the marker, `point_id`, the owner's key columns (the sweep's grid keys, a
+table's dataset, method and seed, ...), `num_malicious`, `epoch`, then the runner's
+metrics (`train/...`, `test/...`). A store opened without keys reads them from the file.
 Floats are written with `repr` precision, which pandas' parser reads back exactly,
 so a value survives the file bit for bit (tested).
 """
@@ -16,19 +22,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
-from fedjax_rec import checkpoints
-from fedjax_rec.grid import GRID_KEYS
+from fedjax_rec import checkpoints, runner
 
 FORMAT = "fedjax_rec.results.v1"
 MARKER_COLUMN = "results_format"
 ID_COLUMN = "point_id"
-KEY_COLUMNS = (MARKER_COLUMN, ID_COLUMN) + GRID_KEYS + ("num_malicious", "epoch")
+STORE_NAME = "results.csv"
+POINTS_DIR = "points"
+_TAIL = ("num_malicious", "epoch")
 _STRING_COLUMNS = (MARKER_COLUMN, ID_COLUMN, "dataset", "method", "attack", "defense",
-                   "preset", "target")
+                   "preset", "target", "encoder", "label")
 
 
 class StoreError(ValueError):
@@ -36,11 +43,22 @@ class StoreError(ValueError):
 
 
 class ResultsStore:
-  """A results CSV at `path`; validated on open, appended to one point at a time."""
+  """A results CSV at `path`; validated on open, appended to one point at a time.
 
-  def __init__(self, path: str | os.PathLike):
+  Args:
+    path: the CSV.
+    keys: the columns that describe a point, in order. None: those of the file (a
+      store opened to read), or none for a new file.
+  """
+
+  def __init__(self, path: str | os.PathLike, keys: tuple[str, ...] | None = None):
     self.path = Path(path)
+    self.keys = keys
     self._frame = self._load()
+
+  @property
+  def key_columns(self) -> tuple[str, ...]:
+    return (MARKER_COLUMN, ID_COLUMN) + tuple(self.keys or ()) + _TAIL
 
   def _refuse(self, why: str) -> StoreError:
     return StoreError(f"{self.path} is not a fedjax_rec results store ({why}); refusing to "
@@ -48,7 +66,7 @@ class ResultsStore:
 
   def _load(self) -> pd.DataFrame:
     if not self.path.exists():
-      return pd.DataFrame(columns=list(KEY_COLUMNS))
+      return pd.DataFrame(columns=list(self.key_columns))
     if not self.path.is_file():
       raise self._refuse("not a regular file")
     try:
@@ -57,7 +75,10 @@ class ResultsStore:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
             ValueError) as e:
       raise self._refuse(f"unreadable as CSV: {str(e).splitlines()[0] if str(e) else e!r}")
-    missing = [c for c in KEY_COLUMNS if c not in frame.columns]
+    if self.keys is None and {ID_COLUMN, *_TAIL} <= set(frame.columns):
+      cols = list(frame.columns)
+      self.keys = tuple(cols[cols.index(ID_COLUMN) + 1:cols.index(_TAIL[0])])
+    missing = [c for c in self.key_columns if c not in frame.columns]
     if missing:
       raise self._refuse(f"missing column(s) {', '.join(missing)}")
     if not (frame[MARKER_COLUMN] == FORMAT).all():
@@ -74,13 +95,21 @@ class ResultsStore:
     """Ids of the points already in the store."""
     return set(self._frame[ID_COLUMN])
 
+  def rows(self, pid: str) -> list[dict[str, Any]]:
+    """A finished point's epoch rows (key columns dropped, empty metrics left out)."""
+    sub = self._frame[self._frame[ID_COLUMN] == pid]
+    metrics = [c for c in sub.columns if c not in self.key_columns or c == "epoch"]
+    return [{k: v for k, v in row.items() if not (isinstance(v, float) and pd.isna(v))}
+            for row in sub[metrics].to_dict("records")]
+
   def append(self, pid: str, point: dict[str, Any], num_malicious: int,
              rows: list[dict[str, Any]]) -> bool:
     """Adds one finished point's epoch rows; returns False (and writes nothing) if present.
 
     Args:
-      pid: the point's id (`grid.point_id`).
-      point: its resolved grid keys.
+      pid: the point's id (e.g. `grid.point_id`); also its directory name under
+        `points/` when run by `run_point`.
+      point: its key columns' values.
       num_malicious: attackers the run had.
       rows: the runner's `metrics.jsonl` rows (each with `epoch`).
     """
@@ -88,12 +117,44 @@ class ResultsStore:
       return False
     if not rows:
       raise ValueError(f"point {pid} has no metric rows")
-    head = {MARKER_COLUMN: FORMAT, ID_COLUMN: pid, **{k: point[k] for k in GRID_KEYS},
+    if self.keys is None:
+      self.keys = tuple(point)
+    head = {MARKER_COLUMN: FORMAT, ID_COLUMN: pid, **{k: point[k] for k in self.keys},
             "num_malicious": num_malicious}
     new = pd.DataFrame([{**head, **row} for row in rows])
     frame = pd.concat([self._frame, new], ignore_index=True) if len(self._frame) else new
-    rest = sorted(c for c in frame.columns if c not in KEY_COLUMNS)
-    frame = frame[list(KEY_COLUMNS) + rest]
+    rest = sorted(c for c in frame.columns if c not in self.key_columns)
+    frame = frame[list(self.key_columns) + rest]
     checkpoints.atomic_write_text(self.path, frame.to_csv(index=False))
     self._frame = frame
     return True
+
+
+def run_point(store: ResultsStore, pid: str, point: dict[str, Any], config, dataset, *,
+              eval_config: runner.EvalConfig = runner.EvalConfig(),
+              checkpoint_every: int = 1, log: Callable[[str], None] = print,
+              dirname: str | None = None, **run_kwargs) -> list[dict[str, Any]]:
+  """One point's epoch rows: read back when the store has it, else run and stored.
+
+  The run's directory is `<store's folder>/points/<dirname or pid>`: a point cut short resumes
+  there from its last checkpoint, and its rows reach the store in one atomic rewrite
+  once it has finished.
+
+  Args:
+    store: the multi-run store.
+    pid: the point's id.
+    point: its key columns' values.
+    dirname: its directory's name (default: `pid`, which must then be a plain name).
+    config, dataset: what `runner.run` trains.
+    eval_config, checkpoint_every, log, run_kwargs: passed to `runner.run`.
+  """
+  if pid not in store.done_ids():
+    name = dirname or pid
+    if name != Path(name).name or name.startswith("."):
+      raise ValueError(f"point directory {name!r} is not a plain directory name")
+    pdir = store.path.parent / POINTS_DIR / name
+    runner.run(config, dataset, workdir=pdir, eval_config=eval_config,
+               checkpoint_every=checkpoint_every, log=log, **run_kwargs)
+    store.append(pid, point, config.num_malicious,
+                 checkpoints.read_jsonl(pdir / "metrics.jsonl"))
+  return store.rows(pid)

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from fedjax_rec import checkpoints, runner
+from fedjax_rec import runner
 from fedjax_rec.attacks.targets import select_targets
 from fedjax_rec.data.dataset import ImplicitDataset
 from fedjax_rec.aggregators import make_aggregator
@@ -37,11 +37,8 @@ from fedjax_rec.data.synthetic import SyntheticConfig
 from fedjax_rec.grid import GRID_KEYS, point_dirname, point_id
 from fedjax_rec.tasks.ncf.methods import TAKES_TRAINING_DATA
 from fedjax_rec.tasks.ncf.presets import get_preset
-from fedjax_rec.results_store import ResultsStore
+from fedjax_rec.results_store import POINTS_DIR, STORE_NAME, ResultsStore, run_point
 from fedjax_rec.tasks.ncf.config import SimConfig, default_num_malicious
-
-STORE_NAME = "results.csv"
-POINTS_DIR = "points"
 
 
 class SweepError(ValueError):
@@ -109,7 +106,7 @@ def check_workdir(workdir: str | Path, resume: bool) -> ResultsStore:
   wd = Path(workdir)
   if wd.exists() and not wd.is_dir():
     raise SweepError(f"--workdir={wd} is a file, not a directory: choose another --workdir")
-  store = ResultsStore(wd / STORE_NAME)  # refuses a foreign or corrupt results file
+  store = ResultsStore(wd / STORE_NAME, GRID_KEYS)  # refuses a foreign or corrupt results file
   if not resume:
     started = [p.name for p in (wd / POINTS_DIR).iterdir()] if (wd / POINTS_DIR).is_dir() else []
     if (wd / STORE_NAME).exists() or started:
@@ -212,10 +209,9 @@ def run_sweep(points: list[dict[str, Any]], workdir: str | Path,
         f"~{eta} left] {pid}")
     dataset = datasets.get(point["dataset"], point["seed"])
     config = build_config(point, dataset, settings)
-    pdir = wd / POINTS_DIR / point_dirname(point)
-    runner.run(config, dataset, workdir=pdir, eval_config=settings.eval_config,
-               checkpoint_every=settings.checkpoint_every, log=lambda s: log("  " + s))
-    store.append(pid, point, config.num_malicious, checkpoints.read_jsonl(pdir / "metrics.jsonl"))
+    run_point(store, pid, point, config, dataset, eval_config=settings.eval_config,
+              checkpoint_every=settings.checkpoint_every, log=lambda s: log("  " + s),
+              dirname=point_dirname(point))
     epochs_run += point["epochs"]
     epochs_left -= point["epochs"]
   log(f"sweep: {len(points)}/{len(points)} points done in "

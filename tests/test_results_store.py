@@ -63,3 +63,26 @@ def test_no_resume_refuses_an_existing_sweep(tmp_path):
   store.append(point_id(_point()), _point(), 0, ROWS)
   with pytest.raises(SweepError, match="pass --resume"):
     check_workdir(tmp_path, resume=False)
+
+
+def test_run_point_runs_once_then_reads_back(tmp_path):
+  from fedjax_rec.data.loaders import load_dataset
+  from fedjax_rec.data.synthetic import SyntheticConfig
+  from fedjax_rec.results_store import run_point
+  from fedjax_rec.runner import EvalConfig
+  from fedjax_rec.tasks.ncf.presets import get_preset
+  dataset = load_dataset("synthetic", seed=0, synthetic=SyntheticConfig(
+      num_users=40, num_items=30, num_clusters=3, mean_activity=8.0, min_activity=4,
+      max_activity=12))
+  config = get_preset("paper", epochs=2, clients_per_round=8)
+  store = ResultsStore(tmp_path / STORE_NAME, ("dataset", "seed"))
+  point, logs = {"dataset": "synthetic", "seed": 0}, []
+  rows = run_point(store, "p0", point, config, dataset, eval_config=EvalConfig(),
+                   log=logs.append)
+  assert [r["epoch"] for r in rows] == [1, 2] and (tmp_path / "points" / "p0").is_dir()
+  reopened = ResultsStore(tmp_path / STORE_NAME)  # keys read from the file
+  assert reopened.keys == ("dataset", "seed")
+  again = run_point(reopened, "p0", point, config, dataset, log=logs.append)
+  assert again == rows and reopened.frame()["seed"].tolist() == [0, 0]
+  with pytest.raises(ValueError, match="plain directory name"):
+    run_point(reopened, "../p1", point, config, dataset)

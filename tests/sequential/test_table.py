@@ -1,9 +1,8 @@
-"""The FORTRESS table: unavailable datasets, run directories, mean ± std over seeds."""
+"""The FORTRESS table: unavailable datasets, its points in the store, mean ± std over seeds."""
 
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 from experiments import fortress_table
 from fedjax_rec.tasks.sequential.data import load_seq_dataset
@@ -23,21 +22,20 @@ def test_ml1m_without_timestamps_is_reported_unavailable(tmp_path):
   assert (tmp_path / "out" / "fortress_runs.csv").read_text().startswith("dataset,method")
 
 
-def test_run_dirs_are_one_per_configuration():
+def test_points_are_one_per_configuration():
   dataset = load_seq_dataset("synthetic", max_len=10, seed=1, synthetic=TINY_DATA)
   settings = fortress_table.TableSettings(epochs=2, seeds=2)
   config = lambda method, attack, seed: fortress_table.make_config(
       method, "sasrec", attack, dataset, seed, settings)
-  root = Path("w")
-  a = fortress_table.run_dir(root, "toy", config("fortress", "psmu", 0))
-  assert a == fortress_table.run_dir(root, "toy", config("fortress", "psmu", 0))
-  assert a.parent == root / "toy" and a.name.startswith("sasrec-fortress-psmu-s0-")
-  others = {fortress_table.run_dir(root, "toy", config(m, t, s))
+  a = fortress_table.point_name("toy", config("fortress", "psmu", 0))
+  assert a == fortress_table.point_name("toy", config("fortress", "psmu", 0))
+  assert a.startswith("toy-sasrec-fortress-psmu-s0-")
+  others = {fortress_table.point_name("toy", config(m, t, s))
             for m, t, s in (("fortress", "psmu", 1), ("cl_temporal", "psmu", 0),
                             ("fortress", "a_hum", 0), ("fortress", "none", 0))}
   assert a not in others and len(others) == 4
   longer = fortress_table.TableSettings(epochs=3, seeds=2)
-  assert a != fortress_table.run_dir(root, "toy", fortress_table.make_config(
+  assert a != fortress_table.point_name("toy", fortress_table.make_config(
       "fortress", "sasrec", "psmu", dataset, 0, longer))
   attacked = config("fedseq", "a_hum", 0)
   assert attacked.num_malicious >= 1 and config("fedseq", "none", 0).num_malicious == 0
@@ -63,3 +61,19 @@ def test_markdown_averages_seeds_and_shows_the_defense_view():
   assert fortress.split(" | ")[2:6] == ["1", "0.1200", "0.0600", "n/a"]
   parsed = list(csv.DictReader(fortress_table.to_csv(rows).splitlines()))
   assert len(parsed) == 4 and parsed[2]["er@5"] == "0.01" and parsed[1]["seed"] == "1"
+
+
+def test_table_points_live_in_the_store_and_read_back(tmp_path, monkeypatch):
+  tiny = load_seq_dataset("synthetic", max_len=50, seed=1, synthetic=TINY_DATA)
+  monkeypatch.setattr(fortress_table, "load_seq_dataset", lambda *a, **k: tiny)
+  settings = fortress_table.TableSettings(epochs=1, seeds=1)
+  go = lambda log: fortress_table.run_fortress_table(
+      tmp_path, datasets=("synthetic",), settings=settings, attacks=("none",),
+      methods=(("FedSeq", "fedseq"),), log=log)
+  first, again = [], []
+  rows = go(first.append)
+  assert len(rows) == 1 and rows[0]["epochs"] == 1 and rows[0]["hr@10"] >= 0
+  assert (tmp_path / "results.csv").exists() and (tmp_path / "points").is_dir()
+  assert go(again.append) == rows  # read back from the store, not trained again
+  trained = lambda lines: any(line.startswith("epoch") for line in lines)
+  assert trained(first) and not trained(again)
