@@ -73,11 +73,12 @@ OVERRIDES: dict[str, dict] = {
     "r2": dict(resample_negatives=True, model=dataclasses.replace(_MODEL, embed_init_std=0.1)),
 }
 # The third round, around o2: the negatives per positive and the MLP's initialisation.
-CANDIDATES.update(n2=_O2, n8=_O2, n8r=_O2, n16r=_O2, lc=_O2)
+CANDIDATES.update(n2=_O2, n8=_O2, n8r=_O2, n16r=_O2, n32r=_O2, lc=_O2)
 OVERRIDES.update(
     n2=dict(num_negatives=2), n8=dict(num_negatives=8),
     n8r=dict(num_negatives=8, resample_negatives=True),
     n16r=dict(num_negatives=16, resample_negatives=True),
+    n32r=dict(num_negatives=32, resample_negatives=True),
     lc=dict(model=dataclasses.replace(_MODEL, mlp_init="lecun")))
 # For the random split (`--dataset=ml-1m`): a faster private embedding, more local steps.
 CANDIDATES.update(
