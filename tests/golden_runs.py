@@ -21,14 +21,14 @@ DATA_ROOT = Path(os.environ.get("FEDJAX_REC_DATA", ROOT.parent / "shared" / "dat
 
 # name -> (flags of `python -m experiments.train`, dataset folder it needs or None).
 RUNS = {
-    "main": (["--epochs=3"], None),
+    "main": (["--preset=paper-o2", "--epochs=3"], None),
     "ml100k_cl4fedrec_ahum_median": (
         ["--dataset=ml-100k", "--method=cl4fedrec", "--attack=a_hum", "--num_malicious=5",
-         "--aggregator=median", "--epochs=1"], "ml-100k"),
+         "--aggregator=median", "--epochs=1", "--preset=paper-o2"], "ml-100k"),
     "fortress_defense": (
         ["--task=sequential", "--dataset=ml-100k", "--method=fortress", "--server_defense",
          "--attack=a_hum", "--epochs=2"], "ml-100k"),
-    "num_seeds_2": (["--num_seeds=2", "--epochs=2"], None),
+    "num_seeds_2": (["--preset=paper-o2", "--num_seeds=2", "--epochs=2"], None),
     "ahum_reference": (
         ["--dataset=ml-1m-presplit", "--preset=ahum-reference", "--attack=a_hum",
          "--epochs=12", "--valid_frac=0"], "ml-1m"),
