@@ -24,6 +24,7 @@ from fedjax_rec import checkpoints
 from fedjax_rec.aggregators import resolve_kwargs
 from fedjax_rec import oom
 from fedjax_rec import metrics as metrics_lib
+from fedjax_rec import metrics_loo
 from fedjax_rec.simulation import Simulator
 from fedjax_rec.types import Array
 
@@ -175,6 +176,9 @@ def run(config, dataset, *, workdir: str | Path | None = None,
       checkpoints.atomic_write_json(wd / "config.json", cfg)
   targets = np.asarray(config.targets, np.int64)
   mostpop = metrics_lib.mostpop_metrics(dataset, ks=eval_config.ks)
+  if getattr(dataset, "eval_negatives", None) is not None:  # leave-one-out
+    mostpop = metrics_loo.hit_rate_names(mostpop)
+    mostpop.update(metrics_loo.mostpop_sampled(dataset, eval_config.ks))
   log(f"{dataset.summary()}")
   plan = (f"plan: {len(sim.plan.lengths)} length buckets, {sim.plan.num_slots} slots/round; "
           "MostPop " + _fmt(mostpop))
