@@ -137,7 +137,7 @@ def _train(*args, timeout=300):
 
 def test_command_line_prints_and_records_loo_metrics(tmp_path):
   proc = _train("--split=loo", "--model=mf", "--rec_loss=bpr", "--num_negatives=1",
-                "--epochs=1", f"--workdir={tmp_path}")
+                "--epochs=1", "--max_buckets=2", "--embed_dim=8", f"--workdir={tmp_path}")
   assert proc.returncode == 0, proc.stderr[-2000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith("epoch   1")][0]
   for name in ("hr@10", "ndcg@10", "sampled_hr@10", "sampled_ndcg@10"):
