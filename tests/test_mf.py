@@ -54,7 +54,8 @@ def test_mf_round_equals_reference_loop(dataset, loss):
   phase = jax.jit(make_client_phase(sim.task, dataset.num_users), static_argnames=("lengths",))
   clients, parts, _ = phase(state.server.params, (), state.clients, sim.device_data, slots,
                             lengths=plan.lengths, key=jax.random.key(0))
-  got = ts._uploads_by_client(uploads_from_parts(parts), np.concatenate(slots))  # pylint: disable=protected-access
+  by_client = ts._uploads_by_client  # pylint: disable=protected-access
+  got = by_client(uploads_from_parts(parts), np.concatenate(slots))
   ref_rows = []
   for user in users:  # the oracle loops over clients on purpose
     u, rows = reference.mf_reference(
