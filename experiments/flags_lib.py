@@ -16,6 +16,7 @@ import sys
 
 from absl import flags
 
+from experiments import flags_model
 from fedjax_rec.aggregators import AGGREGATORS
 from fedjax_rec.data.loaders import DATASETS
 from fedjax_rec.tasks.ncf.presets import PRESETS, get_preset
@@ -35,8 +36,9 @@ TASK_METHODS = {"core": ("original", "cl4fedrec", "rcl4fedrec", "simgcl", "union
 DEFAULT_METHOD = {"core": "original", "sequential": "fedseq"}
 TASK_ATTACKS = {"core": ("none", "a_hum", "a_ra", "psmu"), "sequential": ("none",) + SEQ_ATTACKS}
 # Flags that only the core task reads (with --task=sequential they would be ignored).
-CORE_ONLY_FLAGS = ("preset", "hidden", "user_optimizer", "user_lr", "local_epochs",
-                   "local_batch_size", "local_lr", "local_optimizer", "upload", "resample_negatives", "round_assignment",
+CORE_ONLY_FLAGS = ("preset", "hidden", "model", "split", "loss_reduction", "l2_reg",
+                   "user_optimizer", "user_lr", "local_epochs", "local_batch_size", "local_lr",
+                   "local_optimizer", "upload", "resample_negatives", "round_assignment",
                    "max_buckets", "lambda1", "lambda2", "tau", "eta", "num_synthetic_users",
                    "synthetic_items", "alpha", "valid_frac", "inject_faults")
 
@@ -137,7 +139,10 @@ flags.DEFINE_enum("encoder", "sasrec", list(ENCODERS), "Sequential encoder.")
 flags.DEFINE_integer("max_len", 50, "Sequential window: most recent items kept.")
 flags.DEFINE_integer("num_blocks", None, "SASRec blocks (default 2).")
 flags.DEFINE_float("dropout", None, "Encoder dropout (default 0.2).")
-flags.DEFINE_enum("rec_loss", None, list(REC_LOSSES), "Next-item loss (default bce).")
+flags.DEFINE_enum("rec_loss", None,
+                  list(dict.fromkeys(REC_LOSSES + flags_model.CORE_REC_LOSSES)),
+                  f"Loss (default bce): --task=sequential: {', '.join(REC_LOSSES)}; "
+                  f"--task=core (Original): {', '.join(flags_model.CORE_REC_LOSSES)}.")
 flags.DEFINE_float("seq_cl_weight", None, "Weight of the sequence view (0: off).")
 flags.DEFINE_float("user_cl_weight", None, "Weight of the user view (0: off).")
 flags.DEFINE_float("item_cl_weight", None, "Weight of the item view (0: off).")
@@ -146,7 +151,7 @@ flags.DEFINE_float("cl_tau", None, "InfoNCE temperature of the views.")
 flags.DEFINE_bool("server_defense", None, "FORTRESS server defense (default: on for fortress).")
 flags.DEFINE_float("sep_weight", None, "Server separation-loss weight.")
 flags.DEFINE_float("var_weight", None, "Server variance-loss weight.")
-SEQ_ONLY_FLAGS = ("encoder", "max_len", "num_blocks", "dropout", "rec_loss", "seq_cl_weight",
+SEQ_ONLY_FLAGS = ("encoder", "max_len", "num_blocks", "dropout", "seq_cl_weight",
                   "user_cl_weight", "item_cl_weight", "temporal_weight", "cl_tau",
                   "server_defense", "sep_weight", "var_weight")
 SEQ_MALICIOUS_SHARE = 0.01
@@ -154,7 +159,6 @@ SEQ_TOPK = (10,)
 
 _SIM_FIELDS = ("epochs", "clients_per_round", "convention", "num_negatives",
                "resample_negatives", "round_assignment", "max_buckets", "inject_faults")
-_MODEL_FIELDS = {"embed_dim": "embed_dim", "hidden": "hidden"}
 _LOCAL_FIELDS = {"local_epochs": "local_epochs", "local_batch_size": "batch_size",
                  "local_lr": "lr", "local_optimizer": "optimizer", "upload": "upload",
                  "user_optimizer": "user_optimizer", "user_lr": "user_lr"}
@@ -231,11 +235,6 @@ def _overrides(mapping, config_obj):
     value = FLAGS[flag].value
     if value is None:
       continue
-    if flag == "hidden":
-      try:
-        value = tuple(int(x) for x in value if x != "")
-      except ValueError:
-        raise UsageError(f"--hidden expects comma-separated integers, got {','.join(value)}")
     repl[field] = value
   return dataclasses.replace(config_obj, **repl) if repl else config_obj
 
@@ -244,12 +243,13 @@ def sim_config_from_flags(**extra) -> SimConfig:
   """The preset, overridden by every explicitly given flag and `extra` fields."""
   try:
     base = get_preset(FLAGS.preset)
-    model = _overrides(_MODEL_FIELDS, base.model)
+    model = flags_model.model_from_flags(base.model)
     local = _overrides(_LOCAL_FIELDS, base.local)
     server = _overrides(_SERVER_FIELDS, base.server)
     top = {f: FLAGS[f].value for f in _SIM_FIELDS if FLAGS[f].value is not None}
+    method, aggregator = method_from_flags(), aggregator_from_flags()
     return dataclasses.replace(base, model=model, local=local, server=server,
-                               aggregator=FLAGS.aggregator, method=method_from_flags(),
+                               aggregator=aggregator, method=method,
                                method_kwargs=method_kwargs_from_flags(),
                                aggregator_kwargs=aggregator_kwargs_from_flags(),
                                seed=FLAGS.seed, **top, **extra)
@@ -261,13 +261,22 @@ _METHOD_FLAGS = {
     "cl4fedrec": ("lambda1", "lambda2", "tau", "eta", "num_synthetic_users", "synthetic_items"),
     "rcl4fedrec": ("lambda1", "lambda2", "tau", "eta", "num_synthetic_users",
                    "synthetic_items"),
-    "simgcl": ("lambda2", "tau", "eta"), "poc": ("alpha",), "union": (), "original": ()}
+    "simgcl": ("lambda2", "tau", "eta"), "poc": ("alpha",), "union": (),
+    "original": flags_model.LOSS_FLAGS}
+
+
+def aggregator_from_flags() -> str:
+  """`--aggregator` if given, else the core preset's."""
+  if FLAGS["aggregator"].present or FLAGS.task != "core":
+    return FLAGS.aggregator
+  return get_preset(FLAGS.preset).aggregator
 
 
 def method_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
-  """The method flags the chosen method takes, validated by its builder."""
+  """The method flags the chosen method takes over the preset's (for the preset's
+  method), validated by its builder."""
   from fedjax_rec.tasks.ncf.methods import make_method  # pylint: disable=import-outside-toplevel
-  name = method_from_flags()
+  name, base = method_from_flags(), get_preset(FLAGS.preset)
   out = {}
   for flag in sorted({f for fs in _METHOD_FLAGS.values() for f in fs}):
     if FLAGS[flag].value is None:
@@ -275,18 +284,19 @@ def method_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
     if flag not in _METHOD_FLAGS[name]:
       raise UsageError(f"--{flag} does not apply to --method={name}")
     out[flag] = FLAGS[flag].value
+  out = dict(flags_model.merged_kwargs(base.method_kwargs, out, base.method == name))
   try:  # the builder checks the values; popularity is a stand-in (the data's size is
     # checked when the run is built), long enough for any sensible synthetic user size
     extra = ({"popularity": [1] * 100_000} if name in ("cl4fedrec", "rcl4fedrec") else {})
-    make_method(name, get_preset(FLAGS.preset).model, **out, **extra)
+    make_method(name, base.model, **out, **extra)
   except (ValueError, TypeError) as e:
     raise UsageError(f"--method={name}: {e}") from None
   return tuple(sorted(out.items()))
 
 
 def aggregator_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
-  """The defense flags the chosen aggregator takes."""
-  name = FLAGS.aggregator
+  """The defense flags the chosen aggregator takes (none given: the core preset's own)."""
+  name = aggregator_from_flags()
   taken = {"krum": {"num_byzantine": "num_byzantine"},
            "trimmed_mean": {"num_byzantine": "num_trim"},
            "norm_bound": {"clip_norm": "clip_norm", "clip_quantile": "clip_quantile"},
@@ -301,6 +311,9 @@ def aggregator_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
     if flag not in taken:
       raise UsageError(f"--{flag} does not apply to --aggregator={name}")
     out[taken[flag]] = value
+  base = get_preset(FLAGS.preset)
+  if FLAGS.task == "core" and not out and base.aggregator == name:  # the preset's own
+    out = dict(base.aggregator_kwargs)
   if "clip_norm" in out and "clip_quantile" in out:
     raise UsageError("--clip_norm and --clip_quantile exclude each other (a fixed or an "
                      "adaptive NormBound bound)")
@@ -350,6 +363,7 @@ def eval_config_from_flags() -> EvalConfig:
     raise UsageError(f"--eval_users must be a positive number of users, got {FLAGS.eval_users}")
   if FLAGS.task == "sequential" and not FLAGS["topk"].present:
     ks = SEQ_TOPK
+  ks = flags_model.topk_default(ks) if FLAGS.task == "core" else ks
   return EvalConfig(every=FLAGS.eval_every, ks=ks, users=FLAGS.eval_users,
                     precision=FLAGS.eval_precision)
 

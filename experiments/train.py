@@ -4,6 +4,7 @@ r"""Trains a federated recommender and evaluates it every global epoch.
   python -m experiments.train --dataset=ml-1m --workdir=runs/ml1m
   python -m experiments.train --dataset=ml-1m-presplit --preset=ahum-reference
   python -m experiments.train --dataset=ml-1m --num_seeds=4 --workdir=runs/ml1m_x4
+  python -m experiments.train --dataset=ml-100k --split=loo --preset=fedrecattack --epochs=5
   python -m experiments.train --task=sequential --dataset=ml-100k --method=fortress \
       --encoder=sasrec --attack=a_hum --workdir=runs/ml100k_fortress
   python -m experiments.train --task=sequential --dataset=ml-100k --num_seeds=3
@@ -18,6 +19,7 @@ import jax
 
 from experiments import flag_checks
 from experiments import flags_lib
+from experiments import flags_model
 from fedjax_rec.data.loaders import load_dataset
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.oom import MemoryLimitError
@@ -41,7 +43,7 @@ def load(task: str):
                                seed=FLAGS.seed)
   else:
     dataset = load_dataset(FLAGS.dataset, FLAGS.data_dir, seed=FLAGS.seed,
-                           valid_frac=FLAGS.valid_frac)
+                           valid_frac=flags_model.valid_frac(), split=FLAGS.split)
   flag_checks.check_dataset_flags(dataset.num_users, dataset.num_items, FLAGS.dataset)
   return dataset
 

@@ -24,6 +24,7 @@ from fedjax_rec import checkpoints
 from fedjax_rec.aggregators import resolve_kwargs
 from fedjax_rec import oom
 from fedjax_rec import metrics as metrics_lib
+from fedjax_rec import metrics_loo
 from fedjax_rec.simulation import Simulator
 from fedjax_rec.types import Array
 
@@ -89,17 +90,27 @@ def check_finite(state, epoch: int) -> None:
                          "--aggregator)")
 
 
+# Fields recorded only when set away from their default (added after records existed).
+_ABSENT_UNLESS_SET = ((("inject_faults",), "none"), (("model", "interaction"), "mlp"))
+
+
 def config_dict(config, dataset_name: str, eval_config: EvalConfig) -> dict:
   """The JSON record of a run (`config.json`; also what run directories are hashed on).
 
   The aggregator's hyper-parameters are recorded with their defaults filled in
   (`aggregators.resolve_kwargs`), so a run made under an older default is never resumed
-  or reused under a newer one. `inject_faults` is recorded only when set.
+  or reused under a newer one. `inject_faults` and the model's `interaction` are
+  recorded only when set away from their defaults.
   """
   sim = dataclasses.asdict(config)
   sim["aggregator_kwargs"] = resolve_kwargs(config.aggregator, config.aggregator_kwargs)
-  if sim.get("inject_faults") == "none":  # absent unless used: older records stay valid
-    del sim["inject_faults"]
+  for path, default in _ABSENT_UNLESS_SET:  # older records stay valid
+    *parents, name = path
+    node = sim
+    for key in parents:
+      node = node.get(key) if isinstance(node, dict) else None
+    if isinstance(node, dict) and node.get(name, default) == default:
+      node.pop(name, None)
   ev = dataclasses.asdict(eval_config)
   for name, default in (("users", None), ("precision", "fp32")):  # likewise
     if ev[name] == default:
@@ -165,6 +176,9 @@ def run(config, dataset, *, workdir: str | Path | None = None,
       checkpoints.atomic_write_json(wd / "config.json", cfg)
   targets = np.asarray(config.targets, np.int64)
   mostpop = metrics_lib.mostpop_metrics(dataset, ks=eval_config.ks)
+  if getattr(dataset, "eval_negatives", None) is not None:  # leave-one-out
+    mostpop = metrics_loo.hit_rate_names(mostpop)
+    mostpop.update(metrics_loo.mostpop_sampled(dataset, eval_config.ks))
   log(f"{dataset.summary()}")
   plan = (f"plan: {len(sim.plan.lengths)} length buckets, {sim.plan.num_slots} slots/round; "
           "MostPop " + _fmt(mostpop))

@@ -40,6 +40,7 @@ import numpy as np
 
 from fedjax_rec import oom
 from fedjax_rec import metrics as metrics_lib
+from fedjax_rec import metrics_loo
 from fedjax_rec import scheduling
 from fedjax_rec import server as server_lib
 from fedjax_rec import sharding
@@ -361,20 +362,18 @@ class Simulator:
       exclude, test, targets = self.dataset.train, self.dataset.valid, None
     else:
       exclude, test = cache["seen"], self.dataset.test
+    params = self.eval_params(state)
     out = metrics_lib.evaluate(
-        self.task.score, self.eval_params(state), exclude, test, ks,
+        self.task.score, params, exclude, test, ks,
         interacted=cache["interacted"], targets=targets, er_ks=er_ks, batch_size=batch_size,
         num_users_sample=users, sample_seed=self.config.seed, precision=precision)
-    if not self.data.hit_rate:
-      return out
-    renamed = {}
-    for name, value in out.items():
-      if name.startswith("precision@"):
-        continue
-      if name.startswith("recall@"):
-        renamed["hr@" + name.removeprefix("recall@")] = value
-      renamed[name] = value
-    return renamed
+    out = metrics_loo.hit_rate_names(out) if self.data.hit_rate else out
+    if split == "test" and self.dataset.eval_negatives is not None:  # leave-one-out
+      out.update(metrics_loo.sampled_metrics(
+          self.task.score, params, test, self.dataset.eval_negatives, ks,
+          batch_size=batch_size, num_users_sample=users, sample_seed=self.config.seed,
+          precision=precision))
+    return out
 
 
 def epoch_summary(round_metrics: list[dict], end_metrics: dict, *, epoch: int,

@@ -117,3 +117,41 @@ def client_reference_batched(model_cfg, public, u, user_tx, opt_state, item, lab
     acc_mlp = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b), public.net,
                            mlp)
   return u, opt_state, {int(t): acc_rows[i] for i, t in enumerate(item)}, acc_mlp
+
+
+
+def mf_reference(public, u, user_lr, pos, neg, rec_loss="bce", loss_reduction="mean",
+                 l2_reg=0.0):
+  """One MF client's full-batch step (user SGD), with hand-written float64 gradients.
+
+  The samples are the raw positives and negatives (duplicates kept): BCE over each, or
+  BPR over every (positive, negative) pair weighted 1/|pos|; L2 counts the user once and
+  the item row of every sample; "mean" divides by the samples (BCE) or pairs (BPR).
+
+  Returns:
+    (new_u, {item: gradient row}).
+  """
+  sig = lambda x: 1.0 / (1.0 + np.exp(-x))
+  table = np.asarray(public.item_emb, np.float64)
+  u = np.asarray(u, np.float64)
+  g_u = np.zeros_like(u)
+  g_v = {int(i): np.zeros_like(u) for i in np.concatenate([pos, neg])}
+  if rec_loss == "bce":
+    for item, label in [(i, 1.0) for i in pos] + [(i, 0.0) for i in neg]:
+      d = sig(u @ table[item]) - label
+      g_u += d * table[item]
+      g_v[int(item)] += d * u
+    count = len(pos) + len(neg)
+  else:
+    for p in pos:
+      for n in neg:
+        d = sig(u @ table[n] - u @ table[p]) / len(pos)
+        g_u += d * (table[n] - table[p])
+        g_v[int(n)] += d * u
+        g_v[int(p)] -= d * u
+    count = len(neg)
+  g_u += l2_reg * u
+  for item in np.concatenate([pos, neg]):
+    g_v[int(item)] += l2_reg * table[item]
+  scale = 1.0 if loss_reduction == "sum" else 1.0 / count
+  return u - user_lr * scale * g_u, {i: scale * g for i, g in g_v.items()}

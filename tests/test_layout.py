@@ -12,7 +12,7 @@ PACKAGE = ROOT / "fedjax_rec"
 # The protocol: rounds, the driver, the run loop, the server and what they stand on.
 PROTOCOL = ["task.py", "types.py", "rounds.py", "simulation.py", "seed_axis.py", "runner.py",
             "scheduling.py", "server.py", "faults.py", "checkpoints.py", "oom.py",
-            "sharding.py", "metrics.py", "eval_batches.py", "attacks/base.py",
+            "sharding.py", "metrics.py", "metrics_loo.py", "eval_batches.py", "attacks/base.py",
             *sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "aggregators").glob("*.py"))]
 
 

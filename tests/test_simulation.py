@@ -165,10 +165,17 @@ def test_minibatch_round_equals_reference_loop(dataset, name):
                  got_mlp, mlp)
 
 
+# MF (the dot interaction, no network) with BPR summed and L2, beside the NCF default.
+MF_FIELDS = dict(model=NCFConfig(embed_dim=4, hidden=(), embed_init_std=0.1, interaction="dot"),
+                 method_kwargs=(("l2_reg", 0.1), ("loss_reduction", "sum"), ("rec_loss", "bpr")))
+
+
+@pytest.mark.parametrize("model", ["ncf", "mf"])
 @pytest.mark.parametrize("local", [None] + sorted(MINIBATCH))
-def test_invariant_to_padding_and_client_order(dataset, local):
-  sim = Simulator(small_config() if local is None else small_config(local=MINIBATCH[local]),
-                  dataset)
+def test_invariant_to_padding_and_client_order(dataset, local, model):
+  fields = MF_FIELDS if model == "mf" else {}
+  sim = Simulator(small_config(**fields) if local is None
+                  else small_config(local=MINIBATCH[local], **fields), dataset)
   users, _ = sim.epoch_rounds(0)[0]
   base_p, base_u = _one_round(sim, sim.init(), users)
   # Extra padding: one bucket, twice the longest client, with 4 spare slots.

@@ -55,7 +55,8 @@ def hics(num_items: int, client_clip: float = 1.0, row_clip: float = 1.0,
     row_sq = jnp.sum(jnp.square(uploads.row_grad), axis=-1)
     client_sq = jax.ops.segment_sum(row_sq, clients, 
                                     num_segments=uploads.client_mask.shape[0])
-    client_norm = jnp.sqrt(client_sq + client_mlp_sq_norm(uploads.net))
+    client_norm = jnp.sqrt(client_sq + client_mlp_sq_norm(
+        uploads.net, uploads.client_mask.shape[0]))
     scale = clip_scale(client_norm, client_clip)
     clipped = uploads._replace(row_grad=uploads.row_grad * scale[clients][:, None],
                                net=scale_mlp(uploads.net, scale))

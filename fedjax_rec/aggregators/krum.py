@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -166,11 +167,14 @@ def krum(num_items: int, num_byzantine: int = 1, convention: str = "sum",
                                            block_items)
     item_grad, touched = finish_rows(rescale_rows(mean_like, counts, convention), counts)
 
-    flat, unflatten = flatten_clients(uploads.net)
-    mlp_mean_like, mlp_chosen = krum_block(flat[None], uploads.client_mask[None],
-                                           num_byzantine)
-    mlp = rescale_mlp(unflatten(mlp_mean_like[0]), jnp.sum(uploads.client_mask), convention)
-    mlp_chosen = mlp_chosen[0]
+    if jax.tree.leaves(uploads.net):
+      flat, unflatten = flatten_clients(uploads.net)
+      mlp_mean_like, mlp_chosen = krum_block(flat[None], uploads.client_mask[None],
+                                             num_byzantine)
+      mlp = rescale_mlp(unflatten(mlp_mean_like[0]), jnp.sum(uploads.client_mask), convention)
+      mlp_chosen = mlp_chosen[0]
+    else:  # no network (MF): nothing to choose
+      mlp, mlp_chosen = uploads.net, jnp.int32(-1)
 
     metrics = base_metrics(num_rejected, touched)
     metrics["krum_fallback_rows"] = jnp.sum(fallback).astype(jnp.int32)

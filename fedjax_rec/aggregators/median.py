@@ -12,6 +12,7 @@ order-preserving uint32 keys (`order_stats.py`) are gathered into them. The key 
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from fedjax_rec.aggregators.base import (
@@ -60,6 +61,8 @@ def map_keys(fn, row_grad: Array, groups: ItemGroups) -> Array:
 
 def map_client_keys(fn, mlp: PyTree, client_mask: Array) -> PyTree:
   """`fn` over the keys of the accepted clients' MLP uploads, as one block of one item."""
+  if not jax.tree.leaves(mlp):  # no network (MF)
+    return mlp
   flat, unflatten = flatten_clients(mlp)
   keys = jnp.where(client_mask[:, None], float_keys(flat), ABSENT)
   n = jnp.sum(client_mask).astype(jnp.int32)[None]

@@ -40,11 +40,12 @@ def clip_scale(norm: Array, clip: float) -> Array:
   return clip / jnp.maximum(norm, clip)
 
 
-def client_mlp_sq_norm(mlp: PyTree) -> Array:
-  """[C] squared global L2 norm of each client's MLP gradient (leaves [C, ...])."""
+def client_mlp_sq_norm(mlp: PyTree, num_clients: int) -> Array:
+  """[C] squared global L2 norm of each client's MLP gradient (leaves [C, ...]); zeros
+  when the network has no parameters (MF)."""
   leaves = jax.tree.leaves(mlp)
   if not leaves:
-    raise ValueError("uploads.net has no leaves.")
+    return jnp.zeros((num_clients,), jnp.float32)
   return sum(jnp.sum(jnp.square(x).reshape(x.shape[0], -1), axis=-1) for x in leaves)
 
 
@@ -98,7 +99,7 @@ def norm_bound(num_items: int, clip_norm: float = DEFAULT_CLIP_NORM,
   def apply(uploads):
     uploads, num_rejected = validate(uploads, max_abs)
     row_norm = jnp.linalg.norm(uploads.row_grad, axis=-1)
-    mlp_norm = jnp.sqrt(client_mlp_sq_norm(uploads.net))
+    mlp_norm = jnp.sqrt(client_mlp_sq_norm(uploads.net, uploads.client_mask.shape[0]))
     if clip_quantile is not None:
       row_bound = masked_quantile(row_norm, uploads.row_mask, clip_quantile)
       mlp_bound = masked_quantile(mlp_norm, uploads.client_mask, clip_quantile)

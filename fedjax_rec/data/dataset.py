@@ -102,6 +102,8 @@ class ImplicitDataset:
     train: items each user trains on.
     valid: held-out validation items (may be empty per user).
     test: held-out test items.
+    eval_negatives: None, or the fixed items each test item is also ranked against
+      (leave-one-out's sampled metrics, `data.loo`).
   """
 
   name: str
@@ -110,6 +112,7 @@ class ImplicitDataset:
   train: UserItems
   valid: UserItems
   test: UserItems
+  eval_negatives: UserItems | None = None
 
   def item_popularity(self, include_test: bool = False) -> np.ndarray:
     """[num_items] interaction counts over train+valid (and test if asked)."""

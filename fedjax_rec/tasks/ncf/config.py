@@ -45,6 +45,9 @@ class SimConfig(RunConfig):
     super().__post_init__()
     if self.num_negatives < 0:
       raise ValueError(f"num_negatives must be >= 0, got {self.num_negatives}")
+    if dict(self.method_kwargs).get("rec_loss") == "bpr" and self.num_negatives < 1:
+      raise ValueError("rec_loss 'bpr' pairs positives with negatives: num_negatives must be "
+                       f">= 1, got {self.num_negatives}")
     if self.round_assignment not in ("stratified", "uniform"):
       raise ValueError("round_assignment must be 'stratified' or 'uniform', got "
                        f"{self.round_assignment!r}")
