@@ -25,7 +25,7 @@ from jax import lax
 from fedjax_rec.aggregators.base import client_index, flatten_clients
 from fedjax_rec.aggregators.item_blocks import (
     default_block_items, fold_item_blocks, group_rows)
-from fedjax_rec.aggregators.krum import krum_choice, krum_scores
+from fedjax_rec.aggregators.krum import _TIE_RTOL, krum_scores
 from fedjax_rec.types import Array, Uploads
 
 
@@ -61,12 +61,19 @@ def client_sq_dists(uploads: Uploads, num_items: int) -> Array:
   return 0.5 * (dist + dist.T)
 
 
+def _total(dist: Array, present: Array) -> Array:
+  """[C] each client's summed distance to all the present clients (the tie-break)."""
+  return jnp.sum(jnp.where(present[None, :], dist, 0.0), axis=1)
+
+
 def multi_krum_select(dist: Array, accepted: Array, num_byzantine: int,
                       num_selected: int | None) -> tuple[Array, Array]:
   """Multi-Krum: the `m` accepted clients of least Krum score.
 
   Scores sum each client's `n - f - 2` smallest distances to the other accepted clients.
-  `m` is `num_selected` (at most `n`), default `n - f`. Ties go to the lower slot. Where
+  `m` is `num_selected` (at most `n`), default `n - f`. Equal scores are ordered by the
+  summed distance to all accepted clients, then by slot (with `n - f - 2 = 1` a mutual
+  nearest pair always ties, and a slot order alone would depend on labels). Where
   `n - f - 2 < 1` the scores are undefined and every accepted client is kept.
 
   Returns:
@@ -74,9 +81,11 @@ def multi_krum_select(dist: Array, accepted: Array, num_byzantine: int,
   """
   n = jnp.sum(accepted)
   score = krum_scores(dist[None], accepted[None], num_byzantine, num_byzantine)[0]
+  total = _total(dist, accepted)
   slot = jnp.arange(accepted.shape[0])
-  before = (score[None, :] < score[:, None]) | (
-      (score[None, :] == score[:, None]) & (slot[None, :] < slot[:, None]))
+  ahead = lambda a: a[None, :] < a[:, None]
+  same = lambda a: a[None, :] == a[:, None]
+  before = ahead(score) | (same(score) & (ahead(total) | (same(total) & ahead(slot))))
   rank = jnp.sum(before & accepted[None, :], axis=1)
   m = n - num_byzantine if num_selected is None else jnp.minimum(num_selected, n)
   fallback = n - num_byzantine - 2 < 1
@@ -88,7 +97,8 @@ def bulyan_select(dist: Array, accepted: Array, num_byzantine: int) -> tuple[Arr
   """Bulyan's selection: `theta = n - 2f` clients picked one by one by Krum.
 
   Each step runs Krum over the clients not yet picked (`r` of them) and moves its choice
-  to the selection. Krum's neighbour count `r - f - 2` is clamped at 1 (for `f = 1` the
+  to the selection; scores within Krum's tolerance tie and go to the least summed
+  distance to the clients not yet picked, then to the lower slot. Krum's neighbour count `r - f - 2` is clamped at 1 (for `f = 1` the
   last step has `r = 2f + 1 = 3`). Bulyan needs `n >= 4f + 3`; below that every accepted
   client is selected (`fallback`), and with `f = 0` every client is selected anyway.
 
@@ -106,8 +116,11 @@ def bulyan_select(dist: Array, accepted: Array, num_byzantine: int) -> tuple[Arr
     selected, remaining = state
     r = jnp.sum(remaining)
     drop = jnp.clip(jnp.minimum(num_byzantine + 1, r - 2) - 1, 0, num_byzantine)
-    score = krum_scores(dist[None], remaining[None], drop, num_byzantine)
-    pick = jax.nn.one_hot(krum_choice(score)[0], num_clients, dtype=bool)
+    score = krum_scores(dist[None], remaining[None], drop, num_byzantine)[0]
+    best = jnp.min(score)
+    tied = score <= best + _TIE_RTOL * jnp.abs(best)
+    choice = jnp.argmin(jnp.where(tied, _total(dist, remaining), jnp.inf))
+    pick = jax.nn.one_hot(choice, num_clients, dtype=bool)
     active = (t < theta) & ~fallback
     return selected | (pick & active), remaining & ~(pick & active)
 
