@@ -100,8 +100,12 @@ flags.DEFINE_float("malicious_share", 0.001, "Attackers as a share of benign use
 flags.DEFINE_integer("num_malicious", None, "Attacker count (overrides --malicious_share).")
 flags.DEFINE_string("target", "least_popular", "Target items: least_popular, least_popular:K, "
                     "items:3,17,42 or band:LO:HI:K (popularity over train+valid+test).")
-flags.DEFINE_integer("num_byzantine", None, "Defense: assumed attackers per row `f` "
-                     "(Krum, Trimmed Mean).")
+flags.DEFINE_integer("num_byzantine", None, "Defense: assumed attackers `f` per row (Krum, "
+                     "Trimmed Mean) or per round (Multi-Krum, Bulyan).")
+flags.DEFINE_integer("num_selected", None, "Defense: Multi-Krum's kept clients m (n - f).")
+flags.DEFINE_float("sim_lr", None, "Defense: UNION filter's simulated step lr (server's).")
+flags.DEFINE_integer("union_max_rows", None, "Defense: UNION filter's rows per client (64).")
+flags.DEFINE_integer("union_ref_items", None, "Defense: UNION filter's reference rows (256).")
 flags.DEFINE_float("clip_norm", None, "Defense: NormBound L2 bound c for each uploaded row "
                    "and each client's MLP gradient (default 0.1).")
 flags.DEFINE_float("clip_quantile", None, "Defense: NormBound adaptive bound instead of "
@@ -125,6 +129,7 @@ flags.DEFINE_enum("eval_precision", "fp32", ["fp32", "tf32", "bf16"], "Matmul pr
                   "evaluation's scoring (tf32/bf16: faster on accelerators; top-K ties may "
                   "differ from fp32).")
 flags.DEFINE_list("topk", ["20"], "Cut-offs K of Recall/NDCG/Precision.")
+flags.DEFINE_list("er_ks", ["5", "10", "20"], "Cut-offs K of ER@K (runs with targets).")
 flags.DEFINE_string("inject_faults", None, "Fault injection: nan:K, inf:K or huge:K makes the "
                     "first K benign clients of every round upload NaN, Inf or 1e30 "
                     "(fedjax_rec/faults.py).")
@@ -288,13 +293,17 @@ def aggregator_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
   """The defense flags the chosen aggregator takes."""
   name = FLAGS.aggregator
   taken = {"krum": {"num_byzantine": "num_byzantine"},
+           "multi_krum": {"num_byzantine": "num_byzantine", "num_selected": "num_selected"},
+           "bulyan": {"num_byzantine": "num_byzantine"},
+           "union_filter": {"sim_lr": "sim_lr", "union_max_rows": "max_rows",
+                            "union_ref_items": "ref_items"},
            "trimmed_mean": {"num_byzantine": "num_trim"},
            "norm_bound": {"clip_norm": "clip_norm", "clip_quantile": "clip_quantile"},
            "hics": {"client_clip": "client_clip", "row_clip": "row_clip",
                     "min_uploaders": "min_uploaders"}}.get(name, {})
   out = {}
   for flag in ("num_byzantine", "clip_norm", "clip_quantile", "client_clip", "row_clip",
-               "min_uploaders"):
+               "min_uploaders", "num_selected", "sim_lr", "union_max_rows", "union_ref_items"):
     value = FLAGS[flag].value
     if value is None:
       continue
@@ -340,17 +349,22 @@ def attack_fields_from_flags(dataset) -> dict:
 
 
 def eval_config_from_flags() -> EvalConfig:
-  try:
-    ks = tuple(int(k) for k in FLAGS.topk)
-  except ValueError:
-    raise UsageError(f"--topk expects comma-separated integers, got {','.join(FLAGS.topk)}")
-  if any(k <= 0 for k in ks) or FLAGS.eval_every <= 0:
+  for name in ("topk", "er_ks"):
+    try:
+      values = tuple(int(k) for k in FLAGS[name].value)
+    except ValueError:
+      raise UsageError(f"--{name} expects comma-separated integers, got "
+                       f"{','.join(FLAGS[name].value)}") from None
+    if not values or any(k <= 0 for k in values):
+      raise UsageError(f"--{name} values must be positive integers")
+    ks, er_ks = (values, None) if name == "topk" else (ks, values)
+  if FLAGS.eval_every <= 0:
     raise UsageError("--topk values and --eval_every must be positive")
   if FLAGS.eval_users is not None and FLAGS.eval_users < 1:
     raise UsageError(f"--eval_users must be a positive number of users, got {FLAGS.eval_users}")
   if FLAGS.task == "sequential" and not FLAGS["topk"].present:
     ks = SEQ_TOPK
-  return EvalConfig(every=FLAGS.eval_every, ks=ks, users=FLAGS.eval_users,
+  return EvalConfig(every=FLAGS.eval_every, ks=ks, er_ks=er_ks, users=FLAGS.eval_users,
                     precision=FLAGS.eval_precision)
 
 
