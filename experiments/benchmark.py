@@ -52,11 +52,16 @@ flags.DEFINE_bool("scaling", False, "Run the scaling benchmark instead (`--scali
                   "experiments/benchmark_scaling.py).")
 
 
+# The robust aggregators timed against FedAvg (each row's target: <= 1.5x FedAvg).
+ROBUST = ("median", "trimmed_mean", "krum", "hics", "norm_bound", "multi_krum", "bulyan",
+          "union_filter")
+
+
 def pair_configurations(spec):
   """(comparison, A, B, dataset, target): the issues' speed targets on ML-1M (`spec`)."""
   yield ("CL4FedRec / Original", get_preset("paper"), get_preset("paper", method="cl4fedrec"),
          spec, 3.0)
-  for agg in ("median", "trimmed_mean", "krum", "hics", "norm_bound"):
+  for agg in ROBUST:
     yield (f"{agg} / FedAvg", get_preset("paper"), get_preset("paper", aggregator=agg), spec,
            1.5)
 
@@ -75,7 +80,7 @@ def configurations(spec, pre):
   yield ("paper / cl4fedrec / fedavg", get_preset("paper", method="cl4fedrec"), spec,
          "target: <= 3x original")
   yield ("paper / rcl4fedrec / fedavg", get_preset("paper", method="rcl4fedrec"), spec, "")
-  for agg in ("median", "trimmed_mean", "krum", "hics", "norm_bound"):
+  for agg in ROBUST:
     yield (f"paper / original / {agg}", get_preset("paper", aggregator=agg), spec,
            "target: <= 1.5x fedavg")
   yield ("ahum-reference / original / median", get_preset("ahum-reference", aggregator="median"),

@@ -16,7 +16,8 @@ import sys
 
 from absl import flags
 
-from experiments import flags_model
+from experiments import flags_defense, flags_model
+from experiments.flags_defense import aggregator_from_flags
 from fedjax_rec.aggregators import AGGREGATORS
 from fedjax_rec.data.loaders import DATASETS
 from fedjax_rec.tasks.ncf.presets import PRESETS, get_preset
@@ -102,15 +103,6 @@ flags.DEFINE_float("malicious_share", 0.001, "Attackers as a share of benign use
 flags.DEFINE_integer("num_malicious", None, "Attacker count (overrides --malicious_share).")
 flags.DEFINE_string("target", "least_popular", "Target items: least_popular, least_popular:K, "
                     "items:3,17,42 or band:LO:HI:K (popularity over train+valid+test).")
-flags.DEFINE_integer("num_byzantine", None, "Defense: assumed attackers per row `f` "
-                     "(Krum, Trimmed Mean).")
-flags.DEFINE_float("clip_norm", None, "Defense: NormBound L2 bound c for each uploaded row "
-                   "and each client's MLP gradient (default 0.1).")
-flags.DEFINE_float("clip_quantile", None, "Defense: NormBound adaptive bound instead of "
-                   "--clip_norm: this quantile of the round's accepted norms, in (0, 1].")
-flags.DEFINE_float("client_clip", None, "Defense: HiCS per-client clip.")
-flags.DEFINE_float("row_clip", None, "Defense: HiCS per-row clip.")
-flags.DEFINE_integer("min_uploaders", None, "Defense: HiCS rows need this many uploaders.")
 flags.DEFINE_float("valid_frac", 0.1, "Validation share of each user's train items.")
 flags.DEFINE_integer("mesh_shape", 0, "Devices to split each round's clients over "
                      "(0: all devices; 1: no sharding).")
@@ -127,6 +119,7 @@ flags.DEFINE_enum("eval_precision", "fp32", ["fp32", "tf32", "bf16"], "Matmul pr
                   "evaluation's scoring (tf32/bf16: faster on accelerators; top-K ties may "
                   "differ from fp32).")
 flags.DEFINE_list("topk", ["20"], "Cut-offs K of Recall/NDCG/Precision.")
+flags.DEFINE_list("er_ks", ["5", "10", "20"], "Cut-offs K of ER@K (runs with targets).")
 flags.DEFINE_string("inject_faults", None, "Fault injection: nan:K, inf:K or huge:K makes the "
                     "first K benign clients of every round upload NaN, Inf or 1e30 "
                     "(fedjax_rec/faults.py).")
@@ -265,13 +258,6 @@ _METHOD_FLAGS = {
     "original": flags_model.LOSS_FLAGS}
 
 
-def aggregator_from_flags() -> str:
-  """`--aggregator` if given, else the core preset's."""
-  if FLAGS["aggregator"].present or FLAGS.task != "core":
-    return FLAGS.aggregator
-  return get_preset(FLAGS.preset).aggregator
-
-
 def method_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
   """The method flags the chosen method takes over the preset's (for the preset's
   method), validated by its builder."""
@@ -295,35 +281,11 @@ def method_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
 
 
 def aggregator_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
-  """The defense flags the chosen aggregator takes (none given: the core preset's own)."""
-  name = aggregator_from_flags()
-  taken = {"krum": {"num_byzantine": "num_byzantine"},
-           "trimmed_mean": {"num_byzantine": "num_trim"},
-           "norm_bound": {"clip_norm": "clip_norm", "clip_quantile": "clip_quantile"},
-           "hics": {"client_clip": "client_clip", "row_clip": "row_clip",
-                    "min_uploaders": "min_uploaders"}}.get(name, {})
-  out = {}
-  for flag in ("num_byzantine", "clip_norm", "clip_quantile", "client_clip", "row_clip",
-               "min_uploaders"):
-    value = FLAGS[flag].value
-    if value is None:
-      continue
-    if flag not in taken:
-      raise UsageError(f"--{flag} does not apply to --aggregator={name}")
-    out[taken[flag]] = value
-  base = get_preset(FLAGS.preset)
-  if FLAGS.task == "core" and not out and base.aggregator == name:  # the preset's own
-    out = dict(base.aggregator_kwargs)
-  if "clip_norm" in out and "clip_quantile" in out:
-    raise UsageError("--clip_norm and --clip_quantile exclude each other (a fixed or an "
-                     "adaptive NormBound bound)")
-  from fedjax_rec.aggregators import make_aggregator  # pylint: disable=import-outside-toplevel
-  try:  # checks the values now, so that a bad one is named by its flag
-    make_aggregator(name, 1, **out)
+  """The defense flags the chosen aggregator takes (`flags_defense`)."""
+  try:
+    return flags_defense.aggregator_kwargs_from_flags()
   except ValueError as e:
-    given = " ".join(f"--{f}={FLAGS[f].value}" for f in taken if FLAGS[f].value is not None)
-    raise UsageError(f"--aggregator={name} {given}: {e}") from None
-  return tuple(sorted(out.items()))
+    raise UsageError(str(e)) from None
 
 
 def attack_fields_from_flags(dataset) -> dict:
@@ -353,18 +315,25 @@ def attack_fields_from_flags(dataset) -> dict:
 
 
 def eval_config_from_flags() -> EvalConfig:
-  try:
-    ks = tuple(int(k) for k in FLAGS.topk)
-  except ValueError:
-    raise UsageError(f"--topk expects comma-separated integers, got {','.join(FLAGS.topk)}")
-  if any(k <= 0 for k in ks) or FLAGS.eval_every <= 0:
+  parsed = {}
+  for name in ("topk", "er_ks"):
+    try:
+      values = tuple(int(k) for k in FLAGS[name].value)
+    except ValueError:
+      raise UsageError(f"--{name} expects comma-separated integers, got "
+                       f"{','.join(FLAGS[name].value)}") from None
+    if not values or any(k <= 0 for k in values):
+      raise UsageError(f"--{name} values must be positive integers")
+    parsed[name] = values
+  ks, er_ks = parsed["topk"], parsed["er_ks"]
+  if FLAGS.eval_every <= 0:
     raise UsageError("--topk values and --eval_every must be positive")
   if FLAGS.eval_users is not None and FLAGS.eval_users < 1:
     raise UsageError(f"--eval_users must be a positive number of users, got {FLAGS.eval_users}")
   if FLAGS.task == "sequential" and not FLAGS["topk"].present:
     ks = SEQ_TOPK
   ks = flags_model.topk_default(ks) if FLAGS.task == "core" else ks
-  return EvalConfig(every=FLAGS.eval_every, ks=ks, users=FLAGS.eval_users,
+  return EvalConfig(every=FLAGS.eval_every, ks=ks, er_ks=er_ks, users=FLAGS.eval_users,
                     precision=FLAGS.eval_precision)
 
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from fedjax_rec import server as server_lib
 from fedjax_rec import sharding
+from fedjax_rec.aggregators.base import ServerView
 from fedjax_rec.attacks.base import Attack
 from fedjax_rec.faults import inject_faults, parse_faults
 from fedjax_rec.server import ServerState
@@ -118,7 +119,11 @@ def make_server_phase(server_config, aggregator):
   """
 
   def server_phase(server: ServerState, uploads: Uploads):
-    agg, agg_state, agg_metrics = aggregator.apply(uploads, server.agg_state)
+    if aggregator.needs_view:  # public parameters only, never a client's state
+      view = ServerView(item_emb=server.params.item_emb, lr=server_config.lr)
+      agg, agg_state, agg_metrics = aggregator.apply(uploads, server.agg_state, view)
+    else:
+      agg, agg_state, agg_metrics = aggregator.apply(uploads, server.agg_state)
     new = server_lib.apply_aggregate(server._replace(agg_state=agg_state), agg, server_config)
     out = dict(agg_metrics)
     out.update(server_lib.update_norms(server.params, new.params))

@@ -45,6 +45,7 @@ from fedjax_rec import scheduling
 from fedjax_rec import server as server_lib
 from fedjax_rec import sharding
 from fedjax_rec.aggregators import make_aggregator
+from fedjax_rec.aggregators.detection import pooled_rates
 from fedjax_rec.rounds import make_round_step
 from fedjax_rec.seed_axis import replicate_round_step, stack, take
 from fedjax_rec.server import ServerState
@@ -378,7 +379,8 @@ class Simulator:
 
 def epoch_summary(round_metrics: list[dict], end_metrics: dict, *, epoch: int,
                   seconds: float, real: int, padded: int) -> dict[str, float]:
-  """One epoch's host metrics: the rounds' means, the epoch end's, timing and padding.
+  """One epoch's host metrics: the rounds' means (detection rates pooled), the epoch end's,
+  timing and padding.
 
   Args:
     round_metrics: every round's host metrics (scalars).
@@ -389,6 +391,7 @@ def epoch_summary(round_metrics: list[dict], end_metrics: dict, *, epoch: int,
   """
   summary = ({k: float(np.mean([m[k] for m in round_metrics])) for k in round_metrics[0]}
              if round_metrics else {})
+  summary.update(pooled_rates(summary))  # detection rates pooled over the rounds
   summary.update({k: float(v) for k, v in end_metrics.items()})
   summary.update(epoch=epoch + 1, seconds=seconds, rounds=len(round_metrics),
                  padding_efficiency=real / max(padded, 1))

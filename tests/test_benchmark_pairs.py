@@ -23,6 +23,12 @@ _SCRIPT = textwrap.dedent("""
     assert len(pair.a_s) == len(pair.b_s) == 2, pair
     assert all(t > 0 for t in pair.a_s + pair.b_s), pair
     np.testing.assert_allclose(pair.ratio, np.median(np.array(pair.b_s) / np.array(pair.a_s)))
+    names = [name for name, *_ in b.pair_configurations(None)]
+    for agg in ("multi_krum", "bulyan", "union_filter"):
+      assert f"{agg} / FedAvg" in names, names
+    union = b.bench_pair("union_filter / FedAvg", a, get_preset("ahum-reference",
+                         clients_per_round=16, aggregator="union_filter"), data, 2, 1.5)
+    assert len(union.a_s) == len(union.b_s) == 2, union
     text = b.pairs_markdown([pair])
     assert text.count("| median / FedAvg |") == 1, text
     assert ("| yes |" in text) == (pair.ratio <= 1.5), text

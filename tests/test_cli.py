@@ -34,6 +34,12 @@ def _train(*args, timeout=120):
     (["--aggregator=norm_bound", "--clip_quantile=2"], "--clip_quantile=2.0"),
     (["--aggregator=norm_bound", "--clip_quantile=0.5", "--clip_norm=1"], "exclude"),
     (["--aggregator=hics", "--row_clip=-1"], "--row_clip=-1.0"),
+    (["--aggregator=multi_krum", "--num_selected=0"], "--num_selected=0"),
+    (["--aggregator=bulyan", "--num_byzantine=-1"], "--num_byzantine=-1"),
+    (["--aggregator=union_filter", "--union_ref_items=1"], "--union_ref_items=1"),
+    (["--aggregator=union_filter", "--sim_lr=0"], "--sim_lr=0.0"),
+    (["--sim_lr=0.1"], "--sim_lr"),
+    (["--er_ks=5,x"], "--er_ks"),
     (["--epochs=-1"], "epochs"),
     (["--dataset=ml-100k", "--data_dir=/nonexistent/dir"], "/nonexistent/dir"),
 ])

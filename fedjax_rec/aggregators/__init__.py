@@ -3,6 +3,8 @@
 Every builder returns an `Aggregator(init, apply)`; `apply(uploads, state)` returns
 `(Aggregate, state, metrics)`, is jittable and calls `validate` first (metric `rejected`).
 See `base.py` for the FedAvg conventions and how robust statistics are rescaled to them.
+Client-level rules (Multi-Krum, Bulyan, the UNION filter, and HiCS / NormBound clipping)
+report which clients they flagged against the attacker slots (`detection.py`).
 
 Default hyper-parameters (used by `make_aggregator` and the builders alike):
 
@@ -18,6 +20,16 @@ Default hyper-parameters (used by `make_aggregator` and the builders alike):
   the presets' initialisations, so 1.0 sits at the upper end of benign row norms: it seldom
   binds on benign rows but caps each attacker's row (and, for HiCS, its whole upload). The
   right value depends on the model and loss scale; sweep it per preset.
+* Multi-Krum and Bulyan (`num_byzantine` = `f` = 1) compare *whole clients* (all their
+  rows plus the MLP), so there `f` bounds the attackers per round: at the papers' 0.1%
+  malicious share a round of 256 holds about 0.26 attackers, and `f = 1` drops as few
+  benign clients as possible (Multi-Krum keeps `m = n - f` by default, `num_selected`;
+  Bulyan selects `n - 2f`, then trims `f` per end of each coordinate).
+* UNION filter: `sim_lr` = None (the server's lr: the simulated step is the one the
+  server would take with that client alone), `max_rows` = 64 rows scored per client and
+  `ref_items` = 256 reference rows: the score's work is `C * 64 * (256 + 64)` pairs per
+  round, small beside local training; clients with more rows are scored on a fixed
+  subset of them (`union_filter.py`).
 * `min_uploaders` = 2: a row moves only when at least two accepted clients uploaded it in
   the round, so a single attacker cannot move a row alone.
 * `max_abs` = 1e6 for the robust aggregators (keeps squared norms and Krum distances finite
@@ -28,13 +40,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedjax_rec.aggregators.base import CONVENTIONS, Aggregator
+from fedjax_rec.aggregators.base import CONVENTIONS, Aggregator, ServerView
+from fedjax_rec.aggregators.bulyan import bulyan
 from fedjax_rec.aggregators.fedavg import fedavg
 from fedjax_rec.aggregators.hics import hics
 from fedjax_rec.aggregators.krum import krum
 from fedjax_rec.aggregators.median import median
+from fedjax_rec.aggregators.multi_krum import multi_krum
 from fedjax_rec.aggregators.norm_bound import norm_bound
 from fedjax_rec.aggregators.trimmed_mean import trimmed_mean
+from fedjax_rec.aggregators.union_filter import union_filter
 from fedjax_rec.aggregators.validate import validate
 
 _BUILDERS = {
@@ -44,6 +59,9 @@ _BUILDERS = {
     "trimmed_mean": trimmed_mean,
     "krum": krum,
     "hics": hics,
+    "multi_krum": multi_krum,
+    "bulyan": bulyan,
+    "union_filter": union_filter,
 }
 
 # Hyper-parameters each name accepts (besides num_items and convention), with defaults.
@@ -54,6 +72,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "trimmed_mean": {"num_trim": 1, "max_abs": 1e6},
     "krum": {"num_byzantine": 1, "max_abs": 1e6, "block_items": None},
     "hics": {"client_clip": 1.0, "row_clip": 1.0, "min_uploaders": 2, "max_abs": 1e6},
+    "multi_krum": {"num_byzantine": 1, "num_selected": None, "max_abs": 1e6},
+    "bulyan": {"num_byzantine": 1, "max_abs": 1e6},
+    "union_filter": {"sim_lr": None, "max_rows": 64, "ref_items": 256, "max_abs": 1e6},
 }
 
 AGGREGATORS = tuple(_BUILDERS)
@@ -96,6 +117,7 @@ def make_aggregator(name: str, num_items: int, convention: str = "sum",
 
 
 __all__ = [
-    "AGGREGATORS", "Aggregator", "CONVENTIONS", "DEFAULTS", "fedavg", "hics", "krum",
-    "make_aggregator", "median", "norm_bound", "resolve_kwargs", "trimmed_mean", "validate",
+    "AGGREGATORS", "Aggregator", "CONVENTIONS", "DEFAULTS", "ServerView", "bulyan", "fedavg",
+    "hics", "krum", "make_aggregator", "median", "multi_krum", "norm_bound", "resolve_kwargs",
+    "trimmed_mean", "union_filter", "validate",
 ]

@@ -45,16 +45,32 @@ Metrics = dict[str, Array]
 CONVENTIONS = ("sum", "mean", "weighted")
 
 
+class ServerView(NamedTuple):
+  """What a rule that looks at the model reads besides the uploads (`needs_view`).
+
+  Attributes:
+    item_emb: [num_items, d] the public item table before the round's server step.
+    lr: the server optimizer's learning rate (a Python float).
+  """
+
+  item_emb: Array
+  lr: float
+
+
 class Aggregator(NamedTuple):
   """A server aggregation rule as an `(init, apply)` pair.
 
   Attributes:
     init: `() -> state`.
-    apply: `(uploads, state) -> (Aggregate, state, metrics)`; jittable, pure.
+    apply: `(uploads, state) -> (Aggregate, state, metrics)`; jittable, pure. With
+      `needs_view`, `apply(uploads, state, view)` also takes a `ServerView` (the round
+      passes it; without one the rule documents what it assumes).
+    needs_view: whether `apply` reads a `ServerView` (the UNION filter does).
   """
 
   init: Callable[[], AggregatorState]
-  apply: Callable[[Uploads, AggregatorState], tuple[Aggregate, AggregatorState, Metrics]]
+  apply: Callable[..., tuple[Aggregate, AggregatorState, Metrics]]
+  needs_view: bool = False
 
 
 def stateless(apply_fn: Callable[[Uploads], tuple[Aggregate, Metrics]]) -> Aggregator:

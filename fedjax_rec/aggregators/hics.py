@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from fedjax_rec.aggregators.base import (
     Aggregator, base_metrics, check_convention, check_positive, client_index, stateless)
+from fedjax_rec.aggregators.detection import detection_metrics
 from fedjax_rec.aggregators.fedavg import fedavg_mlp, fedavg_rows
 from fedjax_rec.aggregators.norm_bound import clip_scale, client_mlp_sq_norm, scale_mlp
 from fedjax_rec.aggregators.validate import validate
@@ -41,7 +42,8 @@ def hics(num_items: int, client_clip: float = 1.0, row_clip: float = 1.0,
   Returns:
     An `Aggregator`; metrics `rejected`, `touched_rows`, `clipped_share` (share of real
     clients whose upload was clipped), `row_clipped_share` (share of updated rows whose
-    aggregate was clipped), `sparsified_rows` (rows with 1..m-1 uploaders, dropped).
+    aggregate was clipped), `sparsified_rows` (rows with 1..m-1 uploaders, dropped), and
+    the detection metrics (`detection.py`: flagged = rejected or client-clipped).
   """
   check_convention(convention)
   check_positive("client_clip", client_clip)
@@ -50,6 +52,7 @@ def hics(num_items: int, client_clip: float = 1.0, row_clip: float = 1.0,
     raise ValueError(f"min_uploaders must be an integer >= 1, got {min_uploaders!r}.")
 
   def apply(uploads):
+    received = uploads
     uploads, num_rejected = validate(uploads, max_abs)
     clients = client_index(uploads)
     row_sq = jnp.sum(jnp.square(uploads.row_grad), axis=-1)
@@ -77,6 +80,8 @@ def hics(num_items: int, client_clip: float = 1.0, row_clip: float = 1.0,
     metrics["row_clipped_share"] = (
         jnp.sum(touched & (row_norm > row_clip)) / jnp.maximum(jnp.sum(touched), 1))
     metrics["sparsified_rows"] = jnp.sum((counts > 0) & ~touched).astype(jnp.int32)
+    metrics.update(detection_metrics(~uploads.client_mask | (client_norm > client_clip),
+                                     received))
     return aggregate, metrics
 
   return stateless(apply)

@@ -104,6 +104,31 @@ def default_block_items(width: int, floats_per_slot: int) -> int:
   return max(1, _BLOCK_FLOATS // (width * max(floats_per_slot, 1)))
 
 
+def _tiers(groups: ItemGroups, widths: tuple[int, ...], spare: int, num_rows: int):
+  """Items grouped by tier, narrowest first, by a counting sort.
+
+  Returns `(order, position, sizes, firsts, item_counts, rows)`: `order` lists the items
+  tier by tier (`num_items` past the last: no item), `position` is each item's place in
+  it (out of range for items without uploads, which belong to no tier), `sizes` and
+  `firsts` each tier's item count and first place, `item_counts` the counts with a zero
+  for "no item", `rows` the grouped row ids padded with `num_rows`.
+  """
+  counts = groups.counts
+  num_items = counts.shape[0]
+  tier = sum(((counts > w).astype(jnp.int32) for w in widths[:-1]), jnp.zeros_like(counts))
+  in_tier = (tier[None, :] == jnp.arange(len(widths))[:, None]) & (counts > 0)[None, :]
+  rank = lax.associative_scan(jnp.add, in_tier.astype(jnp.int32), axis=1) - 1
+  sizes = jnp.sum(in_tier, axis=1, dtype=jnp.int32)
+  firsts = jnp.cumsum(sizes) - sizes
+  position = jnp.where(counts > 0, firsts[tier] + rank[tier, jnp.arange(num_items)],
+                       num_items + spare)
+  order = jnp.full((num_items + spare,), num_items, jnp.int32).at[position].set(
+      jnp.arange(num_items, dtype=jnp.int32), mode="drop")  # `num_items`: no item
+  item_counts = jnp.concatenate([counts, jnp.zeros((1,), jnp.int32)])
+  rows = jnp.concatenate([groups.rows, jnp.full((widths[-1],), num_rows, jnp.int32)])
+  return order, position, sizes, firsts, item_counts, rows
+
+
 def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGroups,
                     values: Array, block_items: Callable[[int], int],
                     fill: float | None = None) -> PyTree:
@@ -129,19 +154,7 @@ def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGro
   widths = tier_widths(groups.num_clients)
   spare = max(block_items(w) for w in widths)  # a block may run past the last item
   counts = groups.counts
-  # Items grouped by tier, narrowest first, by a counting sort; items without uploads
-  # belong to no tier (position out of range).
-  tier = sum(((counts > w).astype(jnp.int32) for w in widths[:-1]), jnp.zeros_like(counts))
-  in_tier = (tier[None, :] == jnp.arange(len(widths))[:, None]) & (counts > 0)[None, :]
-  rank = lax.associative_scan(jnp.add, in_tier.astype(jnp.int32), axis=1) - 1
-  sizes = jnp.sum(in_tier, axis=1, dtype=jnp.int32)
-  firsts = jnp.cumsum(sizes) - sizes
-  position = jnp.where(counts > 0, firsts[tier] + rank[tier, jnp.arange(num_items)],
-                       num_items + spare)
-  order = jnp.full((num_items + spare,), num_items, jnp.int32).at[position].set(
-      jnp.arange(num_items, dtype=jnp.int32), mode="drop")  # `num_items`: no item
-  item_counts = jnp.concatenate([counts, jnp.zeros((1,), jnp.int32)])
-  rows = jnp.concatenate([groups.rows, jnp.full((widths[-1],), num_rows, jnp.int32)])
+  order, position, sizes, firsts, item_counts, rows = _tiers(groups, widths, spare, num_rows)
 
   shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((1, widths[0], dim), values.dtype),
                           jax.ShapeDtypeStruct((1, widths[0]), jnp.bool_),
@@ -173,6 +186,39 @@ def map_item_blocks(fn: Callable[[Array, Array, Array], PyTree], groups: ItemGro
   uploaded = counts > 0
   return jax.tree.map(
       lambda o: jnp.where(uploaded.reshape((-1,) + (1,) * (o.ndim - 1)), o[position], 0), out)
+
+
+def fold_item_blocks(fn: Callable[[PyTree, Array, Array, Array], PyTree], groups: ItemGroups,
+                     values: Array, block_items: Callable[[int], int], init: PyTree) -> PyTree:
+  """Folds a statistic over the dense blocks of `map_item_blocks` (e.g. a scatter-add).
+
+  Args:
+    fn: `(carry, x [B, w, d], present [B, w], index [B, w]) -> carry`; `index` holds each
+      slot's row id (`M` where absent), `x` zeros where absent. A block's items past its
+      tier are absent, so every item enters exactly once.
+    groups, values, block_items: as in `map_item_blocks`.
+    init: the initial carry.
+  """
+  num_rows = values.shape[0]
+  widths = tier_widths(groups.num_clients)
+  spare = max(block_items(w) for w in widths)
+  order, _, sizes, firsts, item_counts, rows = _tiers(groups, widths, spare, num_rows)
+  carry = init
+  for t, width in enumerate(widths):
+    num = block_items(width)
+
+    def body(k, carry, width=width, num=num, first=firsts[t], end=firsts[t] + sizes[t]):
+      begin = first + k * num
+      items = lax.dynamic_slice_in_dim(order, begin, num)
+      n = jnp.where(begin + jnp.arange(num) < end, item_counts[items], 0)
+      present = jnp.arange(width) < n[:, None]
+      index = jnp.where(present, rows[groups.start[items][:, None] + jnp.arange(width)],
+                        num_rows)
+      x = values.at[index].get(mode="fill", fill_value=0.0)
+      return fn(carry, x, present, index)
+
+    carry = lax.fori_loop(0, (sizes[t] + num - 1) // num, body, carry)
+  return carry
 
 
 _REDUCERS = {"sum": (jnp.sum, jnp.add), "min": (jnp.min, jnp.minimum)}

@@ -75,6 +75,38 @@ def pairwise_sq_dists(x: Array, present: Array, n: Array) -> Array:
   return 0.5 * (dist + jnp.swapaxes(dist, 1, 2))
 
 
+def krum_scores(dist: Array, present: Array, drop_rank, max_rank: int) -> Array:
+  """[B, w] Krum scores from symmetric squared distances `dist` [B, w, w] (inf if absent).
+
+  A slot's score sums its distances to the other present slots except the
+  `drop_rank + 1` farthest (`drop_rank`: an int or an array broadcastable to [B, w],
+  at most the static `max_rank`); `krum_block` drops `f + 1`, leaving `n - f - 2`.
+  """
+  width = dist.shape[1]
+  others = present[:, :, None] & present[:, None, :] & ~jnp.eye(width, dtype=bool)
+  # Keys of the distances in reverse order (the bits of non-negative floats order like
+  # them; `abs` clears the sign of a -0.0), so the (f + 1)-th largest distance is the key
+  # of rank f. `dist` and `others` are symmetric: reducing over axis 1 gives each slot's
+  # row statistics, and is faster on CPU than reducing the minor axis.
+  bits = lax.bitcast_convert_type(jnp.abs(dist), jnp.uint32)
+  keys = jnp.where(others, _MAX_BITS - bits, ABSENT)
+  edge = edge_key(keys, drop_rank, max_rank)[:, None, :]
+  edge_dist = lax.bitcast_convert_type(_MAX_BITS - edge[:, 0], jnp.float32)
+  # Sum the others strictly nearer than the edge, plus the copies of the edge distance
+  # kept: the f + 1 farthest are dropped without subtracting (no cancellation).
+  num_far = reduce_slots(keys <= edge, "sum")
+  score = (reduce_slots(jnp.where(others & (keys > edge), dist, 0.0), "sum")
+           + (num_far - (drop_rank + 1)).astype(dist.dtype) * edge_dist)
+  return jnp.where(present, score, jnp.inf)
+
+
+def krum_choice(score: Array) -> Array:
+  """[B] slot of the least score; scores within `_TIE_RTOL` tie, the lowest slot wins."""
+  best = jnp.min(score, axis=1, keepdims=True)
+  tied = score <= best + _TIE_RTOL * jnp.abs(best)
+  return jnp.argmax(tied, axis=1)  # the first (lowest) slot among the tied minima
+
+
 def krum_block(x: Array, present: Array, num_byzantine: int) -> tuple[Array, Array]:
   """Krum over the present slots of each item of a block.
 
@@ -87,28 +119,11 @@ def krum_block(x: Array, present: Array, num_byzantine: int) -> tuple[Array, Arr
     `(mean_like [B, P], chosen [B])`: the chosen upload, or the mean of the present ones
     on fallback; `chosen` is the slot index, -1 on fallback (also when nothing is present).
   """
-  width = x.shape[1]
   n = jnp.sum(present, axis=1)
   x = jnp.where(present[:, :, None], x, 0.0)
   dist = pairwise_sq_dists(x, present, n)
-  others = present[:, :, None] & present[:, None, :] & ~jnp.eye(width, dtype=bool)
-  # Keys of the distances in reverse order (the bits of non-negative floats order like
-  # them; `abs` clears the sign of a -0.0), so the (f + 1)-th largest distance is the key
-  # of rank f. `dist` and `others` are symmetric: reducing over axis 1 gives each slot's
-  # row statistics, and is faster on CPU than reducing the minor axis.
-  bits = lax.bitcast_convert_type(jnp.abs(dist), jnp.uint32)
-  keys = jnp.where(others, _MAX_BITS - bits, ABSENT)
-  edge = edge_key(keys, num_byzantine, num_byzantine)[:, None, :]
-  edge_dist = lax.bitcast_convert_type(_MAX_BITS - edge[:, 0], jnp.float32)
-  # Sum the others strictly nearer than the edge, plus the copies of the edge distance
-  # kept: the f + 1 farthest are dropped without subtracting (no cancellation).
-  num_far = reduce_slots(keys <= edge, "sum")
-  score = (reduce_slots(jnp.where(others & (keys > edge), dist, 0.0), "sum")
-           + (num_far - (num_byzantine + 1)).astype(dist.dtype) * edge_dist)
-  score = jnp.where(present, score, jnp.inf)
-  best = jnp.min(score, axis=1, keepdims=True)
-  tied = score <= best + _TIE_RTOL * jnp.abs(best)
-  chosen = jnp.argmax(tied, axis=1)  # the first (lowest) slot among the tied minima
+  score = krum_scores(dist, present, num_byzantine, num_byzantine)
+  chosen = krum_choice(score)
   pick = jnp.take_along_axis(x, chosen[:, None, None], axis=1)[:, 0]
   mean = reduce_slots(x, "sum") / jnp.maximum(n, 1)[:, None].astype(x.dtype)
   ok = n - num_byzantine - 2 >= 1

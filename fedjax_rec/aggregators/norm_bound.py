@@ -26,7 +26,9 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_rec.aggregators.base import (
-    Aggregator, base_metrics, check_convention, check_positive, leaf_client_mask, stateless)
+    Aggregator, base_metrics, check_convention, check_positive, client_index,
+    leaf_client_mask, stateless)
+from fedjax_rec.aggregators.detection import detection_metrics
 from fedjax_rec.aggregators.fedavg import fedavg_aggregate
 from fedjax_rec.aggregators.validate import validate
 from fedjax_rec.types import Array, PyTree
@@ -86,7 +88,9 @@ def norm_bound(num_items: int, clip_norm: float = DEFAULT_CLIP_NORM,
   Returns:
     An `Aggregator`; metrics `rejected`, `touched_rows`, `clipped_share` (share of real
     rows that were clipped), `mlp_clipped_share` (share of real clients whose MLP
-    gradient was clipped), `row_bound` and `mlp_bound` (the bounds applied).
+    gradient was clipped), `row_bound` and `mlp_bound` (the bounds applied), and the
+    detection metrics (`detection.py`: flagged = rejected, or any of its rows or its MLP
+    gradient clipped).
 
   Raises:
     ValueError: `clip_norm <= 0`, or `clip_quantile` outside (0, 1].
@@ -97,6 +101,7 @@ def norm_bound(num_items: int, clip_norm: float = DEFAULT_CLIP_NORM,
     raise ValueError(f"clip_quantile must be in (0, 1], got {clip_quantile}")
 
   def apply(uploads):
+    received = uploads
     uploads, num_rejected = validate(uploads, max_abs)
     row_norm = jnp.linalg.norm(uploads.row_grad, axis=-1)
     mlp_norm = jnp.sqrt(client_mlp_sq_norm(uploads.net, uploads.client_mask.shape[0]))
@@ -119,6 +124,11 @@ def norm_bound(num_items: int, clip_norm: float = DEFAULT_CLIP_NORM,
         jnp.sum(uploads.client_mask & (mlp_norm > mlp_bound)) / jnp.maximum(real_clients, 1))
     metrics["row_bound"] = row_bound
     metrics["mlp_bound"] = mlp_bound
+    row_hit = jax.ops.segment_sum(
+        (uploads.row_mask & (row_norm > row_bound)).astype(jnp.int32), client_index(uploads),
+        num_segments=uploads.client_mask.shape[0])
+    flagged = ~uploads.client_mask | (row_hit > 0) | (mlp_norm > mlp_bound)
+    metrics.update(detection_metrics(flagged, received))
     return clipped, metrics
 
   return stateless(apply)

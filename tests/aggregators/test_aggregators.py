@@ -29,6 +29,9 @@ CORE = [
     ("trimmed_mean", {"num_trim": 1}),
     ("krum", {"num_byzantine": 1}),
     ("hics", {"client_clip": 3.0, "row_clip": 1.0, "min_uploaders": 2}),
+    ("multi_krum", {"num_byzantine": 1}),
+    ("bulyan", {"num_byzantine": 1}),
+    ("union_filter", {}),  # no ServerView: a zero table (tests/aggregators/test_client_rules.py)
 ]
 VARIANTS = [
     ("trimmed_mean", {"num_trim": 2}),
@@ -37,6 +40,8 @@ VARIANTS = [
     ("krum", {"num_byzantine": 0, "block_items": 4}),  # several blocks, the last partial
     ("krum", {"num_byzantine": 3, "block_items": 5}),
     ("hics", {"client_clip": 100.0, "row_clip": 100.0, "min_uploaders": 3}),
+    ("multi_krum", {"num_byzantine": 0, "num_selected": 3}),
+    ("bulyan", {"num_byzantine": 0}),
 ]
 CONFIGS = CORE + VARIANTS
 
