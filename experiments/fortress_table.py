@@ -32,7 +32,7 @@ from fedjax_rec import checkpoints
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks.targets import select_targets
 from fedjax_rec.data.loaders import default_data_dir, popularity_all
-from fedjax_rec.results_store import POINTS_DIR, STORE_NAME, ResultsStore, run_point
+from fedjax_rec.results_store import STORE_NAME, ResultsStore, run_point
 from fedjax_rec.runner import EvalConfig, config_dict
 from fedjax_rec.tasks.sequential.config import SeqConfig, method_config
 from fedjax_rec.tasks.sequential.data import NoTimestampsError, load_seq_dataset
@@ -240,7 +240,7 @@ def run_fortress_table(workdir: str | Path, *, datasets: Sequence[str] = DATASET
                              simulator_factory=Simulator)
             log(f"   {time.perf_counter() - t0:.0f}s")
             rows.append(_run_row(name, row_label(label, encoder), config, runs,
-                                 root / POINTS_DIR / pid))
+                                 store.point_dir(pid)))
             write()
   notes.append(f"This invocation: {time.perf_counter() - t_start:.0f}s wall time; training "
                f"time of all runs {np.nansum([r['train_seconds'] for r in rows]):.0f}s.")

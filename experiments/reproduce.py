@@ -29,7 +29,7 @@ from absl import flags
 from experiments import reproduce_fortress
 from experiments.repro_specs import EXPERIMENTS, Experiment
 from fedjax_rec import checkpoints, plots
-from fedjax_rec.results_store import POINTS_DIR, STORE_NAME, ResultsStore, run_point
+from fedjax_rec.results_store import STORE_NAME, ResultsStore, run_point
 from fedjax_rec.tasks.ncf import centralized
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks import select_targets
@@ -139,7 +139,7 @@ def run_experiment(exp: Experiment, workdir: Path, seeds: int) -> tuple[pd.DataF
           log=lambda line, prefix=prefix: print(f"{prefix} | {line}", flush=True)))
       rows["label"], rows["seed"] = label, seed
       frames.append(rows)
-      runs.append(Run(label, seed, cfg, workdir / POINTS_DIR / pid))
+      runs.append(Run(label, seed, cfg, store.point_dir(pid)))
   return pd.concat(frames, ignore_index=True), runs
 
 

@@ -8,8 +8,9 @@ Each candidate is the `paper-onestep` model and data with other local training a
 server settings, trained 20 global epochs on the ML-1M pre-split with a validation
 share carved from the end of each user's train list (`from_presplit`, "tail"). The
 score is the best validation Recall@20 over the epochs; test metrics are recorded
-beside it but never used to choose. Every candidate's run directory resumes, and
-`<workdir>/search.json` (rewritten atomically) holds the table the README shows.
+beside it but never used to choose. Every candidate is a point of the multi-run store
+in `--workdir` (`results_store`), so a cut search resumes, and `<workdir>/search.json`
+(rewritten atomically) holds the table the README shows.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from fedjax_rec import checkpoints
 from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.data.loaders import default_data_dir, load_dataset
 from fedjax_rec.tasks.ncf.presets import PRESETS
-from fedjax_rec.runner import EvalConfig, run
+from fedjax_rec.metrics import mostpop_metrics
+from fedjax_rec.results_store import STORE_NAME, ResultsStore, run_point
+from fedjax_rec.runner import EvalConfig
 from fedjax_rec.server import ServerConfig
 
 FLAGS = flags.FLAGS
@@ -108,11 +111,14 @@ def main(argv):
   wd = Path(FLAGS.workdir)
   table_path = wd / "search.json"
   table = json.loads(table_path.read_text()) if table_path.exists() else {}
+  store = ResultsStore(wd / STORE_NAME, ("dataset", "candidate"))
+  mostpop = mostpop_metrics(dataset)
   for name in names:
     config = candidate_config(name, FLAGS.epochs)
-    summary = run(config, dataset, workdir=wd / name,
-                  eval_config=EvalConfig(valid=True), log=lambda s: print(f"[{name}] {s}"))
-    rows = [r for r in checkpoints.read_jsonl(wd / name / "metrics.jsonl")]
+    rows = run_point(store, f"{FLAGS.dataset}-{name}", {"dataset": FLAGS.dataset,
+                                                        "candidate": name},
+                     config, dataset, eval_config=EvalConfig(valid=True),
+                     log=lambda s: print(f"[{name}] {s}"))
     best = max(rows, key=lambda r: r["valid/recall@20"])
     table[name] = {"local": dataclasses.asdict(config.local),
                    "overrides": _describe(OVERRIDES.get(name, {})),
@@ -123,7 +129,7 @@ def main(argv):
                    "test_ndcg@20_at_best": best["test/ndcg@20"],
                    "final_test_recall@20": rows[-1]["test/recall@20"],
                    "epoch_seconds": sum(r["train/seconds"] for r in rows) / len(rows),
-                   "mostpop_test_recall@20": summary["mostpop"]["recall@20"]}
+                   "mostpop_test_recall@20": mostpop["recall@20"]}
     wd.mkdir(parents=True, exist_ok=True)
     checkpoints.atomic_write_json(table_path, table)
   print(markdown(table))

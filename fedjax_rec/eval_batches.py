@@ -77,28 +77,34 @@ def batch_users(users: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndar
           num_batches)
 
 
-def select_users(num_users: int, users: np.ndarray | None) -> np.ndarray:
+def select_users(num_users: int, users: np.ndarray | None, num_users_sample: int | None = None,
+                 sample_seed: int = 0) -> np.ndarray:
+  """The evaluated users: `users` (default all), or a fixed sample of them (`sample_users`)."""
   if users is None:
-    return np.arange(num_users, dtype=np.int32)
-  users = np.asarray(users, dtype=np.int32).reshape(-1)
-  if users.size and (users.min() < 0 or users.max() >= num_users):
-    raise ValueError(f"user ids must lie in [0, {num_users}).")
+    users = np.arange(num_users, dtype=np.int32)
+  else:
+    users = np.asarray(users, dtype=np.int32).reshape(-1)
+    if users.size and (users.min() < 0 or users.max() >= num_users):
+      raise ValueError(f"user ids must lie in [0, {num_users}).")
+  if num_users_sample is not None:
+    users = sample_users(users, int(num_users_sample), sample_seed)
   return users
 
 
-def ranking_means(per_user: np.ndarray, ks: tuple[int, ...],
-                   with_se: bool = False) -> dict[str, float]:
-  """`{"recall@K", "ndcg@K", "precision@K"}` means of `per_user [n, len(ks), 3]`.
+def ranking_means(per_user: np.ndarray, ks: tuple[int, ...], with_se: bool = False,
+                  names: tuple[str, ...] = ("recall", "ndcg", "precision")) -> dict[str, float]:
+  """`{"<name>@K"}` means of `per_user [n, len(ks), len(names)]` (default: recall, NDCG
+  and precision).
 
   With `with_se`, also `<metric>_se`: std (ddof=1) / sqrt(n), NaN below two users.
   """
   n = len(per_user)
-  means = per_user.mean(axis=0) if n else np.full((len(ks), 3), np.nan)
+  means = per_user.mean(axis=0) if n else np.full((len(ks), len(names)), np.nan)
   ses = (per_user.std(axis=0, ddof=1) / np.sqrt(n) if n >= 2
-         else np.full((len(ks), 3), np.nan))
+         else np.full((len(ks), len(names)), np.nan))
   out = {}
   for i, k in enumerate(ks):
-    for j, name in enumerate(("recall", "ndcg", "precision")):
+    for j, name in enumerate(names):
       out[f"{name}@{k}"] = float(means[i, j])
       if with_se:
         out[f"{name}@{k}_se"] = float(ses[i, j])

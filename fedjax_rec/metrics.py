@@ -32,7 +32,7 @@ import numpy as np
 
 from fedjax_rec.data.dataset import ImplicitDataset, UserItems
 from fedjax_rec.eval_batches import (batch_users, batched, batched_pairs, cutoffs, er_means,
-                                     ranking_means, sample_users, select_users)
+                                     ranking_means, select_users)
 from fedjax_rec.geometry import (alignment, hot_item_dispersion, l_uni,  # noqa: F401
                                  singular_values, uniformity)
 
@@ -48,7 +48,13 @@ _MATMUL_PRECISION = {"fp32": None, "tf32": "tensorfloat32", "bf16": "BF16_BF16_F
 # ------------------------------------------------------------------ traced helpers
 
 
-def _scores(score_fn: ScoreFn, params: Any, user_ids: jax.Array) -> jax.Array:
+def precision_scope(precision: str):
+  """The matmul precision a pass is traced under ("fp32": JAX's default)."""
+  level = _MATMUL_PRECISION[precision]
+  return contextlib.nullcontext() if level is None else jax.default_matmul_precision(level)
+
+
+def user_scores(score_fn: ScoreFn, params: Any, user_ids: jax.Array) -> jax.Array:
   """`score_fn`'s [b, N] scores, as floats."""
   scores = score_fn(params, user_ids)
   if not jnp.issubdtype(scores.dtype, jnp.floating):
@@ -121,7 +127,7 @@ def _one_pass(score_fn: ScoreFn, params: Any, user_ids: jax.Array, valid: jax.Ar
 
   def one_batch(batch):
     uids, ok, e_rows, e_items, t_ids, t_mask, i_rows, i_items = batch
-    scores = _scores(score_fn, params, uids)
+    scores = user_scores(score_fn, params, uids)
     b, n = scores.shape
     top_vals, top_ids = jax.lax.top_k(_mask_pairs(scores, e_rows, e_items), min(k_max, n))
     per_user = _ranking_from_top(top_vals, top_ids, t_ids, t_mask, ks)
@@ -148,8 +154,7 @@ def _one_pass(score_fn: ScoreFn, params: Any, user_ids: jax.Array, valid: jax.Ar
     in_top = (rank[:, :, None] < jnp.asarray(er_ks)) & eligible[:, :, None]
     return per_user, in_top.sum(axis=0), eligible.sum(axis=0)
 
-  level = _MATMUL_PRECISION[precision]
-  with (contextlib.nullcontext() if level is None else jax.default_matmul_precision(level)):
+  with precision_scope(precision):
     return jax.lax.map(one_batch, (user_ids, valid, excl_rows, excl_items, test_ids,
                                    test_mask, inter_rows, inter_items))
 
@@ -281,9 +286,7 @@ def evaluate(score_fn: ScoreFn, params: Any, exclude: UserItems, test: UserItems
   if len(set(sizes.values())) > 1:
     raise ValueError(f"exclude, test and interacted must cover the same users, got {sizes}.")
   ks = cutoffs(ks, "ks")
-  users = select_users(test.num_users, users)
-  if num_users_sample is not None:
-    users = sample_users(users, int(num_users_sample), sample_seed)
+  users = select_users(test.num_users, users, num_users_sample, sample_seed)
   user_ids, valid, nb = batch_users(users, batch_size)
   excl_rows, excl_items = batched_pairs(exclude, users, nb, batch_size)
   test_ids, test_mask = batched(test, users, nb, batch_size)
@@ -300,7 +303,7 @@ def evaluate(score_fn: ScoreFn, params: Any, exclude: UserItems, test: UserItems
   # Per-user weights: padded slots and users without test items leave the ranking means.
   ranked = test_mask.any(axis=-1)                               # [nb, b]
   out = ranking_means(np.asarray(per_user, np.float64)[ranked], ks,
-                       with_se=num_users_sample is not None)
+                      with_se=num_users_sample is not None)
   if targets is not None:
     out.update(er_means(hits, eligible, er_ks))
   return out
@@ -311,7 +314,7 @@ def _top_k_ids(score_fn: ScoreFn, params: Any, user_ids: jax.Array, excl_rows: j
                excl_items: jax.Array, k: int) -> jax.Array:
   def one_batch(batch):
     uids, rows, items = batch
-    scores = _mask_pairs(_scores(score_fn, params, uids), rows, items)
+    scores = _mask_pairs(user_scores(score_fn, params, uids), rows, items)
     vals, ids = jax.lax.top_k(scores, min(k, scores.shape[1]))
     return jnp.where(vals > -jnp.inf, ids, -1)
 

@@ -13,7 +13,6 @@ With the test item at 0-based rank `r` among its candidates, HR@K = [r < K] and 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import Any, Sequence
 
@@ -23,8 +22,7 @@ import numpy as np
 
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.data.dataset import ImplicitDataset, UserItems
-from fedjax_rec.eval_batches import (batch_users, batched, cutoffs, sample_users,
-                                     select_users)
+from fedjax_rec.eval_batches import batch_users, batched, cutoffs, ranking_means, select_users
 
 
 def hit_rate_names(out: dict[str, float]) -> dict[str, float]:
@@ -64,14 +62,13 @@ def _sampled_pass(score_fn, params: Any, user_ids: jax.Array, test_ids: jax.Arra
 
   def one_batch(batch):
     uids, t, c, cm = batch
-    scores = metrics_lib._scores(score_fn, params, uids)  # pylint: disable=protected-access
+    scores = metrics_lib.user_scores(score_fn, params, uids)
     t = jnp.maximum(t, 0)
     test_score = jnp.take_along_axis(scores, t[:, None], axis=1)[:, 0]
     cand_score = jnp.take_along_axis(scores, jnp.maximum(c, 0), axis=1)
     return rank_metrics(candidate_ranks(test_score, t, cand_score, c, cm), ks)
 
-  level = metrics_lib._MATMUL_PRECISION[precision]  # pylint: disable=protected-access
-  with (contextlib.nullcontext() if level is None else jax.default_matmul_precision(level)):
+  with metrics_lib.precision_scope(precision):
     return jax.lax.map(one_batch, (user_ids, test_ids, cand_ids, cand_mask))
 
 
@@ -107,30 +104,15 @@ def sampled_metrics(score_fn: metrics_lib.ScoreFn, params: Any, test: UserItems,
   if np.any(test.lengths > 1):
     raise ValueError("sampled metrics need at most one test item per user.")
   ks = cutoffs(ks, "ks")
-  users = select_users(test.num_users, users)
-  if num_users_sample is not None:
-    users = sample_users(users, int(num_users_sample), sample_seed)
+  users = select_users(test.num_users, users, num_users_sample, sample_seed)
   user_ids, _, nb = batch_users(users, batch_size)
   test_ids, test_mask = batched(test, users, nb, batch_size)
   cand_ids, cand_mask = batched(negatives, users, nb, batch_size)
   per_user = _sampled_pass(score_fn, params, user_ids, test_ids[..., 0], cand_ids, cand_mask,
                            ks, precision)
   per_user = np.asarray(per_user, np.float64)[test_mask[..., 0]]
-  return _means(per_user, ks, with_se=num_users_sample is not None)
-
-
-def _means(per_user: np.ndarray, ks: tuple[int, ...], with_se: bool) -> dict[str, float]:
-  n = len(per_user)
-  means = per_user.mean(axis=0) if n else np.full((len(ks), 2), np.nan)
-  ses = (per_user.std(axis=0, ddof=1) / np.sqrt(n) if n >= 2
-         else np.full((len(ks), 2), np.nan))
-  out = {}
-  for i, k in enumerate(ks):
-    for j, name in enumerate(("sampled_hr", "sampled_ndcg")):
-      out[f"{name}@{k}"] = float(means[i, j])
-      if with_se:
-        out[f"{name}@{k}_se"] = float(ses[i, j])
-  return out
+  return ranking_means(per_user, ks, with_se=num_users_sample is not None,
+                       names=("sampled_hr", "sampled_ndcg"))
 
 
 def mostpop_sampled(dataset: ImplicitDataset, ks: Sequence[int] = (10,)) -> dict[str, float]:

@@ -35,7 +35,7 @@ STORE_NAME = "results.csv"
 POINTS_DIR = "points"
 _TAIL = ("num_malicious", "epoch")
 _STRING_COLUMNS = (MARKER_COLUMN, ID_COLUMN, "dataset", "method", "attack", "defense",
-                   "preset", "target", "encoder", "label")
+                   "preset", "target", "encoder")
 
 
 class StoreError(ValueError):
@@ -95,12 +95,19 @@ class ResultsStore:
     """Ids of the points already in the store."""
     return set(self._frame[ID_COLUMN])
 
+  def point_dir(self, name: str) -> Path:
+    """Where the point called `name` runs: `<the store's folder>/points/<name>`."""
+    if not name or name != Path(name).name or name.startswith("."):
+      raise ValueError(f"point directory {name!r} is not a plain directory name")
+    return self.path.parent / POINTS_DIR / name
+
   def rows(self, pid: str) -> list[dict[str, Any]]:
-    """A finished point's epoch rows (key columns dropped, empty metrics left out)."""
+    """A finished point's epoch rows: its metric columns (those other points alone
+    have, empty for every one of its rows, left out)."""
     sub = self._frame[self._frame[ID_COLUMN] == pid]
-    metrics = [c for c in sub.columns if c not in self.key_columns or c == "epoch"]
-    return [{k: v for k, v in row.items() if not (isinstance(v, float) and pd.isna(v))}
-            for row in sub[metrics].to_dict("records")]
+    metrics = [c for c in sub.columns if (c not in self.key_columns or c == "epoch")
+               and sub[c].notna().any()]
+    return sub[metrics].to_dict("records")
 
   def append(self, pid: str, point: dict[str, Any], num_malicious: int,
              rows: list[dict[str, Any]]) -> bool:
@@ -149,10 +156,7 @@ def run_point(store: ResultsStore, pid: str, point: dict[str, Any], config, data
     eval_config, checkpoint_every, log, run_kwargs: passed to `runner.run`.
   """
   if pid not in store.done_ids():
-    name = dirname or pid
-    if name != Path(name).name or name.startswith("."):
-      raise ValueError(f"point directory {name!r} is not a plain directory name")
-    pdir = store.path.parent / POINTS_DIR / name
+    pdir = store.point_dir(dirname or pid)
     runner.run(config, dataset, workdir=pdir, eval_config=eval_config,
                checkpoint_every=checkpoint_every, log=log, **run_kwargs)
     store.append(pid, point, config.num_malicious,

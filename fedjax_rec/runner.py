@@ -108,8 +108,8 @@ def config_dict(config, dataset_name: str, eval_config: EvalConfig) -> dict:
     *parents, name = path
     node = sim
     for key in parents:
-      node = node.get(key) if isinstance(node, dict) else None
-    if isinstance(node, dict) and node.get(name, default) == default:
+      node = node.get(key, {})
+    if node.get(name, default) == default:
       node.pop(name, None)
   ev = dataclasses.asdict(eval_config)
   for name, default in (("users", None), ("precision", "fp32")):  # likewise
@@ -176,7 +176,7 @@ def run(config, dataset, *, workdir: str | Path | None = None,
       checkpoints.atomic_write_json(wd / "config.json", cfg)
   targets = np.asarray(config.targets, np.int64)
   mostpop = metrics_lib.mostpop_metrics(dataset, ks=eval_config.ks)
-  if getattr(dataset, "eval_negatives", None) is not None:  # leave-one-out
+  if dataset.eval_negatives is not None:  # leave-one-out
     mostpop = metrics_loo.hit_rate_names(mostpop)
     mostpop.update(metrics_loo.mostpop_sampled(dataset, eval_config.ks))
   log(f"{dataset.summary()}")

@@ -123,12 +123,21 @@ def client_index(uploads: Uploads) -> Array:
   return jnp.clip(jnp.where(uploads.row_mask, uploads.row_client, 0), 0, num_clients - 1)
 
 
-def flatten_clients(mlp: PyTree) -> tuple[Array, Callable[[Array], PyTree]]:
-  """[C, P] concatenation of each client's MLP leaves, and the inverse for one [P] row."""
+def flatten_clients(mlp: PyTree, num_clients: int | None = None
+                    ) -> tuple[Array, Callable[[Array], PyTree]]:
+  """[C, P] concatenation of each client's MLP leaves, and the inverse for one [P] row.
+
+  A network without parameters (MF) flattens to `[num_clients, 0]`.
+  """
   leaves, treedef = jax.tree.flatten(mlp)
   shapes = [x.shape[1:] for x in leaves]
   sizes = [x[0].size for x in leaves]
-  flat = jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=-1)
+  if leaves:
+    flat = jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=-1)
+  elif num_clients is None:
+    raise ValueError("a network without parameters needs num_clients to flatten")
+  else:
+    flat = jnp.zeros((num_clients, 0), jnp.float32)
 
   def unflatten(row):
     parts, offset = [], 0

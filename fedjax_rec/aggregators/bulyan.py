@@ -25,16 +25,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from fedjax_rec.aggregators.base import (
-    Aggregator, base_metrics, check_convention, check_non_negative_int, finish_rows,
-    rescale_mlp, rescale_rows, stateless)
+    Aggregator, base_metrics, check_convention, check_non_negative_int, stateless)
 from fedjax_rec.aggregators.client_select import bulyan_select, client_sq_dists
 from fedjax_rec.aggregators.detection import detection_metrics
-from fedjax_rec.aggregators.item_blocks import group_rows
-from fedjax_rec.aggregators.median import map_client_keys, map_keys
-from fedjax_rec.aggregators.multi_krum import keep_clients
-from fedjax_rec.aggregators.trimmed_mean import block_trimmed_mean
-from fedjax_rec.aggregators.validate import validate
-from fedjax_rec.types import Aggregate
+from fedjax_rec.aggregators.trimmed_mean import fallback_rows, trim_clients
+from fedjax_rec.aggregators.validate import keep_clients, validate
 
 
 def bulyan(num_items: int, num_byzantine: int = 1, convention: str = "sum",
@@ -56,26 +51,19 @@ def bulyan(num_items: int, num_byzantine: int = 1, convention: str = "sum",
   """
   check_convention(convention)
   num_byzantine = check_non_negative_int("num_byzantine", num_byzantine)
-  stat = block_trimmed_mean(num_byzantine)
 
   def apply(uploads):
     raw_row_grad = uploads.row_grad
     cleaned, num_rejected = validate(uploads, max_abs)
     dist = client_sq_dists(cleaned, num_items)
     selected, fallback = bulyan_select(dist, cleaned.client_mask, num_byzantine)
-    kept = keep_clients(cleaned, selected)
-    groups = group_rows(kept, num_items)
-    mean_like = map_keys(stat, raw_row_grad, groups)
-    item_grad, touched = finish_rows(rescale_rows(mean_like, groups.counts, convention),
-                                     groups.counts)
-    mlp = rescale_mlp(map_client_keys(stat, kept.net, kept.client_mask),
-                      jnp.sum(kept.client_mask), convention)
-    metrics = base_metrics(num_rejected, touched)
+    aggregate, counts, _ = trim_clients(keep_clients(cleaned, selected), raw_row_grad,
+                                        num_items, num_byzantine, convention)
+    metrics = base_metrics(num_rejected, aggregate.item_touched)
     metrics["bulyan_dropped"] = jnp.sum(cleaned.client_mask & ~selected).astype(jnp.int32)
     metrics["bulyan_fallback"] = fallback.astype(jnp.int32)
-    metrics["fallback_rows"] = jnp.sum(
-        touched & (groups.counts <= 2 * num_byzantine)).astype(jnp.int32)
+    metrics["fallback_rows"] = fallback_rows(aggregate.item_touched, counts, num_byzantine)
     metrics.update(detection_metrics(~selected, uploads))
-    return Aggregate(item_grad=item_grad, item_touched=touched, net=mlp), metrics
+    return aggregate, metrics
 
   return stateless(apply)

@@ -50,7 +50,7 @@ def client_sq_dists(uploads: Uploads, num_items: int) -> Array:
                           lambda w: default_block_items(w, max(w, dim)), init)
   gram = gram[:num_clients, :num_clients]
 
-  flat, _ = flatten_clients(uploads.net)
+  flat, _ = flatten_clients(uploads.net, num_clients)
   mask = uploads.client_mask
   flat = jnp.where(mask[:, None], flat, 0.0)
   mean = jnp.sum(flat, axis=0) / jnp.maximum(jnp.sum(mask), 1).astype(flat.dtype)

@@ -17,29 +17,14 @@ them by their sample counts, as the UNION authors' Multi-Krum does. With `m = n`
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from fedjax_rec.aggregators.base import (
-    Aggregator, base_metrics, check_convention, check_non_negative_int, client_index,
-    leaf_client_mask, stateless)
+    Aggregator, base_metrics, check_convention, check_non_negative_int, stateless)
 from fedjax_rec.aggregators.client_select import client_sq_dists, multi_krum_select
 from fedjax_rec.aggregators.detection import detection_metrics
 from fedjax_rec.aggregators.fedavg import fedavg_aggregate
-from fedjax_rec.aggregators.validate import validate
-from fedjax_rec.types import Array, Uploads
-
-
-def keep_clients(uploads: Uploads, keep: Array) -> Uploads:
-  """Validated `uploads` restricted to the clients of `keep` [C] (the others zeroed)."""
-  client_mask = uploads.client_mask & keep
-  row_mask = uploads.row_mask & client_mask[client_index(uploads)]
-  mlp = jax.tree.map(lambda x: jnp.where(leaf_client_mask(client_mask, x), x, 0.0),
-                     uploads.net)
-  return uploads._replace(
-      row_grad=jnp.where(row_mask[:, None], uploads.row_grad, 0.0), row_mask=row_mask,
-      net=mlp, client_weight=jnp.where(client_mask, uploads.client_weight, 0.0),
-      client_mask=client_mask)
+from fedjax_rec.aggregators.validate import keep_clients, validate
 
 
 def multi_krum(num_items: int, num_byzantine: int = 1, num_selected: int | None = None,

@@ -28,7 +28,7 @@ from fedjax_rec.aggregators.item_blocks import group_rows, reduce_slots
 from fedjax_rec.aggregators.median import map_client_keys, map_keys, median_ranks
 from fedjax_rec.aggregators.order_stats import ABSENT, edge_key, key_floats
 from fedjax_rec.aggregators.validate import validate
-from fedjax_rec.types import Aggregate, Array
+from fedjax_rec.types import Aggregate, Array, Uploads
 
 
 def trimmed_ranks(n: Array, num_trim: int) -> tuple[Array, Array]:
@@ -75,24 +75,45 @@ def trimmed_mean(num_items: int, num_trim: int = 1, convention: str = "sum",
   """
   check_convention(convention)
   num_trim = check_non_negative_int("num_trim", num_trim)
-  stat = block_trimmed_mean(num_trim)
 
   def apply(uploads):
     raw_row_grad = uploads.row_grad
     uploads, num_rejected = validate(uploads, max_abs)
-    groups = group_rows(uploads, num_items)
-    mean_like = map_keys(stat, raw_row_grad, groups)
-    item_grad, touched = finish_rows(rescale_rows(mean_like, groups.counts, convention),
-                                     groups.counts)
-    num_clients = jnp.sum(uploads.client_mask)
-    mlp = rescale_mlp(map_client_keys(stat, uploads.net, uploads.client_mask),
-                      num_clients, convention)
-    metrics = base_metrics(num_rejected, touched)
-    fallback = touched & (groups.counts <= 2 * num_trim)
-    metrics["fallback_rows"] = jnp.sum(fallback).astype(jnp.int32)
+    aggregate, counts, num_clients = trim_clients(uploads, raw_row_grad, num_items, num_trim,
+                                                  convention)
+    metrics = base_metrics(num_rejected, aggregate.item_touched)
+    metrics["fallback_rows"] = fallback_rows(aggregate.item_touched, counts, num_trim)
     metrics["mlp_fallback"] = ((num_clients > 0) & (num_clients <= 2 * num_trim)).astype(
         jnp.int32)
-    aggregate = Aggregate(item_grad=item_grad, item_touched=touched, net=mlp)
     return aggregate, metrics
 
   return stateless(apply)
+
+
+def trim_clients(uploads: Uploads, raw_row_grad: Array, num_items: int, num_trim: int,
+                 convention: str) -> tuple[Aggregate, Array, Array]:
+  """The trimmed mean over the clients `uploads.client_mask` keeps (validated uploads).
+
+  Args:
+    uploads: validated uploads; masked-out clients take no part.
+    raw_row_grad: the row gradients before validation (rejected clients are masked out
+      by the row groups, so their values are never read).
+    num_items, num_trim, convention: as `trimmed_mean`'s.
+
+  Returns:
+    `(aggregate, counts [num_items] uploaders per row, number of clients)`.
+  """
+  stat = block_trimmed_mean(num_trim)
+  groups = group_rows(uploads, num_items)
+  mean_like = map_keys(stat, raw_row_grad, groups)
+  item_grad, touched = finish_rows(rescale_rows(mean_like, groups.counts, convention),
+                                   groups.counts)
+  num_clients = jnp.sum(uploads.client_mask)
+  mlp = rescale_mlp(map_client_keys(stat, uploads.net, uploads.client_mask), num_clients,
+                    convention)
+  return Aggregate(item_grad=item_grad, item_touched=touched, net=mlp), groups.counts, num_clients
+
+
+def fallback_rows(touched: Array, counts: Array, num_trim: int) -> Array:
+  """Touched rows with `n <= 2f` uploaders (aggregated by the median)."""
+  return jnp.sum(touched & (counts <= 2 * num_trim)).astype(jnp.int32)

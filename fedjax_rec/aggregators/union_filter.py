@@ -47,8 +47,7 @@ from fedjax_rec.aggregators.detection import detection_metrics
 from fedjax_rec.aggregators.fedavg import fedavg_aggregate
 from fedjax_rec.aggregators.gap_split import gap_split
 from fedjax_rec.aggregators.item_blocks import group_rows
-from fedjax_rec.aggregators.multi_krum import keep_clients
-from fedjax_rec.aggregators.validate import validate
+from fedjax_rec.aggregators.validate import keep_clients, validate
 from fedjax_rec.types import Array, Uploads
 
 _EPS = 1e-8

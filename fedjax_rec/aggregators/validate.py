@@ -52,17 +52,21 @@ def validate(uploads: Uploads, max_abs: float | None = 1e6) -> tuple[Uploads, Ar
   client_bad = client_bad | ~jnp.isfinite(weight) | (weight < 0)
 
   num_rejected = jnp.sum(uploads.client_mask & client_bad).astype(jnp.int32)
-  client_mask = uploads.client_mask & ~client_bad
-  row_mask = uploads.row_mask & client_mask[clients]
+  return keep_clients(uploads, ~client_bad), num_rejected
 
+
+def keep_clients(uploads: Uploads, keep: Array) -> Uploads:
+  """`uploads` restricted to the clients of `keep` [C]: the others' `client_mask` and
+  `row_mask` False, and zeros in their rows, MLP slots and weights."""
+  client_mask = uploads.client_mask & keep
+  row_mask = uploads.row_mask & client_mask[client_index(uploads)]
   mlp = jax.tree.map(
       lambda x: jnp.where(leaf_client_mask(client_mask, x), x, jnp.zeros_like(x)),
       uploads.net)
-  cleaned = uploads._replace(
+  return uploads._replace(
       row_grad=jnp.where(row_mask[:, None], uploads.row_grad, 0.0),
       row_mask=row_mask,
       net=mlp,
-      client_weight=jnp.where(client_mask, weight, 0.0),
+      client_weight=jnp.where(client_mask, uploads.client_weight, 0.0),
       client_mask=client_mask,
   )
-  return cleaned, num_rejected

@@ -245,3 +245,15 @@ def oracle(name, uploads, num_items, convention, **kw):
     extra["krum_fallback_rows"] = fallback
     extra.setdefault("krum_mlp_chosen", -1)
   return item_grad, touched, unflatten(mlp, shapes), extra
+
+
+def assert_matches(aggregate, metrics, want) -> None:
+  """An aggregator's `(Aggregate, metrics)` against an oracle's `(item_grad, touched,
+  net leaves, extra metrics)`."""
+  item_grad, touched, net_leaves, extra = want
+  np.testing.assert_array_equal(np.asarray(aggregate.item_touched), touched)
+  np.testing.assert_allclose(np.asarray(aggregate.item_grad), item_grad, atol=1e-5, rtol=1e-5)
+  for got, leaf in zip(jax.tree.leaves(aggregate.net), net_leaves, strict=True):
+    np.testing.assert_allclose(np.asarray(got), leaf, atol=1e-5, rtol=1e-5)
+  for key, value in extra.items():
+    np.testing.assert_allclose(metrics[key], value, atol=1e-6, err_msg=key)

@@ -73,14 +73,9 @@ def oracle(name, convention, kw, uploads):
 
 def assert_matches_oracle(name, convention, kw, uploads):
   aggregate, metrics = run(name, convention, kw, uploads)
-  item_grad, touched, mlp_leaves, extra = oracle(name, convention, kw, uploads)
-  np.testing.assert_array_equal(np.asarray(aggregate.item_touched), touched)
-  np.testing.assert_allclose(np.asarray(aggregate.item_grad), item_grad, atol=1e-5, rtol=1e-5)
-  for got, want in zip(jax.tree.leaves(aggregate.net), mlp_leaves, strict=True):
-    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, rtol=1e-5)
-  for key, want in extra.items():
-    np.testing.assert_allclose(metrics[key], want, atol=1e-6, err_msg=key)
-  assert metrics["touched_rows"] == touched.sum()
+  want = oracle(name, convention, kw, uploads)
+  reference.assert_matches(aggregate, metrics, want)
+  assert metrics["touched_rows"] == want[1].sum()
   return aggregate, metrics
 
 

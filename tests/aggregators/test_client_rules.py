@@ -41,14 +41,8 @@ def check(name, convention, uploads, view=None, **kw):
   aggregate, metrics = run(name, convention, uploads, view, **kw)
   full = {**agg_lib.DEFAULTS[name], **kw}
   oview = None if view is None else (np.asarray(view[0]), view[1])
-  item_grad, touched, mlp, extra = reference_clients.oracle(name, uploads, NUM_ITEMS,
-                                                            convention, view=oview, **full)
-  np.testing.assert_array_equal(np.asarray(aggregate.item_touched), touched)
-  np.testing.assert_allclose(np.asarray(aggregate.item_grad), item_grad, atol=1e-5, rtol=1e-5)
-  for got, want in zip(jax.tree.leaves(aggregate.net), mlp, strict=True):
-    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, rtol=1e-5)
-  for key, want in extra.items():
-    np.testing.assert_allclose(metrics[key], want, atol=1e-6, err_msg=key)
+  reference.assert_matches(aggregate, metrics, reference_clients.oracle(
+      name, uploads, NUM_ITEMS, convention, view=oview, **full))
   return metrics
 
 

@@ -155,8 +155,8 @@ def build_task(config, dataset: ImplicitDataset) -> TaskBundle:
     plan = scheduling.plan_buckets(lengths, config.clients_per_round, seed=config.seed)
   data = NCFData(device_data=clients_lib.to_device(rows, capacity), num_rows=rows.num_rows,
                  plan=plan, round_assignment=config.round_assignment, dataset=dataset,
-                 hit_rate=dataset.eval_negatives is not None, row_dim=config.model.embed_dim, plan_lengths=lengths,
-                 max_buckets=config.max_buckets,
+                 hit_rate=dataset.eval_negatives is not None, row_dim=config.model.embed_dim,
+                 plan_lengths=lengths, max_buckets=config.max_buckets,
                  client_data=rows, negatives=negatives, config=config,
                  capacity=capacity)
   task = make_task(config, method, dataset.num_users, dataset.num_items)
