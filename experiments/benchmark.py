@@ -20,6 +20,8 @@ with evaluation after every one, compilation included.
 
 from __future__ import annotations
 
+import dataclasses
+
 from absl import app
 from absl import flags
 
@@ -64,6 +66,12 @@ def pair_configurations(spec):
   for agg in ROBUST:
     yield (f"{agg} / FedAvg", get_preset("paper"), get_preset("paper", aggregator=agg), spec,
            1.5)
+  yield "MF / NCF", get_preset("paper"), get_preset("paper", model=mf_model()), spec, 1.0
+
+
+def mf_model():
+  """The `paper` preset's model as MF: the same embeddings, the logit `u · v`, no MLP."""
+  return dataclasses.replace(get_preset("paper").model, interaction="dot", hidden=())
 
 
 def configurations(spec, pre):
@@ -80,6 +88,7 @@ def configurations(spec, pre):
   yield ("paper / cl4fedrec / fedavg", get_preset("paper", method="cl4fedrec"), spec,
          "target: <= 3x original")
   yield ("paper / rcl4fedrec / fedavg", get_preset("paper", method="rcl4fedrec"), spec, "")
+  yield "paper / original / fedavg / MF", get_preset("paper", model=mf_model()), spec, "MF"
   for agg in ROBUST:
     yield (f"paper / original / {agg}", get_preset("paper", aggregator=agg), spec,
            "target: <= 1.5x fedavg")
