@@ -78,8 +78,8 @@ def configurations(spec, pre):
   """(name, config, dataset, note) rows on ML-1M: `spec` (random split), `pre` (pre-split)."""
   yield "paper / original / fedavg", get_preset("paper"), spec, ""
   yield "paper-onestep / original / fedavg", get_preset("paper-onestep"), spec, ""
-  yield ("paper / L=5 b=64 adam delta", get_preset(
-      "paper", local=LocalConfig(local_epochs=5, batch_size=64, optimizer="adam", lr=0.01,
+  yield ("paper-onestep / L=5 b=64 adam delta", get_preset(
+      "paper-onestep", local=LocalConfig(local_epochs=5, batch_size=64, optimizer="adam", lr=0.01,
                                  user_lr=0.01, upload="delta"),
       server=ServerConfig("sgd", 1.0), convention="mean"), spec,
          "mini-batch local training (search candidate c3)")
