@@ -6,7 +6,8 @@ ML-100K (`--data_dir`, default ../shared/data/ml-100k), leave-one-out, the `fedr
 preset (benign MF of the public code), FedRecAttack with ρ = 5% attackers
 (int(0.05 · 943) = 47), κ = 60 rows, ξ = 1% known interactions, one target item drawn as
 the public code's main.py does (`np.random.choice(num_items, 1)` after seeding NumPy with
-20211111; seed s uses 20211111 + s). Our item ids follow first appearance in u.data, so
+20211111; seed s uses 20211111 + s), each attacker's surrogate trained one pass per round
+of the epoch (`peer_config`). Our item ids follow first appearance in u.data, so
 the draw names another movie than theirs (their log's target is their item 894).
 
 Each epoch prints ER@5, ER@10 and NDCG@10 of the target (over the users who never
@@ -43,6 +44,7 @@ ATTACK_ROWS = 60         # parse.py --items_limit
 KNOWN_SHARE = 0.01       # parse.py --part_percent=1 (train.part-1%.txt)
 ATTACK_CLIP = 1.0        # parse.py --grad_limit
 TARGET_SEED = 20211111   # main.py setup_seed
+SURROGATE_BATCH = 256    # parse.py --attack_batch_size
 DATASET = "ml-100k"
 
 # The log printed in the README of GitHub rdz98/FedRecAttack ("Output"; ML-100K, ρ = 5%,
@@ -84,13 +86,21 @@ def target_ndcg(user_emb, item_emb, interacted, targets, k: int = 10) -> float:
 
 
 def peer_config(dataset, seed: int, epochs: int):
-  """The run of seed `seed`: the `fedrecattack` preset under FedRecAttack."""
+  """The run of seed `seed`: the `fedrecattack` preset under FedRecAttack.
+
+  The public code's one surrogate trains one pass over its users (batches of 256) in every
+  round; here each attacker keeps its own and trains when it takes part (once per epoch),
+  so it takes one pass per round of the epoch: as many Adam steps per epoch as theirs.
+  """
+  base = get_preset("fedrecattack")
+  num_malicious = int(MALICIOUS_SHARE * dataset.num_users)
+  rounds = -(-(dataset.num_users + num_malicious) // base.clients_per_round)
+  passes = -(-dataset.num_users // SURROGATE_BATCH)
   return get_preset(
       "fedrecattack", seed=seed, epochs=epochs, attack="fedrecattack",
-      num_malicious=int(MALICIOUS_SHARE * dataset.num_users),
-      targets=(target_item(dataset.num_items, seed),),
+      num_malicious=num_malicious, targets=(target_item(dataset.num_items, seed),),
       attack_kwargs=(("clip", ATTACK_CLIP), ("known_share", KNOWN_SHARE),
-                     ("num_rows", ATTACK_ROWS)))
+                     ("num_rows", ATTACK_ROWS), ("surrogate_steps", rounds * passes)))
 
 
 def _with_target_ndcg(dataset, targets):

@@ -233,12 +233,14 @@ def make_fedrecattack(model_config, targets, *, train_csr=None, num_items: int |
 
   def train_surrogate(users, opt_state, item_emb, key):
     key_perm, key_neg = jax.random.split(key)
-    position = jnp.argsort(jax.random.permutation(key_perm, num_surrogate))
-    batch_of_pair = (position // surrogate_batch)[pair_user]
     grad = jax.grad(surrogate_loss)
 
     def step(j, carry):
       users, opt_state = carry
+      # Each pass over the users shuffles them afresh and cuts them into batches.
+      perm = jax.random.permutation(jax.random.fold_in(key_perm, j // num_batches),
+                                    num_surrogate)
+      batch_of_pair = (jnp.argsort(perm) // surrogate_batch)[pair_user]
       neg = negatives(jax.random.fold_in(key_neg, j))
       mask = batch_of_pair == (j % num_batches)
       g = grad(users, item_emb, pair_user, pair_item, neg, mask)
