@@ -217,3 +217,23 @@ def test_peer_target_ndcg_and_target_draw():
   # user 0: 2 second of two targets; user 1 (only 3 eligible) ranks 3, 4; user 2: 3 second.
   want = np.mean([l3 / (1 + l3), 1.0, l3 / (1 + l3)])
   assert got == pytest.approx(want)
+
+
+def test_peer_run_writes_table_and_resumes(tmp_path):
+  from experiments import reproduce_peer  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  folder = tmp_path / "ml-100k"
+  folder.mkdir()
+  (folder / "u.data").write_text("".join(
+      f"{u}\t{i}\t5\t{1000 + t}\n" for u in range(1, 41)
+      for t, i in enumerate(rng.choice(np.arange(1, 71), 12, replace=False))))
+  lines = []
+  table = reproduce_peer.run_fedrecattack(tmp_path / "wd", str(folder), 1, 1, log=lines.append)
+  assert table.epoch.tolist() == [0, 1]
+  assert table.loc[1, "er@5 (published)"] == "0.3869" and table.loc[1, "er@5 (ours)"] != ""
+  text = (tmp_path / "wd" / "peer_fedrecattack.md").read_text()
+  assert "rdz98/FedRecAttack" in text and "| 1 |" in text
+  assert any("compiling" in line for line in lines)
+  lines.clear()  # a rerun reads the finished point back
+  reproduce_peer.run_fedrecattack(tmp_path / "wd", str(folder), 1, 1, log=lines.append)
+  assert not any("compiling" in line for line in lines)
