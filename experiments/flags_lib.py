@@ -16,7 +16,7 @@ import sys
 
 from absl import flags
 
-from experiments import flags_defense, flags_model
+from experiments import flags_attack, flags_defense, flags_model
 from experiments.flags_defense import aggregator_from_flags
 from fedjax_rec.aggregators import AGGREGATORS
 from fedjax_rec.data.loaders import DATASETS
@@ -35,7 +35,8 @@ FLAGS = flags.FLAGS
 TASK_METHODS = {"core": ("original", "cl4fedrec", "rcl4fedrec", "simgcl", "union", "poc"),
                 "sequential": SEQ_METHODS}
 DEFAULT_METHOD = {"core": "original", "sequential": "fedseq"}
-TASK_ATTACKS = {"core": ("none", "a_hum", "a_ra", "psmu"), "sequential": ("none",) + SEQ_ATTACKS}
+TASK_ATTACKS = {"core": ("none", "a_hum", "a_ra", "psmu", "fedrecattack"),
+                "sequential": ("none",) + SEQ_ATTACKS}
 # Flags that only the core task reads (with --task=sequential they would be ignored).
 CORE_ONLY_FLAGS = ("preset", "hidden", "model", "split", "loss_reduction", "l2_reg",
                    "user_optimizer", "user_lr", "local_epochs", "local_batch_size", "local_lr",
@@ -198,7 +199,11 @@ def config_from_flags(dataset):
   """The run's config for `--task`: `SimConfig` (core) or `SeqConfig` (sequential)."""
   if FLAGS.task == "sequential":
     return seq_config_from_flags(dataset)
-  return sim_config_from_flags(**attack_fields_from_flags(dataset))
+  config = sim_config_from_flags(**attack_fields_from_flags(dataset))
+  try:
+    return flags_attack.with_attack_kwargs(config, dataset)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
 
 
 def seq_config_from_flags(dataset) -> SeqConfig:
@@ -211,6 +216,7 @@ def seq_config_from_flags(dataset) -> SeqConfig:
     if not FLAGS["malicious_share"].present and FLAGS.num_malicious is None:
       FLAGS.malicious_share = SEQ_MALICIOUS_SHARE
     attack = attack_fields_from_flags(dataset)
+    flags_attack.attack_kwargs_from_flags(FLAGS.attack)  # none applies to a sequential attack
     top = {f: FLAGS[f].value for f in ("epochs", "clients_per_round", "convention")
            if FLAGS[f].value is not None}
     return dataclasses.replace(

@@ -3,6 +3,7 @@ r"""Reproduces the CL4FedRec paper's tables and figures, resumably.
   python -m experiments.reproduce --table=2 --workdir=runs/repro
   python -m experiments.reproduce --figure=6 --seeds=3
   python -m experiments.reproduce --figure=efficacy     # A-hum vs defenses, ahum-reference
+  python -m experiments.reproduce --peer=fedrecattack --epochs=30   # FedRecAttack's log
 
 Every (configuration, seed) is a point of the multi-run store in `--workdir`
 (`results_store`: `results.csv` and `points/<point>/`), shared by all tables and
@@ -26,7 +27,7 @@ import pandas as pd
 from absl import app
 from absl import flags
 
-from experiments import reproduce_fortress
+from experiments import reproduce_fortress, reproduce_peer
 from experiments.repro_specs import EXPERIMENTS, Experiment
 from fedjax_rec import checkpoints, plots
 from fedjax_rec.results_store import STORE_NAME, ResultsStore, run_point
@@ -44,6 +45,8 @@ from fedjax_rec.tasks.ncf.config import default_num_malicious
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("paper", "cl4fedrec", ["cl4fedrec", "fortress"],
                   "Paper to reproduce; fortress: its main table (experiments.reproduce_fortress).")
+flags.DEFINE_enum("peer", None, list(reproduce_peer.PEERS), "A peer's published log beside "
+                  "ours (experiments.reproduce_peer); fedrecattack: ML-100K, 5% attackers.")
 flags.DEFINE_string("table", None, "Table to reproduce: 2, 3, 4 or 5.")
 flags.DEFINE_string("figure", None, "Figure to reproduce: 2, 4, 5, 6 or efficacy.")
 flags.DEFINE_integer("seeds", 3, "Seeds per configuration.")
@@ -263,6 +266,8 @@ def _fail(message: str, code: int = 2):
 
 
 def _main():
+  if FLAGS.peer:
+    return reproduce_peer.main()
   if FLAGS.paper == "fortress":
     return reproduce_fortress.main()
   names = ([f"table{FLAGS.table}"] if FLAGS.table else []) + (

@@ -156,8 +156,9 @@ class Simulator:
     if plan in self._fitting_plans or self.data.row_dim is None:
       return
     devices = self.mesh.size if self.mesh is not None else 1
-    needed = oom.round_bytes_floor(plan.padded_samples * len(self.hosts) // devices,
-                                      self.data.row_dim)
+    attack_rows = self._num_attackers * (getattr(self.attack, "num_rows", None) or 0)
+    needed = oom.round_bytes_floor((plan.padded_samples + attack_rows) * len(self.hosts)
+                                   // devices, self.data.row_dim)
     oom.check_round_fits(needed, plan.num_slots, jax.local_devices()[0].memory_stats())
     self._fitting_plans.add(plan)
 

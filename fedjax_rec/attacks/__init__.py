@@ -8,6 +8,9 @@ from fedjax_rec.attacks.base import Attack
 
 # name -> builder(model_config, targets, **kwargs) -> Attack; filled by the modules.
 ATTACKS: dict[str, Callable[..., Attack]] = {}
+# Attacks whose builder takes the training interactions (`train_csr`: the CSR `(indptr,
+# items)` of the training pairs) and `num_items`; the task passes them at build time.
+TAKES_TRAINING_DATA = frozenset({"fedrecattack"})
 
 
 def make_attack(name: str, model_config, targets, **kwargs: Any) -> Attack:
@@ -17,11 +20,12 @@ def make_attack(name: str, model_config, targets, **kwargs: Any) -> Attack:
 
 
 # Registration (imported after ATTACKS exists).
-from fedjax_rec.attacks import a_hum, psmu  # noqa: E402
+from fedjax_rec.attacks import a_hum, fedrecattack, psmu  # noqa: E402
 from fedjax_rec.attacks.targets import select_targets  # noqa: E402
 
 ATTACKS["a_hum"] = a_hum.make_a_hum
 ATTACKS["a_ra"] = a_hum.make_a_ra
 ATTACKS["psmu"] = psmu.make_psmu
+ATTACKS["fedrecattack"] = fedrecattack.make_fedrecattack
 
-__all__ = ["ATTACKS", "Attack", "make_attack", "select_targets"]
+__all__ = ["ATTACKS", "Attack", "TAKES_TRAINING_DATA", "make_attack", "select_targets"]

@@ -21,8 +21,11 @@ class Attack(NamedTuple):
     init: `(key, num_attackers, public) -> state`, every leaf `[num_attackers, ...]`.
     update: `(public, ctx, state, key) -> (state, ClientUpload)` for ONE attacker
       (the benign client's upload type).
+    num_rows: the rows each attacker uploads (its `ClientUpload.row_item` length), when
+      the attack fixes it (None: not stated); counted in the round's memory floor.
   """
 
   name: str
   init: Callable[[Array, int, PublicParams], PyTree]
   update: Callable[[PublicParams, PyTree, PyTree, Array], tuple[PyTree, ClientUpload]]
+  num_rows: int | None = None

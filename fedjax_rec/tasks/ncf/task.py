@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rec import scheduling
+from fedjax_rec.attacks import TAKES_TRAINING_DATA as ATTACK_TAKES_TRAINING_DATA
 from fedjax_rec.attacks import make_attack
 from fedjax_rec.tasks.ncf.client import LocalData, make_client_update, user_optimizer
 from fedjax_rec.data import clients as clients_lib
@@ -89,6 +90,16 @@ def method_kwargs(config, dataset: ImplicitDataset) -> dict:
   return kwargs
 
 
+def attack_kwargs(config, dataset: ImplicitDataset) -> dict:
+  """The config's attack kwargs, plus the training interactions and the catalogue size
+  for the attacks that take them (`attacks.TAKES_TRAINING_DATA`)."""
+  kwargs = dict(config.attack_kwargs)
+  if config.attack in ATTACK_TAKES_TRAINING_DATA:
+    kwargs.setdefault("train_csr", (dataset.train.indptr, dataset.train.items))
+    kwargs.setdefault("num_items", dataset.num_items)
+  return kwargs
+
+
 def make_task(config, method: Method, num_users: int, num_items: int) -> Task:
   """The NCF `Task` of `method` (pure functions; no data)."""
   local_update = make_client_update(method.loss_fn, config.local)
@@ -140,7 +151,7 @@ def build_task(config, dataset: ImplicitDataset) -> TaskBundle:
   attack = None
   if config.attack != "none" and config.num_malicious > 0:
     attack = make_attack(config.attack, config.model, np.asarray(config.targets),
-                         **dict(config.attack_kwargs))
+                         **attack_kwargs(config, dataset))
   negatives, rows = client_rows(config, dataset, epoch=0)
   # Rows never outnumber samples: a fixed capacity keeps shapes when negatives change.
   capacity = int(dataset.train.nnz * (1 + config.num_negatives))

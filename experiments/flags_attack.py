@@ -1,0 +1,69 @@
+"""The attack flags (`--attack`'s hyper-parameters) and their translation.
+
+`flags_lib` imports this module, so the flags exist wherever its flags do; errors are
+`ValueError`s naming the flag, which `flags_lib` prints as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_float("known_share", None, "FedRecAttack: share ξ of each user's training "
+                   "items the attacker knows, in (0, 1] (default 0.01).")
+flags.DEFINE_integer("attack_rows", None, "FedRecAttack: item rows κ each attacker uploads, "
+                     "targets included (default 60).")
+flags.DEFINE_float("attack_clip", None, "FedRecAttack: L2 bound of each uploaded row "
+                   "(default 1, the benign clients' grad_limit).")
+
+# flag -> (builder kwarg, the attacks that take it)
+ATTACK_FLAGS = {"known_share": ("known_share", ("fedrecattack",)),
+                "attack_rows": ("num_rows", ("fedrecattack",)),
+                "attack_clip": ("clip", ("fedrecattack",))}
+
+
+def _check_value(flag: str, value) -> None:
+  if flag == "known_share" and not (math.isfinite(value) and 0 < value <= 1):
+    raise ValueError(f"--known_share must be in (0, 1], got {value:g}")
+  if flag == "attack_rows" and value < 1:
+    raise ValueError(f"--attack_rows must be >= 1, got {value}")
+  if flag == "attack_clip" and not (math.isfinite(value) and value > 0):
+    raise ValueError(f"--attack_clip must be a finite positive number, got {value:g}")
+
+
+def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:
+  """The attack flags `attack` takes, as sorted `(kwarg, value)` pairs (checked)."""
+  out = {}
+  for flag, (kwarg, takers) in ATTACK_FLAGS.items():
+    value = FLAGS[flag].value
+    if value is None:
+      continue
+    if attack not in takers:
+      raise ValueError(f"--{flag} does not apply to --attack={attack} (it is "
+                       f"{', '.join(takers)}'s)")
+    _check_value(flag, value)
+    out[kwarg] = value
+  return tuple(sorted(out.items()))
+
+
+def with_attack_kwargs(config, dataset):
+  """`config` with the attack flags' kwargs, the attack built once on `dataset` to check
+  them (a bad combination is named by the flags that gave it)."""
+  kwargs = attack_kwargs_from_flags(config.attack)
+  config = dataclasses.replace(config, attack_kwargs=kwargs) if kwargs else config
+  if config.attack == "fedrecattack" and config.num_malicious > 0:
+    # pylint: disable-next=import-outside-toplevel
+    from fedjax_rec.attacks import make_attack
+    from fedjax_rec.tasks.ncf.task import attack_kwargs  # pylint: disable=import-outside-toplevel
+    try:
+      make_attack(config.attack, config.model, list(config.targets),
+                  **attack_kwargs(config, dataset))
+    except ValueError as e:
+      given = " ".join(f"--{f}={FLAGS[f].value}" for f in ATTACK_FLAGS
+                       if FLAGS[f].value is not None)
+      raise ValueError(f"--attack={config.attack} {given}".rstrip() + f": {e}") from None
+  return config
