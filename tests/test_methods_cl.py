@@ -134,8 +134,7 @@ def test_masked_l_uni_matches_geometry_and_ignores_padding():
 def test_gradient_item_views_match_reference(public):
   data = client([1, 2], [5, 5, 6, 7, 8, 9, 10, 11], 9)  # 9 rows, none padded
   rows, (u1, u2) = rows_of(public, data), normal(5, (2, 8))
-  rec = lambda u, r, m, d: methods.rec_loss(CONFIG)(u, r, m, d, (), None)
-  views = jit(lambda *a: methods_cl.gradient_item_views(jax.grad(rec, argnums=1), *a, 0.5))
+  views = jit(lambda *a: methods_cl.gradient_item_views(CONFIG, *a, 0.5))
   v1, v2 = views(u1, u2, rows, public.net, data)
 
   def reference_rec(u, r):  # unmasked: every row is real; item 5 counts twice
@@ -146,6 +145,12 @@ def test_gradient_item_views_match_reference(public):
   ref_grad = jit(jax.grad(reference_rec, 1))
   for u, v in ((u1, v1), (u2, v2)):
     np.testing.assert_allclose(v, rows - 0.5 * ref_grad(u, rows), rtol=1e-5, atol=1e-7)
+  # Views of a subset of the rows cost those rows alone, and are the same rows' views.
+  take = lambda x: jnp.asarray(x)[jnp.array([0, 3, 4])]
+  w1, w2 = jit(lambda *a: methods_cl.gradient_item_views(CONFIG, *a, 0.5, take))(
+      u1, u2, rows, public.net, data)
+  np.testing.assert_allclose(w1, take(v1), rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(w2, take(v2), rtol=1e-6, atol=1e-7)
 
 
 def test_positive_rows():

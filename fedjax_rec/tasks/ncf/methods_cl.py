@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import optax
 import jax.numpy as jnp
 import numpy as np
 
@@ -74,15 +75,32 @@ def positive_rows(data: LocalData, max_positive_share: float = 1.0) -> tuple[Arr
   return (lambda x: jnp.asarray(x)[order]), jnp.arange(capacity) < jnp.sum(data.positive)
 
 
-def gradient_item_views(grad_rows, u1: Array, u2: Array, rows: Array, mlp: PyTree,
-                        data: LocalData, step: float) -> tuple[Array, Array]:
-  """Eqs. 7-8: `[L, d]` views `V − a ∇_V L_rec(u')` and `V − a ∇_V L_rec(u'')`.
+def gradient_item_views(config: ncf.NCFConfig, u1: Array, u2: Array, rows: Array, mlp: PyTree,
+                        data: LocalData, step: float, take=None) -> tuple[Array, Array]:
+  """Eqs. 7-8: views `V − a ∇_V L_rec(u')` and `V − a ∇_V L_rec(u'')` of the taken rows.
 
-  `grad_rows` is `∇_V L_rec`; `Δ` is a constant, so gradients reach `V` only directly.
+  `L_rec` is the mean BCE over the client's samples (`methods.rec_loss`), a sum of one
+  term per row, so the gradient of a row is its own term's, scaled by the row's share of
+  the weight: the views of the rows that `take` keeps (`positive_rows`, the identity by
+  default) cost those rows only, not the client's whole `L`. `Δ` is a constant, so
+  gradients reach `V` only directly.
+
+  Returns:
+    `([P, d], [P, d])`: the views of `take(rows)`.
   """
-  delta1 = -step * jax.lax.stop_gradient(grad_rows(u1, rows, mlp, data))
-  delta2 = -step * jax.lax.stop_gradient(grad_rows(u2, rows, mlp, data))
-  return rows + delta1, rows + delta2
+  take = (lambda x: x) if take is None else take
+  w = jnp.where(data.mask, data.weight, 0.0)
+  coef = jax.lax.stop_gradient(take(w) / jnp.maximum(jnp.sum(w), 1e-12))
+  kept, label = take(rows), take(data.label)
+
+  def rec_of_kept(u, r):
+    logits = ncf.logits(config, mlp, jnp.broadcast_to(u, r.shape), r)
+    return jnp.sum(coef * optax.sigmoid_binary_cross_entropy(logits, label))
+
+  grad_kept = jax.grad(rec_of_kept, argnums=1)
+  delta1 = -step * jax.lax.stop_gradient(grad_kept(u1, kept))
+  delta2 = -step * jax.lax.stop_gradient(grad_kept(u2, kept))
+  return kept + delta1, kept + delta2
 
 
 def _no_aux(name: str, loss_fn) -> methods.Method:
@@ -162,7 +180,6 @@ def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
         regularizers.hot_items(pop, num_hot), num_sparse, reg_steps, reg_lr,
         tau if reg_tau is None else reg_tau, reg_optimizer)
   rec = _rec(config)
-  grad_rows = jax.grad(rec, argnums=1)
 
   def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
     key_uview, key_iview = jax.random.split(key)
@@ -173,8 +190,7 @@ def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
     if item_cl:
       take, pos_mask = positive_rows(data, max_positive_share)
       if item_view == "gradient":
-        v1, v2 = gradient_item_views(grad_rows, u1, u2, rows, mlp, data, step_a)
-        v1, v2 = take(v1), take(v2)
+        v1, v2 = gradient_item_views(config, u1, u2, rows, mlp, data, step_a, take)
       else:
         v1, v2 = losses.two_views(key_iview, take(rows), eta)
       total = total + lambda2 * losses.item_contrastive_loss(v1, v2, pos_mask, tau)

@@ -27,6 +27,10 @@ from fedjax_rec.task import Task, TaskBundle, TaskData
 from fedjax_rec.types import ClientStates
 
 
+# Bounds on a class's positives under fresh negatives are multiples of this (`pos_lengths`).
+POS_GRAIN = 8
+
+
 @dataclasses.dataclass
 class NCFData(TaskData):
   """The NCF task's host side: each client's rows and its sampled negatives.
@@ -43,18 +47,21 @@ class NCFData(TaskData):
   _pos_cache: dict = dataclasses.field(default_factory=dict)
 
   def pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
-    """Per-class bound on positives (cached: it scans every client's rows).
+    """Per-class bound on positives of the current draw (cached per draw).
 
-    With fresh negatives every epoch (the only case that redraws, `refresh`) the bound
-    must hold for every draw: a client's positives never outnumber its rows, so the most
-    positives of at most `length`; it ignores the draw, so the cache stays valid.
+    The bound of a class of length `l` is the most positives of any client whose rows
+    fit `l` (`ClientData.positive_capacity`). With fresh negatives every epoch
+    (`resample_negatives`, `refresh`) the draw changes a client's rows, so the bound is
+    taken of each epoch's draw and rounded up to a multiple of `POS_GRAIN` (at most
+    `l`): neighbouring draws then share the bound, and so the compiled round. It is a
+    function of the draw alone, so a resumed run uses the same bounds as an unbroken
+    one; the padding it adds is masked, so it changes no value beyond float order.
     """
     if lengths not in self._pos_cache:
+      bound = self.client_data.positive_capacity
       if self.config.resample_negatives:
-        pos = self.client_data.num_positives
-        bound = lambda l: int(max(1, pos[pos <= l].max(initial=1)))
-      else:
-        bound = self.client_data.positive_capacity
+        bound = lambda l: min(l, -(-self.client_data.positive_capacity(l) // POS_GRAIN)
+                              * POS_GRAIN)
       self._pos_cache[lengths] = tuple(bound(l) for l in lengths)
     return self._pos_cache[lengths]
 
@@ -63,6 +70,7 @@ class NCFData(TaskData):
     if not (self.config.resample_negatives and epoch > 0):
       return False
     self.negatives, self.client_data = client_rows(self.config, self.dataset, epoch)
+    self._pos_cache.clear()
     self.device_data = clients_lib.to_device(self.client_data, self.capacity)
     self.num_rows = self.client_data.num_rows
     return True
@@ -145,6 +153,18 @@ def score_fn(model: ncf.NCFConfig):
   return score
 
 
+def row_bound(rows: clients_lib.ClientData, dataset: ImplicitDataset) -> np.ndarray:
+  """[U] the most distinct rows any draw of negatives can give each client.
+
+  A client's rows are its positives and its distinct negatives; these number at most
+  its draws (`num_negatives` per positive) and at most the items it has not seen, so a
+  heavy user's bound is the catalogue, not its draws.
+  """
+  positives = rows.num_positives.astype(np.int64)
+  unseen = dataset.num_items - dataset.seen().lengths.astype(np.int64)
+  return np.minimum(rows.num_samples.astype(np.int64), positives + unseen)
+
+
 def build_task(config, dataset: ImplicitDataset) -> TaskBundle:
   """The NCF task of `config` on `dataset`, with its host side for `config.seed`."""
   method = make_method(config.method, config.model, **method_kwargs(config, dataset))
@@ -156,9 +176,9 @@ def build_task(config, dataset: ImplicitDataset) -> TaskBundle:
   # Rows never outnumber samples: a fixed capacity keeps shapes when negatives change.
   capacity = int(dataset.train.nnz * (1 + config.num_negatives))
   # With fresh negatives every epoch, a client's rows change with the draw: the plan is
-  # sized for its samples (rows never outnumber them), so every draw fits it and a run
-  # still compiles its round once.
-  lengths = rows.num_samples.astype(np.int64) if config.resample_negatives else rows.num_rows
+  # sized for the most rows any draw can give (`row_bound`), so every draw fits it and a
+  # run still compiles its round once.
+  lengths = row_bound(rows, dataset) if config.resample_negatives else rows.num_rows
   if config.round_assignment == "stratified":
     plan = scheduling.stratified_plan(lengths, config.clients_per_round,
                                       max_buckets=config.max_buckets)
