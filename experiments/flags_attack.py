@@ -19,14 +19,33 @@ flags.DEFINE_integer("attack_rows", None, "FedRecAttack: item rows κ each attac
                      "targets included (default 60).")
 flags.DEFINE_float("attack_clip", None, "FedRecAttack: L2 bound of each uploaded row "
                    "(default 1, the benign clients' grad_limit).")
+FAKE_USERS = ("random_fake", "popular_fake", "bandwagon_fake")
+flags.DEFINE_integer("filler_items", None, "Fake users (random_fake, popular_fake, "
+                     "bandwagon_fake): filler items per profile, >= 1; poisonfrs: filler rows "
+                     "per upload, >= 0 (default 30 minus the number of targets).")
+flags.DEFINE_integer("poisonfrs_popular", None, "PoisonFRS: popular items whose mean row the "
+                     "targets are moved to (default 10).")
+flags.DEFINE_float("poisonfrs_scale", None, "PoisonFRS: scale λ of that mean (default 5).")
 
 # flag -> (builder kwarg, the attacks that take it)
 ATTACK_FLAGS = {"known_share": ("known_share", ("fedrecattack",)),
                 "attack_rows": ("num_rows", ("fedrecattack",)),
-                "attack_clip": ("clip", ("fedrecattack",))}
+                "attack_clip": ("clip", ("fedrecattack",)),
+                "filler_items": ("num_filler_items", FAKE_USERS + ("poisonfrs",)),
+                "poisonfrs_popular": ("num_popular", ("poisonfrs",)),
+                "poisonfrs_scale": ("target_scale", ("poisonfrs",))}
+# Attacks built once at flag time, so that a bad combination is named by its flags.
+BUILT_TO_CHECK = ("fedrecattack", "poisonfrs") + FAKE_USERS
 
 
-def _check_value(flag: str, value) -> None:
+def _check_value(flag: str, value, attack: str = "") -> None:
+  if flag == "filler_items" and value < (1 if attack in FAKE_USERS else 0):
+    raise ValueError(f"--filler_items must be >= {1 if attack in FAKE_USERS else 0} for "
+                     f"--attack={attack}, got {value}")
+  if flag == "poisonfrs_popular" and value < 1:
+    raise ValueError(f"--poisonfrs_popular must be >= 1, got {value}")
+  if flag == "poisonfrs_scale" and not (math.isfinite(value) and value > 0):
+    raise ValueError(f"--poisonfrs_scale must be a finite positive number, got {value:g}")
   if flag == "known_share" and not (math.isfinite(value) and 0 < value <= 1):
     raise ValueError(f"--known_share must be in (0, 1], got {value:g}")
   if flag == "attack_rows" and value < 1:
@@ -45,7 +64,7 @@ def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:
     if attack not in takers:
       raise ValueError(f"--{flag} does not apply to --attack={attack} (it is "
                        f"{', '.join(takers)}'s)")
-    _check_value(flag, value)
+    _check_value(flag, value, attack)
     out[kwarg] = value
   return tuple(sorted(out.items()))
 
@@ -55,7 +74,7 @@ def with_attack_kwargs(config, dataset):
   them (a bad combination is named by the flags that gave it)."""
   kwargs = attack_kwargs_from_flags(config.attack)
   config = dataclasses.replace(config, attack_kwargs=kwargs) if kwargs else config
-  if config.attack == "fedrecattack" and config.num_malicious > 0:
+  if config.attack in BUILT_TO_CHECK and config.num_malicious > 0:
     # pylint: disable-next=import-outside-toplevel
     from fedjax_rec.attacks import make_attack
     from fedjax_rec.tasks.ncf.task import attack_kwargs  # pylint: disable=import-outside-toplevel

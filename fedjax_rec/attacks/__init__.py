@@ -11,6 +11,11 @@ ATTACKS: dict[str, Callable[..., Attack]] = {}
 # Attacks whose builder takes the training interactions (`train_csr`: the CSR `(indptr,
 # items)` of the training pairs) and `num_items`; the task passes them at build time.
 TAKES_TRAINING_DATA = frozenset({"fedrecattack"})
+# Attacks whose builder takes `popularity` (the items' training counts).
+TAKES_POPULARITY = frozenset({"popular_fake", "bandwagon_fake", "poisonfrs"})
+# Attacks whose builder takes the task's benign local training (`benign`, a
+# `fake_users.BenignTraining`): fake users that train like benign clients.
+TAKES_BENIGN_TRAINING = frozenset({"random_fake", "popular_fake", "bandwagon_fake"})
 
 
 def make_attack(name: str, model_config, targets, **kwargs: Any) -> Attack:
@@ -21,11 +26,17 @@ def make_attack(name: str, model_config, targets, **kwargs: Any) -> Attack:
 
 # Registration (imported after ATTACKS exists).
 from fedjax_rec.attacks import a_hum, fedrecattack, psmu  # noqa: E402
+from fedjax_rec.attacks import fake_users, poisonfrs  # noqa: E402
 from fedjax_rec.attacks.targets import select_targets  # noqa: E402
 
 ATTACKS["a_hum"] = a_hum.make_a_hum
 ATTACKS["a_ra"] = a_hum.make_a_ra
 ATTACKS["psmu"] = psmu.make_psmu
 ATTACKS["fedrecattack"] = fedrecattack.make_fedrecattack
+ATTACKS["random_fake"] = fake_users.make_random_fake
+ATTACKS["popular_fake"] = fake_users.make_popular_fake
+ATTACKS["bandwagon_fake"] = fake_users.make_bandwagon_fake
+ATTACKS["poisonfrs"] = poisonfrs.make_poisonfrs
 
-__all__ = ["ATTACKS", "Attack", "TAKES_TRAINING_DATA", "make_attack", "select_targets"]
+__all__ = ["ATTACKS", "Attack", "TAKES_BENIGN_TRAINING", "TAKES_POPULARITY",
+           "TAKES_TRAINING_DATA", "make_attack", "select_targets"]

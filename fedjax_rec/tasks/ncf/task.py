@@ -15,8 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rec import scheduling
+from fedjax_rec.attacks import TAKES_BENIGN_TRAINING as ATTACK_TAKES_BENIGN_TRAINING
+from fedjax_rec.attacks import TAKES_POPULARITY as ATTACK_TAKES_POPULARITY
 from fedjax_rec.attacks import TAKES_TRAINING_DATA as ATTACK_TAKES_TRAINING_DATA
 from fedjax_rec.attacks import make_attack
+from fedjax_rec.attacks.fake_users import BenignTraining
 from fedjax_rec.tasks.ncf.client import LocalData, make_client_update, user_optimizer
 from fedjax_rec.data import clients as clients_lib
 from fedjax_rec.data.dataset import ImplicitDataset
@@ -98,14 +101,46 @@ def method_kwargs(config, dataset: ImplicitDataset) -> dict:
   return kwargs
 
 
-def attack_kwargs(config, dataset: ImplicitDataset) -> dict:
-  """The config's attack kwargs, plus the training interactions and the catalogue size
-  for the attacks that take them (`attacks.TAKES_TRAINING_DATA`)."""
+def attack_kwargs(config, dataset: ImplicitDataset, method: Method | None = None) -> dict:
+  """The config's attack kwargs, plus what an attack needs from the data and the task:
+  the training interactions and the catalogue size (`attacks.TAKES_TRAINING_DATA`), the
+  training popularity (`attacks.TAKES_POPULARITY`) and the benign local training of
+  `method` (`attacks.TAKES_BENIGN_TRAINING`; built from the config when None)."""
   kwargs = dict(config.attack_kwargs)
   if config.attack in ATTACK_TAKES_TRAINING_DATA:
     kwargs.setdefault("train_csr", (dataset.train.indptr, dataset.train.items))
     kwargs.setdefault("num_items", dataset.num_items)
+  if config.attack in ATTACK_TAKES_POPULARITY:
+    kwargs.setdefault("popularity", np.bincount(dataset.train.items,
+                                                minlength=dataset.num_items))
+  if config.attack in ATTACK_TAKES_BENIGN_TRAINING:
+    kwargs.setdefault("num_items", dataset.num_items)
+  if config.attack in ATTACK_TAKES_BENIGN_TRAINING and "benign" not in kwargs:
+    if method is None:
+      method = make_method(config.method, config.model, **method_kwargs(config, dataset))
+    kwargs["benign"] = benign_training(config, method)
   return kwargs
+
+
+def benign_training(config, method: Method) -> BenignTraining:
+  """The benign local training of `method`, lent to fake users (`attacks.fake_users`)."""
+  local_update = make_client_update(method.loss_fn, config.local)
+  user_tx = user_optimizer(config.local)
+
+  def init_private(key, n: int) -> ClientStates:
+    user_emb = ncf.init_user_emb(key, config.model, n)
+    opt_state = user_tx.init(user_emb[0])
+    return ClientStates(user_emb, jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (n,) + x.shape).copy(), opt_state))
+
+  def update(public, ctx, private: ClientStates, item, label, weight, mask, key):
+    # Every row may be a positive: the positives' prefix is the whole layout.
+    data = LocalData(item, label, weight, mask, pos_mask=mask & (label > 0.5))
+    u, opt, up = local_update(public, ctx, private.user_emb, private.opt_state, data, key)
+    return ClientStates(u, opt), up
+
+  return BenignTraining(init_private, update, config.num_negatives,
+                        bool(config.resample_negatives))
 
 
 def make_task(config, method: Method, num_users: int, num_items: int) -> Task:
@@ -171,7 +206,7 @@ def build_task(config, dataset: ImplicitDataset) -> TaskBundle:
   attack = None
   if config.attack != "none" and config.num_malicious > 0:
     attack = make_attack(config.attack, config.model, np.asarray(config.targets),
-                         **attack_kwargs(config, dataset))
+                         **attack_kwargs(config, dataset, method))
   negatives, rows = client_rows(config, dataset, epoch=0)
   # Rows never outnumber samples: a fixed capacity keeps shapes when negatives change.
   capacity = int(dataset.train.nnz * (1 + config.num_negatives))
