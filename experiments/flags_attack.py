@@ -19,11 +19,25 @@ flags.DEFINE_integer("attack_rows", None, "FedRecAttack: item rows κ each attac
                      "targets included (default 60).")
 flags.DEFINE_float("attack_clip", None, "FedRecAttack: L2 bound of each uploaded row "
                    "(default 1, the benign clients' grad_limit).")
+flags.DEFINE_float("lie_z", None, "LIE: a fixed z (standard deviations below the benign "
+                   "mean, > 0); default: Baruch et al.'s z_max from the client counts.")
+flags.DEFINE_enum("lie_z_counts", None, ["round", "item"], "LIE: z_max from the round's "
+                  "clients (default) or from each item's uploaders.")
+flags.DEFINE_float("fang_scale", None, "Fang: largest factor b > 1 beyond the benign extreme "
+                   "(default 2).")
+flags.DEFINE_integer("hard_positives", None, "FedAttack: lowest-scored items uploaded as "
+                     "positives (default 1).")
+flags.DEFINE_integer("hard_negatives", None, "FedAttack: highest-scored items uploaded as "
+                     "negatives per positive (default 1).")
 
 # flag -> (builder kwarg, the attacks that take it)
 ATTACK_FLAGS = {"known_share": ("known_share", ("fedrecattack",)),
                 "attack_rows": ("num_rows", ("fedrecattack",)),
-                "attack_clip": ("clip", ("fedrecattack",))}
+                "attack_clip": ("clip", ("fedrecattack",)),
+                "lie_z": ("z", ("lie",)), "lie_z_counts": ("z_counts", ("lie",)),
+                "fang_scale": ("scale", ("fang",)),
+                "hard_positives": ("num_positives", ("fedattack",)),
+                "hard_negatives": ("num_negatives", ("fedattack",))}
 
 
 def _check_value(flag: str, value) -> None:
@@ -33,6 +47,12 @@ def _check_value(flag: str, value) -> None:
     raise ValueError(f"--attack_rows must be >= 1, got {value}")
   if flag == "attack_clip" and not (math.isfinite(value) and value > 0):
     raise ValueError(f"--attack_clip must be a finite positive number, got {value:g}")
+  if flag == "lie_z" and not (math.isfinite(value) and value > 0):
+    raise ValueError(f"--lie_z must be a finite positive number, got {value:g}")
+  if flag == "fang_scale" and not (math.isfinite(value) and value > 1):
+    raise ValueError(f"--fang_scale must be a finite number > 1, got {value:g}")
+  if flag in ("hard_positives", "hard_negatives") and value < 1:
+    raise ValueError(f"--{flag} must be >= 1, got {value}")
 
 
 def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:
@@ -50,18 +70,25 @@ def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:
   return tuple(sorted(out.items()))
 
 
+# Attacks built once by `with_attack_kwargs` to check their flags against the data.
+_BUILT_TO_CHECK = ("fedrecattack", "fedattack", "lie", "fang")
+
+
 def with_attack_kwargs(config, dataset):
   """`config` with the attack flags' kwargs, the attack built once on `dataset` to check
   them (a bad combination is named by the flags that gave it)."""
   kwargs = attack_kwargs_from_flags(config.attack)
   config = dataclasses.replace(config, attack_kwargs=kwargs) if kwargs else config
-  if config.attack == "fedrecattack" and config.num_malicious > 0:
+  if config.attack in _BUILT_TO_CHECK and config.num_malicious > 0:
     # pylint: disable-next=import-outside-toplevel
     from fedjax_rec.attacks import make_attack
     from fedjax_rec.tasks.ncf.task import attack_kwargs  # pylint: disable=import-outside-toplevel
     try:
-      make_attack(config.attack, config.model, list(config.targets),
-                  **attack_kwargs(config, dataset))
+      attack = make_attack(config.attack, config.model, list(config.targets),
+                           **attack_kwargs(config, dataset))
+      if (attack.num_rows or 0) > dataset.num_items:
+        raise ValueError(f"its {attack.num_rows} rows per attacker exceed the "
+                         f"{dataset.num_items} items")
     except ValueError as e:
       given = " ".join(f"--{f}={FLAGS[f].value}" for f in ATTACK_FLAGS
                        if FLAGS[f].value is not None)

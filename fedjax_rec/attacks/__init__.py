@@ -20,12 +20,15 @@ def make_attack(name: str, model_config, targets, **kwargs: Any) -> Attack:
 
 
 # Registration (imported after ATTACKS exists).
-from fedjax_rec.attacks import a_hum, fedrecattack, psmu  # noqa: E402
+from fedjax_rec.attacks import a_hum, fang, fedattack, fedrecattack, lie, psmu  # noqa: E402
 from fedjax_rec.attacks.targets import select_targets  # noqa: E402
 
 ATTACKS["a_hum"] = a_hum.make_a_hum
 ATTACKS["a_ra"] = a_hum.make_a_ra
 ATTACKS["psmu"] = psmu.make_psmu
 ATTACKS["fedrecattack"] = fedrecattack.make_fedrecattack
+ATTACKS["fedattack"] = fedattack.make_fedattack
+ATTACKS["lie"] = lie.make_lie
+ATTACKS["fang"] = fang.make_fang
 
 __all__ = ["ATTACKS", "Attack", "TAKES_TRAINING_DATA", "make_attack", "select_targets"]
