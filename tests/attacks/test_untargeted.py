@@ -3,6 +3,11 @@ benign statistics, and end-to-end rounds (robust aggregators, non-finite rejecti
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -250,3 +255,18 @@ def test_non_finite_uploads_still_rejected(tiny, name, aggregator):
 
 def test_stats_leave_out_non_finite_benign(stats):
   assert np.all(np.isfinite(stats.rows.mean)) and np.all(np.isfinite(stats.net.mean["w"]))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--attack=lie", "--fang_scale=3"], "error: --fang_scale does not apply to --attack=lie"),
+    (["--attack=fang", "--fang_scale=0.5"], "error: --fang_scale must be a finite number > 1"),
+    (["--attack=lie", "--lie_z=-1"], "error: --lie_z must be a finite positive number"),
+    (["--attack=fedattack", "--hard_positives=1000"],
+     "error: --attack=fedattack --hard_positives=1000: its 2000 rows per attacker exceed")])
+def test_bad_flags_are_one_line(args, needle):
+  repo = Path(__file__).resolve().parents[2]
+  out = subprocess.run([sys.executable, "-m", "experiments.train", "--num_malicious=2", *args],
+                       cwd=repo, capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(repo)))
+  assert out.returncode != 0
+  assert needle in out.stderr and "Traceback" not in out.stderr
