@@ -270,3 +270,13 @@ def test_bad_flags_are_one_line(args, needle):
                        env=dict(os.environ, PYTHONPATH=str(repo)))
   assert out.returncode != 0
   assert needle in out.stderr and "Traceback" not in out.stderr
+
+
+def test_replicas_run_a_full_knowledge_attack(tiny):
+  # Seeds as a leading axis: the benign statistics are taken inside each replica's round.
+  from fedjax_rec.simulation import Simulator  # pylint: disable=import-outside-toplevel
+  ds, config = tiny
+  sim = Simulator(config(attack="lie", num_malicious=3), ds, num_seeds=2)
+  state, summaries = sim.run_epoch(sim.init())
+  assert [s["num_malicious"] > 0 for s in summaries] == [True, True]
+  assert np.all(np.isfinite(state.server.params.item_emb))
