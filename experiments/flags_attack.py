@@ -26,6 +26,16 @@ flags.DEFINE_integer("filler_items", None, "Fake users (random_fake, popular_fak
 flags.DEFINE_integer("poisonfrs_popular", None, "PoisonFRS: popular items whose mean row the "
                      "targets are moved to (default 10).")
 flags.DEFINE_float("poisonfrs_scale", None, "PoisonFRS: scale λ of that mean (default 5).")
+flags.DEFINE_float("lie_z", None, "LIE: a fixed z (standard deviations below the benign "
+                   "mean, > 0); default: Baruch et al.'s z_max from the client counts.")
+flags.DEFINE_enum("lie_z_counts", None, ["round", "item"], "LIE: z_max from the round's "
+                  "clients (default) or from each item's uploaders.")
+flags.DEFINE_float("fang_scale", None, "Fang: largest factor b > 1 beyond the benign extreme "
+                   "(default 2).")
+flags.DEFINE_integer("hard_positives", None, "FedAttack: lowest-scored items uploaded as "
+                     "positives (default 1).")
+flags.DEFINE_integer("hard_negatives", None, "FedAttack: highest-scored items uploaded as "
+                     "negatives per positive (default 1).")
 
 # flag -> (builder kwarg, the attacks that take it)
 ATTACK_FLAGS = {"known_share": ("known_share", ("fedrecattack",)),
@@ -33,9 +43,11 @@ ATTACK_FLAGS = {"known_share": ("known_share", ("fedrecattack",)),
                 "attack_clip": ("clip", ("fedrecattack",)),
                 "filler_items": ("num_filler_items", FAKE_USERS + ("poisonfrs",)),
                 "poisonfrs_popular": ("num_popular", ("poisonfrs",)),
-                "poisonfrs_scale": ("target_scale", ("poisonfrs",))}
-# Attacks built once at flag time, so that a bad combination is named by its flags.
-BUILT_TO_CHECK = ("fedrecattack", "poisonfrs") + FAKE_USERS
+                "poisonfrs_scale": ("target_scale", ("poisonfrs",)),
+                "lie_z": ("z", ("lie",)), "lie_z_counts": ("z_counts", ("lie",)),
+                "fang_scale": ("scale", ("fang",)),
+                "hard_positives": ("num_positives", ("fedattack",)),
+                "hard_negatives": ("num_negatives", ("fedattack",))}
 
 
 def _check_value(flag: str, value, attack: str = "") -> None:
@@ -52,6 +64,12 @@ def _check_value(flag: str, value, attack: str = "") -> None:
     raise ValueError(f"--attack_rows must be >= 1, got {value}")
   if flag == "attack_clip" and not (math.isfinite(value) and value > 0):
     raise ValueError(f"--attack_clip must be a finite positive number, got {value:g}")
+  if flag == "lie_z" and not (math.isfinite(value) and value > 0):
+    raise ValueError(f"--lie_z must be a finite positive number, got {value:g}")
+  if flag == "fang_scale" and not (math.isfinite(value) and value > 1):
+    raise ValueError(f"--fang_scale must be a finite number > 1, got {value:g}")
+  if flag in ("hard_positives", "hard_negatives") and value < 1:
+    raise ValueError(f"--{flag} must be >= 1, got {value}")
 
 
 def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:
@@ -69,6 +87,11 @@ def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:
   return tuple(sorted(out.items()))
 
 
+# Attacks built once by `with_attack_kwargs` to check their flags against the data.
+# Attacks built once at flag time, so that a bad combination is named by its flags.
+BUILT_TO_CHECK = ("fedrecattack", "poisonfrs", "fedattack", "lie", "fang") + FAKE_USERS
+
+
 def with_attack_kwargs(config, dataset):
   """`config` with the attack flags' kwargs, the attack built once on `dataset` to check
   them (a bad combination is named by the flags that gave it)."""
@@ -79,8 +102,11 @@ def with_attack_kwargs(config, dataset):
     from fedjax_rec.attacks import make_attack
     from fedjax_rec.tasks.ncf.task import attack_kwargs  # pylint: disable=import-outside-toplevel
     try:
-      make_attack(config.attack, config.model, list(config.targets),
-                  **attack_kwargs(config, dataset))
+      attack = make_attack(config.attack, config.model, list(config.targets),
+                           **attack_kwargs(config, dataset))
+      if (attack.num_rows or 0) > dataset.num_items:
+        raise ValueError(f"its {attack.num_rows} rows per attacker exceed the "
+                         f"{dataset.num_items} items")
     except ValueError as e:
       given = " ".join(f"--{f}={FLAGS[f].value}" for f in ATTACK_FLAGS
                        if FLAGS[f].value is not None)

@@ -13,6 +13,7 @@ from fedjax_rec import server as server_lib
 from fedjax_rec import sharding
 from fedjax_rec.aggregators.base import ServerView
 from fedjax_rec.attacks.base import Attack
+from fedjax_rec.attacks.benign import benign_stats
 from fedjax_rec.faults import inject_faults, parse_faults
 from fedjax_rec.server import ServerState
 from fedjax_rec.task import ClientUpload, Task
@@ -32,8 +33,12 @@ def _scatter(tree: PyTree, idx: Array, new: PyTree) -> PyTree:
   return jax.tree.map(lambda s, x: s.at[idx].set(x, mode="drop"), tree, new)
 
 
-def attack_phase(attack: Attack, public, ctx, attackers: PyTree, slots: Array, key: Array):
+def attack_phase(attack: Attack, public, ctx, attackers: PyTree, slots: Array, key: Array,
+                 benign=None):
   """Runs the round's attacker slots (`slots [A]`, -1 empty) vmapped.
+
+  `benign` (the round's `attacks.benign.BenignStats`) is passed to every slot of an
+  attack with `needs_benign`, and must be None otherwise.
 
   Returns:
     `(attackers', [A] uploads, real [A])`.
@@ -42,7 +47,12 @@ def attack_phase(attack: Attack, public, ctx, attackers: PyTree, slots: Array, k
   num_attackers = jax.tree.leaves(attackers)[0].shape[0]
   state = _gather(attackers, jnp.where(real, slots, 0))
   keys = per_client_keys(key, slots)
-  new_state, up = jax.vmap(attack.update, in_axes=(None, None, 0, 0))(public, ctx, state, keys)
+  if benign is None:
+    new_state, up = jax.vmap(attack.update, in_axes=(None, None, 0, 0))(public, ctx, state,
+                                                                         keys)
+  else:
+    new_state, up = jax.vmap(attack.update, in_axes=(None, None, 0, 0, None))(
+        public, ctx, state, keys, benign)
   attackers = _scatter(attackers, jnp.where(real, slots, num_attackers), new_state)
   return attackers, up, real
 
@@ -167,8 +177,12 @@ def make_round_step(task: Task, server_config, aggregator, num_users: int,
     private, parts, client_m = client_phase(server.params, ctx, private, client_data, slots,
                                             lengths, key_clients, pos_lengths)
     if attack is not None and attack_slots is not None:
+      benign = None
+      if attack.needs_benign:  # the benign uploads only, never a client's state
+        benign = benign_stats(uploads_from_parts(parts), server.params.item_emb.shape[0],
+                              jnp.sum(attack_slots >= 0))
       attackers, up, real = attack_phase(attack, server.params, ctx, attackers, attack_slots,
-                                         key_attack)
+                                         key_attack, benign)
       offset = sum(int(p["client_mask"].shape[0]) for p in parts)
       parts.append(_part(offset, up, real, malicious=True))
     uploads = uploads_from_parts(parts)

@@ -46,6 +46,7 @@ from fedjax_rec import server as server_lib
 from fedjax_rec import sharding
 from fedjax_rec.aggregators import make_aggregator
 from fedjax_rec.aggregators.detection import pooled_rates
+from fedjax_rec.attacks.base import upload_rows
 from fedjax_rec.rounds import make_round_step
 from fedjax_rec.seed_axis import replicate_round_step, stack, take
 from fedjax_rec.server import ServerState
@@ -156,7 +157,7 @@ class Simulator:
     if plan in self._fitting_plans or self.data.row_dim is None:
       return
     devices = self.mesh.size if self.mesh is not None else 1
-    attack_rows = self._num_attackers * (getattr(self.attack, "num_rows", None) or 0)
+    attack_rows = self._num_attackers * upload_rows(self.attack, self.dataset.num_items)
     needed = oom.round_bytes_floor((plan.padded_samples + attack_rows) * len(self.hosts)
                                    // devices, self.data.row_dim)
     oom.check_round_fits(needed, plan.num_slots, jax.local_devices()[0].memory_stats())

@@ -25,7 +25,7 @@ def make_attack(name: str, model_config, targets, **kwargs: Any) -> Attack:
 
 
 # Registration (imported after ATTACKS exists).
-from fedjax_rec.attacks import a_hum, fedrecattack, psmu  # noqa: E402
+from fedjax_rec.attacks import a_hum, fang, fedattack, fedrecattack, lie, psmu  # noqa: E402
 from fedjax_rec.attacks import fake_users, poisonfrs  # noqa: E402
 from fedjax_rec.attacks.targets import select_targets  # noqa: E402
 
@@ -37,6 +37,9 @@ ATTACKS["random_fake"] = fake_users.make_random_fake
 ATTACKS["popular_fake"] = fake_users.make_popular_fake
 ATTACKS["bandwagon_fake"] = fake_users.make_bandwagon_fake
 ATTACKS["poisonfrs"] = poisonfrs.make_poisonfrs
+ATTACKS["fedattack"] = fedattack.make_fedattack
+ATTACKS["lie"] = lie.make_lie
+ATTACKS["fang"] = fang.make_fang
 
 __all__ = ["ATTACKS", "Attack", "TAKES_BENIGN_TRAINING", "TAKES_POPULARITY",
            "TAKES_TRAINING_DATA", "make_attack", "select_targets"]
