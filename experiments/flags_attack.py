@@ -20,10 +20,32 @@ flags.DEFINE_integer("attack_rows", None, "FedRecAttack: item rows κ each attac
 flags.DEFINE_float("attack_clip", None, "FedRecAttack: L2 bound of each uploaded row "
                    "(default 1, the benign clients' grad_limit).")
 
+flags.DEFINE_integer("pop_levels", None, "PipAttack: popularity levels L of its classifier, "
+                     ">= 2 (default 3).")
+flags.DEFINE_float("pop_weight", None, "PipAttack: weight α of the popularity term, >= 0 "
+                   "(default 1).")
+flags.DEFINE_float("dist_weight", None, "PipAttack: weight γ of the distance constraint, >= 0 "
+                   "(default 1).")
+flags.DEFINE_integer("mined_items", None, "PIECK: popular items s mined from the item table's "
+                     "change, >= 1 (default 10).")
+flags.DEFINE_float("ipe_tau", None, "PIECK-IPE: scale τ of the alignment loss, > 0 "
+                   "(default 0.9).")
+flags.DEFINE_enum("pieck_mining", None, ["once", "every"], "PIECK: mine once, at the "
+                  "attacker's second participation (default), or at every later one.")
+
+_PIECK = ("pieck_ipe", "pieck_uea")
 # flag -> (builder kwarg, the attacks that take it)
 ATTACK_FLAGS = {"known_share": ("known_share", ("fedrecattack",)),
                 "attack_rows": ("num_rows", ("fedrecattack",)),
-                "attack_clip": ("clip", ("fedrecattack",))}
+                "attack_clip": ("clip", ("fedrecattack",)),
+                "pop_levels": ("num_levels", ("pipattack",)),
+                "pop_weight": ("pop_weight", ("pipattack",)),
+                "dist_weight": ("dist_weight", ("pipattack",)),
+                "mined_items": ("mined_items", _PIECK),
+                "ipe_tau": ("tau", ("pieck_ipe",)),
+                "pieck_mining": ("mining", _PIECK)}
+# Attacks built once on the dataset to check their flags against it.
+_CHECKED = ("fedrecattack", "pipattack") + _PIECK
 
 
 def _check_value(flag: str, value) -> None:
@@ -33,6 +55,14 @@ def _check_value(flag: str, value) -> None:
     raise ValueError(f"--attack_rows must be >= 1, got {value}")
   if flag == "attack_clip" and not (math.isfinite(value) and value > 0):
     raise ValueError(f"--attack_clip must be a finite positive number, got {value:g}")
+  if flag == "pop_levels" and value < 2:
+    raise ValueError(f"--pop_levels must be >= 2, got {value}")
+  if flag in ("pop_weight", "dist_weight") and not (math.isfinite(value) and value >= 0):
+    raise ValueError(f"--{flag} must be a finite number >= 0, got {value:g}")
+  if flag == "mined_items" and value < 1:
+    raise ValueError(f"--mined_items must be >= 1, got {value}")
+  if flag == "ipe_tau" and not (math.isfinite(value) and value > 0):
+    raise ValueError(f"--ipe_tau must be a finite positive number, got {value:g}")
 
 
 def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:
@@ -55,13 +85,15 @@ def with_attack_kwargs(config, dataset):
   them (a bad combination is named by the flags that gave it)."""
   kwargs = attack_kwargs_from_flags(config.attack)
   config = dataclasses.replace(config, attack_kwargs=kwargs) if kwargs else config
-  if config.attack == "fedrecattack" and config.num_malicious > 0:
+  if config.attack in _CHECKED and config.num_malicious > 0:
     # pylint: disable-next=import-outside-toplevel
     from fedjax_rec.attacks import make_attack
     from fedjax_rec.tasks.ncf.task import attack_kwargs  # pylint: disable=import-outside-toplevel
+    kwargs = attack_kwargs(config, dataset)
+    if config.attack in _PIECK:  # checks mined_items against the catalogue
+      kwargs.setdefault("num_items", dataset.num_items)
     try:
-      make_attack(config.attack, config.model, list(config.targets),
-                  **attack_kwargs(config, dataset))
+      make_attack(config.attack, config.model, list(config.targets), **kwargs)
     except ValueError as e:
       given = " ".join(f"--{f}={FLAGS[f].value}" for f in ATTACK_FLAGS
                        if FLAGS[f].value is not None)
