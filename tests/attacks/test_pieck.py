@@ -3,7 +3,6 @@ different phases vmapped together, the state across epochs and a checkpoint, bad
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
