@@ -35,10 +35,11 @@ code uploads both). The stand-in users are constants.
 
 Choices where the public code is silent or differs: before its first mining (its first
 participation) the attacker uploads nothing (every `row_mask` False, zero network
-gradient); the public code then uploads towards arbitrary items (`topk` of zeros). The
-public NCF UEA mines the *least* changed items (`topk(-delta_norm)`), its MF UEA and both
-IPE the most changed; here both take the most changed, as the paper describes. The
-claimed sample count (`weight`, weighted FedAvg only) is T (IPE) or s·T (UEA).
+gradient, sample count 0); the public code then uploads towards arbitrary items (`topk`
+of zeros). The public NCF UEA mines the *least* changed items (`topk(-delta_norm)`), its
+MF UEA and both IPE the most changed; here both take the most changed, as the paper
+describes. The claimed sample count (`weight`, weighted FedAvg only) is T (IPE) or s·T
+(UEA) once mined.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def _make(name: str, model_config: ncf.NCFConfig, targets, *, num_items: int | N
     claimed = num_targets if tau is not None else k * num_targets
     up = ClientUpload(row_item=target_ids, row_grad=g_rows,
                       row_mask=jnp.broadcast_to(mined, (num_targets,)), net=g_net,
-                      weight=jnp.asarray(claimed, jnp.float32))
+                      weight=jnp.where(mined, jnp.float32(claimed), 0.0))
     return PIECKState(snapshot=item_emb, popular=popular, seen=state.seen + 1), up
 
   return Attack(name=name, init=init, update=update, num_rows=num_targets)

@@ -115,6 +115,7 @@ def test_ipe_uploads_of_attackers_in_different_phases(mining):
   assert up.row_item.tolist() == [TARGETS.tolist()] * 3
   assert up.row_mask.tolist() == [[False, False], [True, True], [True, True]]
   np.testing.assert_array_equal(np.asarray(up.row_grad[0]), 0.0)
+  assert np.asarray(up.weight).tolist() == [0.0, 2.0, 2.0]
   mined1 = _np_mine(snaps[1], item_emb, TARGETS, k)
   mined2 = stored[2] if mining == "once" else _np_mine(snaps[2], item_emb, TARGETS, k)
   np.testing.assert_array_equal(np.asarray(new.popular[1]), mined1)
