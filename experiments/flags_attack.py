@@ -37,6 +37,20 @@ flags.DEFINE_integer("hard_positives", None, "FedAttack: lowest-scored items upl
 flags.DEFINE_integer("hard_negatives", None, "FedAttack: highest-scored items uploaded as "
                      "negatives per positive (default 1).")
 
+flags.DEFINE_integer("pop_levels", None, "PipAttack: popularity levels L of its classifier, "
+                     ">= 2 (default 3).")
+flags.DEFINE_float("pop_weight", None, "PipAttack: weight α of the popularity term, >= 0 "
+                   "(default 1).")
+flags.DEFINE_float("dist_weight", None, "PipAttack: weight γ of the distance constraint, >= 0 "
+                   "(default 1).")
+flags.DEFINE_integer("mined_items", None, "PIECK: popular items s mined from the item table's "
+                     "change, >= 1 (default 10).")
+flags.DEFINE_float("ipe_tau", None, "PIECK-IPE: scale τ of the alignment loss, > 0 "
+                   "(default 0.9).")
+flags.DEFINE_enum("pieck_mining", None, ["once", "every"], "PIECK: mine once, at the "
+                  "attacker's second participation (default), or at every later one.")
+
+_PIECK = ("pieck_ipe", "pieck_uea")
 # flag -> (builder kwarg, the attacks that take it)
 ATTACK_FLAGS = {"known_share": ("known_share", ("fedrecattack",)),
                 "attack_rows": ("num_rows", ("fedrecattack",)),
@@ -47,7 +61,13 @@ ATTACK_FLAGS = {"known_share": ("known_share", ("fedrecattack",)),
                 "lie_z": ("z", ("lie",)), "lie_z_counts": ("z_counts", ("lie",)),
                 "fang_scale": ("scale", ("fang",)),
                 "hard_positives": ("num_positives", ("fedattack",)),
-                "hard_negatives": ("num_negatives", ("fedattack",))}
+                "hard_negatives": ("num_negatives", ("fedattack",)),
+                "pop_levels": ("num_levels", ("pipattack",)),
+                "pop_weight": ("pop_weight", ("pipattack",)),
+                "dist_weight": ("dist_weight", ("pipattack",)),
+                "mined_items": ("mined_items", _PIECK),
+                "ipe_tau": ("tau", ("pieck_ipe",)),
+                "pieck_mining": ("mining", _PIECK)}
 
 
 def _check_value(flag: str, value, attack: str = "") -> None:
@@ -70,6 +90,14 @@ def _check_value(flag: str, value, attack: str = "") -> None:
     raise ValueError(f"--fang_scale must be a finite number > 1, got {value:g}")
   if flag in ("hard_positives", "hard_negatives") and value < 1:
     raise ValueError(f"--{flag} must be >= 1, got {value}")
+  if flag == "pop_levels" and value < 2:
+    raise ValueError(f"--pop_levels must be >= 2, got {value}")
+  if flag in ("pop_weight", "dist_weight") and not (math.isfinite(value) and value >= 0):
+    raise ValueError(f"--{flag} must be a finite number >= 0, got {value:g}")
+  if flag == "mined_items" and value < 1:
+    raise ValueError(f"--mined_items must be >= 1, got {value}")
+  if flag == "ipe_tau" and not (math.isfinite(value) and value > 0):
+    raise ValueError(f"--ipe_tau must be a finite positive number, got {value:g}")
 
 
 def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:
@@ -89,7 +117,8 @@ def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:
 
 # Attacks built once by `with_attack_kwargs` to check their flags against the data.
 # Attacks built once at flag time, so that a bad combination is named by its flags.
-BUILT_TO_CHECK = ("fedrecattack", "poisonfrs", "fedattack", "lie", "fang") + FAKE_USERS
+BUILT_TO_CHECK = ("fedrecattack", "poisonfrs", "fedattack", "lie", "fang",
+                  "pipattack") + FAKE_USERS + _PIECK
 
 
 def with_attack_kwargs(config, dataset):
@@ -101,9 +130,12 @@ def with_attack_kwargs(config, dataset):
     # pylint: disable-next=import-outside-toplevel
     from fedjax_rec.attacks import make_attack
     from fedjax_rec.tasks.ncf.task import attack_kwargs  # pylint: disable=import-outside-toplevel
+    kwargs = attack_kwargs(config, dataset)
+    if config.attack in _PIECK:  # checks mined_items against the catalogue
+      kwargs.setdefault("num_items", dataset.num_items)
     try:
       attack = make_attack(config.attack, config.model, list(config.targets),
-                           **attack_kwargs(config, dataset))
+                           **kwargs)
       if (attack.num_rows or 0) > dataset.num_items:
         raise ValueError(f"its {attack.num_rows} rows per attacker exceed the "
                          f"{dataset.num_items} items")

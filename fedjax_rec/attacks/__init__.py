@@ -10,7 +10,7 @@ from fedjax_rec.attacks.base import Attack
 ATTACKS: dict[str, Callable[..., Attack]] = {}
 # Attacks whose builder takes the training interactions (`train_csr`: the CSR `(indptr,
 # items)` of the training pairs) and `num_items`; the task passes them at build time.
-TAKES_TRAINING_DATA = frozenset({"fedrecattack"})
+TAKES_TRAINING_DATA = frozenset({"fedrecattack", "pipattack"})
 # Attacks whose builder takes `popularity` (the items' training counts).
 TAKES_POPULARITY = frozenset({"popular_fake", "bandwagon_fake", "poisonfrs"})
 # Attacks whose builder takes the task's benign local training (`benign`, a
@@ -27,6 +27,7 @@ def make_attack(name: str, model_config, targets, **kwargs: Any) -> Attack:
 # Registration (imported after ATTACKS exists).
 from fedjax_rec.attacks import a_hum, fang, fedattack, fedrecattack, lie, psmu  # noqa: E402
 from fedjax_rec.attacks import fake_users, poisonfrs  # noqa: E402
+from fedjax_rec.attacks import pieck, pipattack  # noqa: E402
 from fedjax_rec.attacks.targets import select_targets  # noqa: E402
 
 ATTACKS["a_hum"] = a_hum.make_a_hum
@@ -40,6 +41,9 @@ ATTACKS["poisonfrs"] = poisonfrs.make_poisonfrs
 ATTACKS["fedattack"] = fedattack.make_fedattack
 ATTACKS["lie"] = lie.make_lie
 ATTACKS["fang"] = fang.make_fang
+ATTACKS["pipattack"] = pipattack.make_pipattack
+ATTACKS["pieck_ipe"] = pieck.make_pieck_ipe
+ATTACKS["pieck_uea"] = pieck.make_pieck_uea
 
 __all__ = ["ATTACKS", "Attack", "TAKES_BENIGN_TRAINING", "TAKES_POPULARITY",
            "TAKES_TRAINING_DATA", "make_attack", "select_targets"]

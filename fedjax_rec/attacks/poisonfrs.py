@@ -31,7 +31,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fedjax_rec.attacks.a_hum import (check_count, check_positive, check_targets,
                                       check_targets_in_catalogue)
