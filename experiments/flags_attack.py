@@ -59,6 +59,8 @@ flags.DEFINE_enum("attack_schedule", None, ["shuffled", "every_round"], "How att
                   "afresh each round).")
 flags.DEFINE_integer("attackers_per_round", None, "--attack_schedule=every_round: attackers "
                      "K in every round, 1 <= K <= --num_malicious.")
+# Flags of the same name as their config field (`fedjax_rec.threat`).
+THREAT_FLAGS = ("attack_start_epoch", "attack_schedule", "attackers_per_round")
 
 _PIECK = ("pieck_ipe", "pieck_uea")
 # flag -> (builder kwarg, the attacks that take it)
@@ -112,10 +114,7 @@ def _check_value(flag: str, value, attack: str = "") -> None:
 
 def threat_fields_from_flags() -> dict:
   """The threat-model fields the flags set (`fedjax_rec.threat`; checked by the config)."""
-  fields = {"attack_start_epoch": "attack_start_epoch", "attack_schedule": "attack_schedule",
-            "attackers_per_round": "attackers_per_round"}
-  return {field: FLAGS[flag].value for flag, field in fields.items()
-          if FLAGS[flag].value is not None}
+  return {name: FLAGS[name].value for name in THREAT_FLAGS if FLAGS[name].value is not None}
 
 
 def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -173,8 +174,8 @@ print(json.dumps(runner.config_dict(cfg, "synthetic", runner.EvalConfig())["sim"
 
 def _sim_from_flags(*args):
   proc = subprocess.run([sys.executable, "-c", _FROM_FLAGS, *args], cwd=REPO, text=True,
-                        capture_output=True, timeout=120, env={**__import__("os").environ,
-                                                               "PYTHONPATH": str(REPO)})
+                        capture_output=True, timeout=120,
+                        env=dict(os.environ, PYTHONPATH=str(REPO)))
   assert proc.returncode == 0, proc.stderr
   return json.loads(proc.stdout.splitlines()[-1])
 

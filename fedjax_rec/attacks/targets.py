@@ -13,7 +13,8 @@
 
 The threat models' three target choices are `least_popular` (the least popular item),
 random unpopular items, `band:0:50:K` (K items drawn with the run's seed among the least
-popular half: percentile <= 50), and a given set, `items:...`. The flags record the spec
+popular half: percentile <= 50, items tied at the boundary included), and a given set,
+`items:...`. The flags record the spec
 in the run's config as `target_choice` (beside the ids, `targets`) unless it is the
 default `least_popular`.
 
