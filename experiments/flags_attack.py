@@ -50,6 +50,18 @@ flags.DEFINE_float("ipe_tau", None, "PIECK-IPE: scale τ of the alignment loss, 
 flags.DEFINE_enum("pieck_mining", None, ["once", "every"], "PIECK: mine once, at the "
                   "attacker's second participation (default), or at every later one.")
 
+flags.DEFINE_integer("attack_start_epoch", None, "First global epoch (0-based) in which the "
+                     "attackers join rounds; before it they upload nothing (default 0; must "
+                     "be < --epochs).")
+flags.DEFINE_enum("attack_schedule", None, ["shuffled", "every_round"], "How attackers join "
+                  "rounds: shuffled (default: each once per epoch, dealt like a benign client) "
+                  "or every_round (--attackers_per_round of them in every round, drawn "
+                  "afresh each round).")
+flags.DEFINE_integer("attackers_per_round", None, "--attack_schedule=every_round: attackers "
+                     "K in every round, 1 <= K <= --num_malicious.")
+# Flags of the same name as their config field (`fedjax_rec.threat`).
+THREAT_FLAGS = ("attack_start_epoch", "attack_schedule", "attackers_per_round")
+
 _PIECK = ("pieck_ipe", "pieck_uea")
 # flag -> (builder kwarg, the attacks that take it)
 ATTACK_FLAGS = {"known_share": ("known_share", ("fedrecattack",)),
@@ -98,6 +110,11 @@ def _check_value(flag: str, value, attack: str = "") -> None:
     raise ValueError(f"--mined_items must be >= 1, got {value}")
   if flag == "ipe_tau" and not (math.isfinite(value) and value > 0):
     raise ValueError(f"--ipe_tau must be a finite positive number, got {value:g}")
+
+
+def threat_fields_from_flags() -> dict:
+  """The threat-model fields the flags set (`fedjax_rec.threat`; checked by the config)."""
+  return {name: FLAGS[name].value for name in THREAT_FLAGS if FLAGS[name].value is not None}
 
 
 def attack_kwargs_from_flags(attack: str) -> tuple[tuple[str, object], ...]:

@@ -106,7 +106,8 @@ flags.DEFINE_float("malicious_share", 0.001, "Attackers as a share of benign use
                    "(count = int(share * N), the public A-hum code's rule).")
 flags.DEFINE_integer("num_malicious", None, "Attacker count (overrides --malicious_share).")
 flags.DEFINE_string("target", "least_popular", "Target items: least_popular, least_popular:K, "
-                    "items:3,17,42 or band:LO:HI:K (popularity over train+valid+test).")
+                    "items:3,17,42 or band:LO:HI:K (popularity over train+valid+test; "
+                    "band:0:50:K: K random unpopular items, drawn with --seed).")
 flags.DEFINE_float("valid_frac", 0.1, "Validation share of each user's train items.")
 flags.DEFINE_integer("mesh_shape", 0, "Devices to split each round's clients over "
                      "(0: all devices; 1: no sharding).")
@@ -298,7 +299,8 @@ def aggregator_kwargs_from_flags() -> tuple[tuple[str, object], ...]:
 
 
 def attack_fields_from_flags(dataset) -> dict:
-  """`attack`, `num_malicious` and `targets` for SimConfig, from the attack flags."""
+  """`attack`, `num_malicious`, `targets` (and the `--target` spec, `target_choice`) and
+  the threat-model fields for the run's config, from the attack flags."""
   from fedjax_rec.attacks import select_targets  # pylint: disable=import-outside-toplevel
   from fedjax_rec.data.loaders import popularity_all  # pylint: disable=import-outside-toplevel
   from fedjax_rec.tasks.ncf.config import default_num_malicious  # pylint: disable=import-outside-toplevel
@@ -319,8 +321,10 @@ def attack_fields_from_flags(dataset) -> dict:
     # pylint: disable-next=import-outside-toplevel
     from experiments.flag_checks import zero_attackers_message
     raise UsageError(zero_attackers_message(FLAGS.attack, dataset.num_users, dataset.name))
+  choice = "" if FLAGS.target == "least_popular" else FLAGS.target  # the default: unrecorded
   return dict(attack=FLAGS.attack, num_malicious=num_malicious if FLAGS.attack != "none" else 0,
-              targets=tuple(int(t) for t in targets))
+              targets=tuple(int(t) for t in targets), target_choice=choice,
+              **flags_attack.threat_fields_from_flags())
 
 
 def eval_config_from_flags() -> EvalConfig:

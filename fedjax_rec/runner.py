@@ -91,7 +91,9 @@ def check_finite(state, epoch: int) -> None:
 
 
 # Fields recorded only when set away from their default (added after records existed).
-_ABSENT_UNLESS_SET = ((("inject_faults",), "none"), (("model", "interaction"), "mlp"))
+_ABSENT_UNLESS_SET = ((("inject_faults",), "none"), (("model", "interaction"), "mlp"),
+                      (("target_choice",), ""), (("attack_start_epoch",), 0),
+                      (("attack_schedule",), "shuffled"), (("attackers_per_round",), 0))
 
 
 def config_dict(config, dataset_name: str, eval_config: EvalConfig) -> dict:
@@ -99,8 +101,11 @@ def config_dict(config, dataset_name: str, eval_config: EvalConfig) -> dict:
 
   The aggregator's hyper-parameters are recorded with their defaults filled in
   (`aggregators.resolve_kwargs`), so a run made under an older default is never resumed
-  or reused under a newer one. `inject_faults` and the model's `interaction` are
-  recorded only when set away from their defaults.
+  or reused under a newer one. `inject_faults`, the model's `interaction`, the
+  `--target` spec (`target_choice`) and the threat-model settings (`attack_start_epoch`,
+  `attack_schedule`, `attackers_per_round`) are recorded only when set away from their
+  defaults. What each attack knows is in its `attack_kwargs` (e.g. FedRecAttack's
+  `known_share`).
   """
   sim = dataclasses.asdict(config)
   sim["aggregator_kwargs"] = resolve_kwargs(config.aggregator, config.aggregator_kwargs)
@@ -262,7 +267,7 @@ def resume_workdir(wd: Path, cfg: dict, sim, state, log):
     if old_seeds is not None and old_seeds != cfg.get("num_seeds", 1):
       raise WorkdirError(f"{wd} holds a run with --num_seeds={old_seeds}; "
                          "rerun with that --num_seeds or choose another --workdir")
-    if old != cfg:
+    if not _same_run(old, cfg):
       raise WorkdirError(f"{wd} holds a run with a different configuration; "
                          "choose another --workdir or delete that one")
     try:
@@ -280,6 +285,18 @@ def resume_workdir(wd: Path, cfg: dict, sim, state, log):
     if {"metrics.jsonl", checkpoints.CHECKPOINT_NAME, "summary.json"} & set(foreign):
       raise WorkdirError(f"{wd} holds results but no config.json; refusing to overwrite them")
   return state, rows
+
+
+def _same_run(old, cfg: dict) -> bool:
+  """Whether the record `old` is of the run `cfg`. A record older than `target_choice`
+  lacks it: the target ids it holds are the same run."""
+  if old == cfg:
+    return True
+  if not (isinstance(old, dict) and isinstance(old.get("sim"), dict)) or (
+      "target_choice" in old["sim"]):
+    return False
+  sim = {k: v for k, v in cfg.get("sim", {}).items() if k != "target_choice"}
+  return old == {**cfg, "sim": sim}
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -44,6 +44,7 @@ from fedjax_rec import metrics_loo
 from fedjax_rec import scheduling
 from fedjax_rec import server as server_lib
 from fedjax_rec import sharding
+from fedjax_rec import threat
 from fedjax_rec.aggregators import make_aggregator
 from fedjax_rec.aggregators.detection import pooled_rates
 from fedjax_rec.attacks.base import upload_rows
@@ -191,17 +192,13 @@ class Simulator:
 
     Uniform: Algorithm 1's shuffle of benign and malicious clients together, cut
     into chunks. Stratified: benign clients by `stratified_rounds`, and each
-    attacker placed in a uniformly random round.
+    attacker placed in a uniformly random round. The attack's start epoch and
+    schedule (`threat.deal_rounds`) may keep attackers out or put K in every round.
     """
     host = self.hosts[replica]
     rng = np.random.default_rng([self.seeds[replica], 104729, epoch])
-    n, a = self.dataset.num_users, self._num_attackers
-    if host.round_assignment == "stratified":
-      benign = scheduling.stratified_rounds(host.num_rows, self.config.clients_per_round, rng)
-      where = rng.integers(0, len(benign), size=a)
-      return [(b, np.flatnonzero(where == r)) for r, b in enumerate(benign)]
-    chunks = scheduling.shuffle_rounds(n + a, self.config.clients_per_round, rng)
-    return [(c[c < n], c[c >= n] - n) for c in chunks]
+    return threat.deal_rounds(host.num_rows, host.round_assignment, self._num_attackers,
+                              self.config, epoch, rng)
 
   def attack_slots(self, attackers: np.ndarray):
     if self.attack is None:

@@ -21,6 +21,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from fedjax_rec import threat
 from fedjax_rec.faults import parse_faults
 from fedjax_rec.server import ServerConfig
 from fedjax_rec.types import Array, PublicParams, PyTree
@@ -44,6 +45,12 @@ class RunConfig:
     seed: root seed of the run.
     inject_faults: `"none"`, or `"KIND:K"` (KIND nan, inf or huge): the first K benign
       clients of every round upload that value (see `faults.py`).
+    target_choice: the `attacks.targets.select_targets` spec `targets` were chosen by
+      (e.g. `band:0:50:1`), recorded beside the ids; "" where the ids were given
+      directly or by the default `least_popular`.
+    attack_start_epoch: first global epoch (0-based) with attackers (`threat.py`).
+    attack_schedule: how attackers join rounds: "shuffled" or "every_round" (`threat.py`).
+    attackers_per_round: K attackers in every round of "every_round" (0 otherwise).
   """
 
   server: ServerConfig = ServerConfig()
@@ -58,6 +65,10 @@ class RunConfig:
   targets: tuple[int, ...] = ()
   seed: int = 0
   inject_faults: str = "none"
+  target_choice: str = ""
+  attack_start_epoch: int = 0
+  attack_schedule: str = "shuffled"
+  attackers_per_round: int = 0
 
   def __post_init__(self):
     parse_faults(self.inject_faults)
@@ -71,6 +82,7 @@ class RunConfig:
       raise ValueError(f"num_malicious must be >= 0, got {self.num_malicious}")
     if self.attack != "none" and not self.targets:
       raise ValueError(f"attack {self.attack!r} needs at least one target item")
+    threat.check(self)
 
   def build_task(self, dataset) -> "TaskBundle":
     """The task of this run on `dataset`, with its host side for `seed`."""

@@ -11,6 +11,13 @@
   strictly less popular than it, so tied items share a percentile: the least
   popular items have 0, and `band:0:10:K` draws among the bottom tenth.
 
+The threat models' three target choices are `least_popular` (the least popular item),
+random unpopular items, `band:0:50:K` (K items drawn with the run's seed among the least
+popular half: percentile <= 50, items tied at the boundary included), and a given set,
+`items:...`. The flags record the spec
+in the run's config as `target_choice` (beside the ids, `targets`) unless it is the
+default `least_popular`.
+
 The popularity counts come from the caller (docs/design.md: train + test interactions for
 the `ahum-reference` preset, `dataset.item_popularity(include_test=True)`).
 Malformed specs raise a one-line ValueError naming the offending token.
