@@ -51,6 +51,16 @@ def check_targets_in_catalogue(targets: np.ndarray, num_items: int) -> None:
                      f"of {num_items} items")
 
 
+def catalogue_check(name: str, num_items: int | None, targets: np.ndarray):
+  """`check(n)`: refuses an item table of `n` rows unlike the `num_items` an attack was
+  built for (None: any), or one the targets fall outside of."""
+  def check(n: int) -> None:
+    if num_items is not None and n != num_items:
+      raise ValueError(f"{name} was built for num_items={num_items} but V has {n} rows")
+    check_targets_in_catalogue(targets, n)
+  return check
+
+
 def check_count(name: str, value, minimum: int = 1) -> int:
   """An integer hyper-parameter `>= minimum`, else a ValueError naming it."""
   ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedjax_rec.attacks.a_hum import (check_count, check_positive, check_targets,
+from fedjax_rec.attacks.a_hum import (catalogue_check, check_count, check_positive, check_targets,
                                       check_targets_in_catalogue)
 from fedjax_rec.attacks.base import Attack
 from fedjax_rec.task import ClientUpload
@@ -211,9 +211,7 @@ def make_fedrecattack(model_config, targets, *, train_csr=None, num_items: int |
   user_items = jnp.asarray(known.user_items)
   opt = optax.adam(surrogate_lr)
 
-  def check_catalogue(n: int) -> None:
-    if n != num_items:
-      raise ValueError(f"fedrecattack was built for {num_items} items but V has {n} rows")
+  check_catalogue = catalogue_check("fedrecattack", num_items, targets)
 
   def init(key: Array, num_attackers: int, public: PublicParams) -> FedRecAttackState:
     check_catalogue(public.item_emb.shape[0])

@@ -44,8 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedjax_rec.attacks.a_hum import (bce, check_count, check_positive, check_targets,
-                                      check_targets_in_catalogue)
+from fedjax_rec.attacks.a_hum import (bce, catalogue_check, check_count, check_positive,
+                                      check_targets, check_targets_in_catalogue)
 from fedjax_rec.attacks.base import Attack
 from fedjax_rec.models import ncf
 from fedjax_rec.task import ClientUpload
@@ -157,9 +157,7 @@ def make_pipattack(model_config: ncf.NCFConfig, targets, *, train_csr=None,
   dim = model_config.embed_dim
   opt = optax.adam(classifier_lr)
 
-  def check_catalogue(n: int) -> None:
-    if n != num_items:
-      raise ValueError(f"pipattack was built for {num_items} items but V has {n} rows")
+  check_catalogue = catalogue_check("pipattack", num_items, targets)
 
   def init(key: Array, num_attackers: int, public: PublicParams) -> PipAttackState:
     check_catalogue(public.item_emb.shape[0])

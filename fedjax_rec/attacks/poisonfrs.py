@@ -32,7 +32,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fedjax_rec.attacks.a_hum import (check_count, check_positive, check_targets,
+from fedjax_rec.attacks.a_hum import (catalogue_check, check_count, check_positive, check_targets,
                                       check_targets_in_catalogue)
 from fedjax_rec.attacks.base import Attack
 from fedjax_rec.attacks.fake_users import (PROFILE_SIZE, check_popularity, popular_items,
@@ -97,9 +97,7 @@ def make_poisonfrs(model_config, targets, *, popularity=None,
   dim = model_config.embed_dim
   num_rows = num_targets + num_filler
 
-  def check_catalogue(n: int) -> None:
-    if n != num_items:
-      raise ValueError(f"poisonfrs: popularity has {num_items} items but V has {n} rows")
+  check_catalogue = catalogue_check("poisonfrs", num_items, targets)
 
   def init(key: Array, num_attackers: int, public: PublicParams) -> PoisonFRSState:
     check_catalogue(public.item_emb.shape[0])

@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedjax_rec.attacks.a_hum import (bce, check_count, check_positive, check_targets,
-                                      check_targets_in_catalogue)
+from fedjax_rec.attacks.a_hum import (bce, catalogue_check, check_count, check_positive,
+                                      check_targets, check_targets_in_catalogue)
 from fedjax_rec.attacks.base import Attack
 from fedjax_rec.task import ClientUpload
 from fedjax_rec.models import ncf
@@ -102,10 +102,10 @@ def make_psmu(model_config: ncf.NCFConfig, targets, *, num_items: int | None = N
   target_ids = jnp.asarray(targets)
   dim = model_config.embed_dim
 
+  check_rows = catalogue_check("psmu", num_items, targets)
+
   def check_catalogue(n: int) -> None:
-    if num_items is not None and n != num_items:
-      raise ValueError(f"psmu was built for num_items={num_items} but V has {n} rows")
-    check_targets_in_catalogue(targets, n)
+    check_rows(n)
     if num_filler > n - num_targets:
       raise ValueError(f"num_filler_items={num_filler} exceeds the {n - num_targets} "
                        "non-target items")

@@ -17,7 +17,6 @@ import pytest
 
 from fedjax_rec.attacks import ATTACKS, make_attack
 from fedjax_rec.attacks import fake_users as fu
-from fedjax_rec.attacks import poisonfrs as pf
 from fedjax_rec.models import ncf
 from fedjax_rec.rounds import attack_phase
 from fedjax_rec.server import ServerConfig

@@ -4,7 +4,6 @@ tiny run, bad flags."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -16,15 +15,14 @@ import numpy as np
 import pytest
 
 from fedjax_rec import checkpoints
-from fedjax_rec.attacks import make_attack, select_targets
+from fedjax_rec.attacks import make_attack
 from fedjax_rec.attacks import pieck
 from fedjax_rec.data.synthetic import load_synthetic
 from fedjax_rec.models import ncf
-from fedjax_rec.runner import EvalConfig, run
 from fedjax_rec.simulation import Simulator
-from fedjax_rec.tasks.ncf.presets import get_preset
 from fedjax_rec.types import PublicParams
 from tests import test_simulation as ts
+from tests.attacks import tiny_runs
 
 REPO = Path(__file__).resolve().parents[2]
 MF = ncf.NCFConfig(embed_dim=5, hidden=(), embed_init_std=0.1, interaction="dot")
@@ -233,21 +231,8 @@ def test_checkpointed_state_resumes_exactly(two_epochs, tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def _exposure(attack: str, epochs: int = 3) -> float:
-  """ER@5 of the least popular item after a tiny `paper`-preset run with 3 attackers."""
-  ds = load_synthetic(ts.SMALL, seed=3)
-  targets = tuple(int(t) for t in select_targets(ds.item_popularity(include_test=True),
-                                                 "least_popular", 0))
-  base = get_preset("paper")
-  cfg = dataclasses.replace(base, epochs=epochs, clients_per_round=16, targets=targets,
-                            model=dataclasses.replace(base.model, embed_dim=8),
-                            attack=attack, num_malicious=0 if attack == "none" else 3)
-  out = run(cfg, ds, eval_config=EvalConfig(ks=(10,), er_ks=(5,)), log=lambda line: None)
-  return out["final"]["test/er@5"]
-
-
 def test_raises_target_exposure_on_a_tiny_run():
-  none, attacked = _exposure("none"), _exposure("pieck_uea")
+  none, attacked = tiny_runs.exposure("none"), tiny_runs.exposure("pieck_uea")
   assert attacked > none + 0.3, (none, attacked)
 
 

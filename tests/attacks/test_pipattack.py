@@ -3,7 +3,6 @@ NumPy versions, its state across rounds, its effect on a tiny run, bad settings 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -14,14 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_rec.attacks import TAKES_TRAINING_DATA, make_attack, select_targets
+from fedjax_rec.attacks import TAKES_TRAINING_DATA, make_attack
 from fedjax_rec.attacks import pipattack as pip
-from fedjax_rec.data.synthetic import load_synthetic
 from fedjax_rec.models import ncf
-from fedjax_rec.runner import EvalConfig, run
-from fedjax_rec.tasks.ncf.presets import get_preset
 from fedjax_rec.types import PublicParams
-from tests import test_simulation as ts
+from tests.attacks import tiny_runs
 
 REPO = Path(__file__).resolve().parents[2]
 MF = ncf.NCFConfig(embed_dim=4, hidden=(), embed_init_std=0.1, interaction="dot")
@@ -227,25 +223,12 @@ def test_bad_settings(kwargs, needle):
 def test_init_checks_the_catalogue():
   attack = _attack()
   bad = PublicParams(item_emb=jnp.zeros((NUM_ITEMS + 1, 4)), net={})
-  with pytest.raises(ValueError, match="built for 12 items but V has 13 rows"):
+  with pytest.raises(ValueError, match="built for num_items=12 but V has 13 rows"):
     attack.init(jax.random.key(0), 2, bad)
 
 
-def _exposure(attack: str, epochs: int = 3) -> float:
-  """ER@5 of the least popular item after a tiny `paper`-preset run with 3 attackers."""
-  ds = load_synthetic(ts.SMALL, seed=3)
-  targets = tuple(int(t) for t in select_targets(ds.item_popularity(include_test=True),
-                                                 "least_popular", 0))
-  base = get_preset("paper")
-  cfg = dataclasses.replace(base, epochs=epochs, clients_per_round=16, targets=targets,
-                            model=dataclasses.replace(base.model, embed_dim=8),
-                            attack=attack, num_malicious=0 if attack == "none" else 3)
-  out = run(cfg, ds, eval_config=EvalConfig(ks=(10,), er_ks=(5,)), log=lambda line: None)
-  return out["final"]["test/er@5"]
-
-
 def test_raises_target_exposure_on_a_tiny_run():
-  none, attacked = _exposure("none"), _exposure("pipattack")
+  none, attacked = tiny_runs.exposure("none"), tiny_runs.exposure("pipattack")
   assert attacked > none + 0.3, (none, attacked)
 
 
