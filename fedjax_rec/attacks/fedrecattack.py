@@ -93,12 +93,15 @@ def known_interactions(indptr: np.ndarray, items: np.ndarray, share: float, num_
       per_user.append(np.sort(rng.choice(own, math.ceil(own.size * share), replace=False)))
   if not per_user:
     raise ValueError("fedrecattack: the training data holds no interaction to know")
-  width = max(p.size for p in per_user)
-  user_items = np.full((len(per_user), width), num_items, np.int32)
-  for s, p in enumerate(per_user):
-    user_items[s, :p.size] = p
-  pair_user = np.concatenate([np.full(p.size, s, np.int32) for s, p in enumerate(per_user)])
-  return Known(pair_user, np.concatenate(per_user).astype(np.int32), user_items)
+  # The draws above stay one per user, in order (the fixed seed's stream); the layout is
+  # vectorised: surrogate s's known items fill row s of `user_items`, padded with num_items.
+  sizes = np.fromiter(map(len, per_user), np.int64, len(per_user))
+  flat = np.concatenate(per_user).astype(np.int32)
+  pair_user = np.repeat(np.arange(len(per_user), dtype=np.int32), sizes)
+  column = np.arange(flat.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+  user_items = np.full((len(per_user), int(sizes.max())), num_items, np.int32)
+  user_items[pair_user, column] = flat
+  return Known(pair_user, flat, user_items)
 
 
 def surrogate_loss(users: Array, item_emb: Array, pair_user: Array, pair_item: Array,
