@@ -239,11 +239,13 @@ class Simulator:
                                for _, bad in assignment])
     return slots, attack_slots, plan
 
-  def pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
-    """Per-class bound on positives over every replica's clients."""
+  def arrange(self, slots, lengths: tuple[int, ...]):
+    """`(slots, lengths, pos_lengths)` as the task lays out a round's classes
+    (`TaskData.arrange`); replicas keep the plan's classes, bounded over them all."""
     if len(self.hosts) == 1:
-      return self.data.pos_lengths(lengths)
-    return tuple(int(x) for x in np.max([h.pos_lengths(lengths) for h in self.hosts], 0))
+      return self.data.arrange(slots, lengths)
+    pos = np.max([h.pos_lengths(lengths) for h in self.hosts], 0)
+    return slots, lengths, tuple(int(x) for x in pos)
 
   # ---- training -----------------------------------------------------------
   def apply_round(self, server, clients, attackers, users, attackers_in_round=(), key=None,
@@ -254,13 +256,13 @@ class Simulator:
     else:
       slots = scheduling.fill_slots(self.data.num_rows, users, plan)
     self.check_fits(plan)
+    slots, lengths, pos_lengths = self.arrange(slots, plan.lengths)
     slots = tuple(sharding.shard_clients(s, self.mesh) for s in slots)
     key_data = np.asarray(jax.random.key_data(jax.random.key(0) if key is None else key))
     with oom.memory_guard(plan.num_slots):
       return self.round_step(server, clients, attackers, self.device_data, slots,
                              self.attack_slots(np.asarray(attackers_in_round, np.int64)),
-                             key_data, lengths=plan.lengths,
-                             pos_lengths=self.pos_lengths(plan.lengths)), plan
+                             key_data, lengths=lengths, pos_lengths=pos_lengths), plan
 
   def refresh_data(self, epoch: int) -> bool:
     """Renews the tasks' data for `epoch` where they ask (e.g. fresh negatives)."""
@@ -298,10 +300,11 @@ class Simulator:
             server, clients, attackers, users, bad, jax.random.fold_in(keys[0], r))
       else:
         slots, attack_slots, plan = self.replica_round_slots(list(assignment))
+        slots, lengths, pos_lengths = self.arrange(slots, plan.lengths)
         key_data = np.stack([jax.random.key_data(jax.random.fold_in(k, r)) for k in keys])
         server, clients, attackers, out = self.round_step(
             server, clients, attackers, self.device_data, slots, attack_slots, key_data,
-            lengths=plan.lengths, pos_lengths=self.pos_lengths(plan.lengths))
+            lengths=lengths, pos_lengths=pos_lengths)
       padded += plan.padded_samples
       real += [int(h.num_rows[users].sum()) for h, (users, _) in zip(self.hosts, assignment)]
       round_metrics.append(out)

@@ -177,6 +177,15 @@ class TaskData:
     """Each length class's static bound on positives (default: its length)."""
     return lengths
 
+  def arrange(self, slots: tuple, lengths: tuple[int, ...]):
+    """A round's classes as the task lays them out: `(slots, lengths, pos_lengths)`.
+
+    The default keeps the plan's classes. A task may reorder a class's clients and
+    split it into parts of the same length with tighter `pos_lengths` (the same
+    clients train, so only float order may change).
+    """
+    return slots, lengths, self.pos_lengths(lengths)
+
   def refresh(self, epoch: int) -> bool:
     """Renews `device_data` for global epoch `epoch` if the task asks; whether it did."""
     del epoch

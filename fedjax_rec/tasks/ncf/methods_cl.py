@@ -103,10 +103,11 @@ def gradient_item_views(config: ncf.NCFConfig, u1: Array, u2: Array, rows: Array
   return kept + delta1, kept + delta2
 
 
-def _no_aux(name: str, loss_fn) -> methods.Method:
+def _no_aux(name: str, loss_fn, positive_term: bool = False) -> methods.Method:
   return methods.Method(name=name, loss_fn=loss_fn, init_aux=lambda key, params: (),
                         context=lambda aux: (),
-                        epoch_end=lambda params, aux, key: (params, aux, {}))
+                        epoch_end=lambda params, aux, key: (params, aux, {}),
+                        positive_term=positive_term)
 
 
 class CLAux(NamedTuple):
@@ -227,7 +228,7 @@ def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
     return params, CLAux(synthetic, reg_state), metrics
 
   return methods.Method(name=name, loss_fn=loss_fn, init_aux=init_aux, context=context,
-                        epoch_end=epoch_end)
+                        epoch_end=epoch_end, positive_term=use_item_cl)
 
 
 def rcl4fedrec(config: ncf.NCFConfig, **kwargs) -> methods.Method:
@@ -251,7 +252,7 @@ def simgcl(config: ncf.NCFConfig, *, lambda2: float = 0.5, tau: float = 0.2,
     return rec(u, rows, mlp, data) + lambda2 * losses.item_contrastive_loss(
         v1, v2, pos_mask, tau)
 
-  return _no_aux("simgcl", loss_fn)
+  return _no_aux("simgcl", loss_fn, positive_term=True)
 
 
 def union_term(rows: Array, data: LocalData, key: Array, num_union_negatives: int) -> Array:

@@ -27,6 +27,9 @@ class Method(NamedTuple):
     context: `aux -> ctx`, the public part of `aux` sent to clients.
     epoch_end: `(params, aux, key) -> (params, aux, metrics)`, server steps after
       each global epoch.
+    positive_term: whether the objective has a term over a client's positive rows
+      (`methods_cl.positive_rows`), quadratic in them; the driver then cuts the
+      heavy length classes by positives (`positive_classes`).
   """
 
   name: str
@@ -34,6 +37,7 @@ class Method(NamedTuple):
   init_aux: Callable[[Array, PublicParams], PyTree]
   context: Callable[[PyTree], PyTree]
   epoch_end: Callable[[PublicParams, PyTree, Array], tuple[PublicParams, PyTree, dict]]
+  positive_term: bool = False
 
 
 def rec_logits(config: ncf.NCFConfig, u: Array, rows: Array, mlp: PyTree,

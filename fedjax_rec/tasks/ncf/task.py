@@ -24,6 +24,7 @@ from fedjax_rec.tasks.ncf.client import LocalData, make_client_update, user_opti
 from fedjax_rec.data import clients as clients_lib
 from fedjax_rec.data.dataset import ImplicitDataset
 from fedjax_rec.data.split import sample_negatives
+from fedjax_rec.tasks.ncf import positive_classes
 from fedjax_rec.tasks.ncf.methods import TAKES_TRAINING_DATA, Method, make_method
 from fedjax_rec.models import ncf
 from fedjax_rec.task import Task, TaskBundle, TaskData
@@ -47,6 +48,7 @@ class NCFData(TaskData):
   negatives: object = None
   config: object = None
   capacity: int = 0
+  cuts: dict = dataclasses.field(default_factory=dict)  # `positive_classes.choose_cuts`
   _pos_cache: dict = dataclasses.field(default_factory=dict)
 
   def pos_lengths(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
@@ -67,6 +69,14 @@ class NCFData(TaskData):
                               * POS_GRAIN)
       self._pos_cache[lengths] = tuple(bound(l) for l in lengths)
     return self._pos_cache[lengths]
+
+  def arrange(self, slots: tuple, lengths: tuple[int, ...]):
+    """The plan's classes, the heavy ones cut by positives (`positive_classes`)."""
+    bounds = self.pos_lengths(lengths)
+    if not self.cuts:
+      return slots, lengths, bounds
+    return positive_classes.arrange(slots, lengths, bounds, self.cuts,
+                                    self.client_data.num_positives)
 
   def refresh(self, epoch: int) -> bool:
     """Draws fresh negatives for `epoch` if the config asks (`resample_negatives`)."""
@@ -225,5 +235,9 @@ def build_task(config, dataset: ImplicitDataset) -> TaskBundle:
                  plan_lengths=lengths, max_buckets=config.max_buckets,
                  client_data=rows, negatives=negatives, config=config,
                  capacity=capacity)
+  if method.positive_term:
+    data.cuts = positive_classes.choose_cuts(
+        rows.num_rows, rows.num_positives, plan, data.pos_lengths(plan.lengths),
+        config.clients_per_round, config.round_assignment, POS_GRAIN, config.seed)
   task = make_task(config, method, dataset.num_users, dataset.num_items)
   return TaskBundle(task, data, attack)
