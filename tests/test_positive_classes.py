@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import jax
@@ -15,12 +14,12 @@ from fedjax_rec.tasks.ncf import positive_classes
 from tests.test_simulation import small_config
 
 
-def _oracle_cost(positives, class_bound, grain, overhead, max_parts):
+def _oracle_cost(positives, class_bound, ceiling, grain, overhead, max_parts):
   """Cheapest cost over every cut into at most `max_parts` contiguous parts."""
   cap = positives.shape[1]
-  need = np.minimum(class_bound, np.ceil(positives.max(0) * positive_classes.MARGIN / grain)
+  need = np.minimum(ceiling, np.ceil(positives.max(0) * positive_classes.MARGIN / grain)
                     * grain)
-  need[0] = class_bound
+  need[0] = min(ceiling, max(need[0], class_bound))
   need = np.minimum.accumulate(need)
   best = np.inf
   for k in range(max_parts):
@@ -37,14 +36,15 @@ def test_cut_is_the_cheapest(seed):
   cap = int(rng.integers(2, 9))
   positives = -np.sort(-rng.zipf(1.5, size=(5, cap)).clip(max=400), axis=1)
   bound = int(positives.max())
+  ceiling = int(rng.choice([bound + 40, 10_000]))
   overhead = float(rng.choice([0.0, 100.0, 5000.0]))
-  cut = positive_classes.cut_ranks(positives, bound, 4, overhead, max_parts=3)
-  want = _oracle_cost(positives, bound, 4, overhead, 3)
-  if cut is None:  # one part is (one of) the cheapest
-    assert cap * bound ** 2 + overhead == pytest.approx(want)
-    return
-  assert sum(cut.capacities) == cap and len(cut.capacities) <= 3
-  assert cut.bounds[0] == bound and list(cut.bounds) == sorted(cut.bounds, reverse=True)
+  cut = positive_classes.cut_ranks(positives, bound, ceiling, 4, overhead, max_parts=3)
+  want = _oracle_cost(positives, bound, ceiling, 4, overhead, 3)
+  assert sum(cut.capacities) == cap and 1 <= len(cut.capacities) <= 3
+  assert list(cut.bounds) == sorted(cut.bounds, reverse=True)
+  # Every rank is bounded by the most seen there (with slack), never past the ceiling.
+  slots = np.repeat(cut.bounds, cut.capacities)
+  assert (slots >= positives.max(0)).all() and slots[0] >= bound and slots.max() <= ceiling
   got = sum(c * b ** 2 + overhead for c, b in zip(*cut))
   assert got == pytest.approx(want)
 
@@ -63,6 +63,11 @@ def test_arrange_keeps_the_clients_and_bounds_every_part():
   out, _, bounds = positive_classes.arrange((light, slots[1]), (100, 20), (56, 48), cuts,
                                             num_positives)
   assert bounds == (56, 16, 48) and out[1].tolist() == [2, 1, 4, -1]
+  # A one-part cut keeps the slots' order and its static bound, or the draw's on overflow.
+  for static, want in ((40, 40), (16, 48)):
+    one = {(1, 20, 4): positive_classes.Cut((4,), (static,))}
+    out, _, bounds = positive_classes.arrange(slots, (100, 20), (56, 48), one, num_positives)
+    assert out[1].tolist() == [4, 5, 6, 7] and bounds == (56, want)
 
 
 HEAVY = SyntheticConfig(num_users=160, num_items=300, num_clusters=4, mean_activity=10,
@@ -92,5 +97,8 @@ def test_methods_without_a_positive_term_are_not_cut():
   dataset = load_synthetic(HEAVY, seed=1)
   sim = Simulator(small_config(resample_negatives=True, num_negatives=2,
                                clients_per_round=40, max_buckets=2), dataset)
-  assert sim.data.cuts == {}
-  assert dataclasses.replace(sim.config).method == "original"
+  assert sim.config.method == "original" and sim.data.cuts == {}
+  # Their bound on positives is unused: it stays the lengths, whatever the draw.
+  for epoch in range(3):
+    sim.refresh_data(epoch)
+    assert sim.data.pos_lengths(sim.plan.lengths) == sim.plan.lengths

@@ -1,18 +1,21 @@
-"""Length classes cut by positives, for methods with a term quadratic in them.
+"""Static bounds on positives for the length classes, the heavy classes cut by them.
 
-A length class pads every client to its longest rows and to its most positives. The
-contrastive item term (`methods_cl.positive_rows`) costs `P²` per client, so under
-fresh negatives the longest class, which holds every heavy user (on the ML-1M
-pre-split 54 slots, with 190 to 1852 positives), pays the heaviest user's `P²` in
-every slot: 18 times the real work.
+For methods with a term over a client's positive rows (`methods_cl.positive_rows`),
+a length class also pads its clients' positives to a bound. The term costs `P²` per
+client, so under fresh negatives the longest class, which holds every heavy user (on
+the ML-1M pre-split 54 slots, with 190 to 1852 positives), paid the heaviest user's
+`P²` in every slot: 18 times the real work. And a bound taken of each epoch's draw
+moved with the draw (a class's heaviest fitting user changes), so the round compiled
+again in about one epoch of three.
 
-Within such a class a round's clients are ordered by positives and cut into parts of
-fixed sizes, each with its own static bound on positives (`Cut`). The round holds the
-same clients in the same class, so results change only in float order. The sizes and
-bounds are chosen once per run, before the first round, from simulated rounds of the
-epoch-0 draw (`choose_cuts`); a resumed run chooses the same. A round whose clients
-exceed a part's bound runs that part at the class's bound instead (`arrange`): always
-correct, at the price of one more compilation of the round.
+Each class gets a `Cut`: its clients, ordered by positives, fill parts of fixed sizes,
+each with a static bound on positives; most classes have one part, the heavy ones up
+to `MAX_PARTS`. The round holds the same clients in the same class, so results change
+only in float order. Sizes and bounds are chosen once per run, before the first round,
+from simulated rounds of the epoch-0 draw (`choose_cuts`), with `MARGIN` slack; a
+resumed run chooses the same. A round whose clients exceed a part's bound runs that
+part at the draw's bound of the class instead (`arrange`): always correct, at the
+price of one more compilation of the round.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from fedjax_rec import scheduling
 
 # Simulated epochs per run (`choose_cuts`), the slack on each part's bound, the most
 # parts per class, and the least share of the round's cost a part must save.
-NUM_DEALS = 8
-MARGIN = 1.1
+NUM_DEALS = 64
+MARGIN = 1.25
 MAX_PARTS = 4
 MIN_SAVING = 0.02
 
@@ -38,27 +41,29 @@ class Cut(NamedTuple):
   bounds: tuple[int, ...]
 
 
-def cut_ranks(positives: np.ndarray, class_bound: int, grain: int, overhead: float,
-              max_parts: int = MAX_PARTS) -> Cut | None:
+def cut_ranks(positives: np.ndarray, class_bound: int, ceiling: int, grain: int,
+              overhead: float, max_parts: int = MAX_PARTS) -> Cut:
   """The cheapest cut of a class's slots, from its positives in simulated rounds.
 
   Args:
     positives: [rounds, capacity] each round's positives in the class, descending
       (0 for an empty slot).
-    class_bound: the class's bound on positives (a part can never need more).
+    class_bound: the most positives of any client that fits the class (the top
+      part's least bound).
+    ceiling: no bound exceeds it (the class's row length, the most positives).
     grain: bounds are rounded up to multiples of it.
     overhead: the cost of a part, in units of `positives²` (a part is one more
       vmapped block to run and compile).
     max_parts: most parts.
 
   Returns:
-    The cut minimising `Σ capacity · bound²` plus `overhead` per part, or None when a
-    single part is as cheap.
+    The cut minimising `Σ capacity · bound²` plus `overhead` per part (fewest parts
+    among equals).
   """
   cap = positives.shape[1]
   seen = positives.max(axis=0).astype(np.float64) * MARGIN  # rank k's most, with slack
-  need = np.minimum(class_bound, np.ceil(seen / grain) * grain).astype(np.int64)
-  need[0] = class_bound
+  need = np.minimum(ceiling, np.ceil(seen / grain) * grain).astype(np.int64)
+  need[0] = min(ceiling, max(need[0], class_bound))
   need = np.minimum.accumulate(need)  # non-increasing: a part's first rank bounds it
   parts = max(1, min(max_parts, cap))
   # cost[k, j]: cheapest cover of ranks [0, j) by k parts; cut[k, j]: its last start.
@@ -72,8 +77,6 @@ def cut_ranks(positives: np.ndarray, class_bound: int, grain: int, overhead: flo
       cut[k, j] = int(np.argmin(cand))
       cost[k, j] = cand[cut[k, j]]
   k = int(np.argmin(cost[1:, cap])) + 1
-  if k == 1:
-    return None
   edges = [cap]
   while k > 0:
     edges.append(int(cut[k, edges[-1]]))
@@ -86,12 +89,12 @@ def cut_ranks(positives: np.ndarray, class_bound: int, grain: int, overhead: flo
 def choose_cuts(num_rows: np.ndarray, num_positives: np.ndarray, plan: scheduling.BucketPlan,
                 class_bounds: tuple[int, ...], clients_per_round: int, round_assignment: str,
                 grain: int, seed: int) -> dict[tuple[int, int, int], Cut]:
-  """Each class's cut worth making, keyed by `(index, length, capacity)` in `plan`.
+  """Each class's cut, keyed by `(index, length, capacity)` in `plan`.
 
   The classes are filled as the driver fills them (`scheduling.fill_slots`) in
   `NUM_DEALS` simulated epochs of rounds; each part's bound is the most positives
   seen at its first rank, with `MARGIN` slack. A part must save `MIN_SAVING` of the
-  round's padded `Σ positives²`, so only the classes that dominate it are cut.
+  round's padded `Σ positives²`, so only the classes that dominate it have several.
   """
   rng = np.random.default_rng([seed, 6151])
   per_class = [[] for _ in plan.lengths]
@@ -110,9 +113,9 @@ def choose_cuts(num_rows: np.ndarray, num_positives: np.ndarray, plan: schedulin
   for c, (length, cap) in enumerate(zip(plan.lengths, plan.capacities)):
     if cap < 2 or not per_class[c]:
       continue
-    cut = cut_ranks(np.stack(per_class[c]), class_bounds[c], grain, overhead)
-    if cut is not None:
-      cuts[(c, length, cap)] = cut
+    ceiling = min(length, -(-int(num_positives.max()) // grain) * grain)
+    cuts[(c, length, cap)] = cut_ranks(np.stack(per_class[c]), class_bounds[c], ceiling,
+                                       grain, overhead)
   return cuts
 
 
@@ -122,11 +125,12 @@ def _positives(slot_user: np.ndarray, num_positives: np.ndarray) -> np.ndarray:
 
 def arrange(slots: tuple[np.ndarray, ...], lengths: tuple[int, ...],
             class_bounds: tuple[int, ...], cuts: dict, num_positives: np.ndarray):
-  """A round's classes with the cut ones split: `(slots, lengths, pos_lengths)`.
+  """A round's classes with their static bounds: `(slots, lengths, pos_lengths)`.
 
-  A cut class's clients are ordered by positives (descending; stable, so ties keep
-  their slots' order) and dealt to its parts; a part whose clients exceed its bound
-  takes the class's bound.
+  A class of several parts has its clients ordered by positives (descending; stable,
+  so ties keep their slots' order) and dealt to its parts. A part whose clients
+  exceed its bound takes the class's bound of this draw (`class_bounds`), as does a
+  class without a cut.
   """
   out_slots, out_lengths, out_bounds = [], [], []
   for c, (slot_user, length, bound) in enumerate(zip(slots, lengths, class_bounds)):
@@ -137,12 +141,12 @@ def arrange(slots: tuple[np.ndarray, ...], lengths: tuple[int, ...],
       out_bounds.append(bound)
       continue
     pos = _positives(slot_user, num_positives)
-    order = np.argsort(-pos, kind="stable")
-    slot_user, pos = slot_user[order], pos[order]
+    if len(cut.capacities) > 1:
+      order = np.argsort(-pos, kind="stable")
+      slot_user, pos = slot_user[order], pos[order]
     start = 0
     for cap, part_bound in zip(cut.capacities, cut.bounds):
-      part_bound = min(part_bound, bound)
-      if pos[start] > part_bound:
+      if pos[start:start + cap].max() > part_bound:
         part_bound = bound
       out_slots.append(slot_user[start:start + cap])
       out_lengths.append(length)

@@ -48,6 +48,7 @@ class NCFData(TaskData):
   negatives: object = None
   config: object = None
   capacity: int = 0
+  positive_term: bool = False  # the method's (`Method.positive_term`)
   cuts: dict = dataclasses.field(default_factory=dict)  # `positive_classes.choose_cuts`
   _pos_cache: dict = dataclasses.field(default_factory=dict)
 
@@ -58,10 +59,13 @@ class NCFData(TaskData):
     fit `l` (`ClientData.positive_capacity`). With fresh negatives every epoch
     (`resample_negatives`, `refresh`) the draw changes a client's rows, so the bound is
     taken of each epoch's draw and rounded up to a multiple of `POS_GRAIN` (at most
-    `l`): neighbouring draws then share the bound, and so the compiled round. It is a
-    function of the draw alone, so a resumed run uses the same bounds as an unbroken
-    one; the padding it adds is masked, so it changes no value beyond float order.
+    `l`). It is a function of the draw alone, so a resumed run uses the same bounds as
+    an unbroken one; the padding it adds is masked, so it changes no value beyond float
+    order. Rounds use the static bounds of `arrange`; this one is their fallback, and
+    methods without a positive term get the lengths (the bound is unused).
     """
+    if not self.positive_term:
+      return lengths  # unused: a bound that moved with the draw would only recompile
     if lengths not in self._pos_cache:
       bound = self.client_data.positive_capacity
       if self.config.resample_negatives:
@@ -71,7 +75,8 @@ class NCFData(TaskData):
     return self._pos_cache[lengths]
 
   def arrange(self, slots: tuple, lengths: tuple[int, ...]):
-    """The plan's classes, the heavy ones cut by positives (`positive_classes`)."""
+    """The plan's classes with static bounds on positives, the heavy ones cut by them
+    (`positive_classes`)."""
     bounds = self.pos_lengths(lengths)
     if not self.cuts:
       return slots, lengths, bounds
@@ -235,6 +240,7 @@ def build_task(config, dataset: ImplicitDataset) -> TaskBundle:
                  plan_lengths=lengths, max_buckets=config.max_buckets,
                  client_data=rows, negatives=negatives, config=config,
                  capacity=capacity)
+  data.positive_term = method.positive_term
   if method.positive_term:
     data.cuts = positive_classes.choose_cuts(
         rows.num_rows, rows.num_positives, plan, data.pos_lengths(plan.lengths),
