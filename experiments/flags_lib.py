@@ -37,7 +37,7 @@ TASK_METHODS = {"core": ("original", "cl4fedrec", "rcl4fedrec", "simgcl", "union
 DEFAULT_METHOD = {"core": "original", "sequential": "fedseq"}
 TASK_ATTACKS = {"core": ("none", "a_hum", "a_ra", "psmu", "fedrecattack",
                          "random_fake", "popular_fake", "bandwagon_fake", "poisonfrs",
-                         "fedattack", "lie", "fang",
+                         "fedattack", "lie", "fang", "fang_krum",
                          "pipattack", "pieck_ipe", "pieck_uea"),
                 "sequential": ("none",) + SEQ_ATTACKS}
 # Flags that only the core task reads (with --task=sequential they would be ignored).

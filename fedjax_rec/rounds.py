@@ -180,7 +180,7 @@ def make_round_step(task: Task, server_config, aggregator, num_users: int,
       benign = None
       if attack.needs_benign:  # the benign uploads only, never a client's state
         benign = benign_stats(uploads_from_parts(parts), server.params.item_emb.shape[0],
-                              jnp.sum(attack_slots >= 0))
+                              jnp.sum(attack_slots >= 0), distances=attack.needs_distances)
       attackers, up, real = attack_phase(attack, server.params, ctx, attackers, attack_slots,
                                          key_attack, benign)
       offset = sum(int(p["client_mask"].shape[0]) for p in parts)

@@ -13,7 +13,8 @@ PACKAGE = ROOT / "fedjax_rec"
 PROTOCOL = ["task.py", "types.py", "rounds.py", "simulation.py", "seed_axis.py", "runner.py",
             "scheduling.py", "server.py", "faults.py", "checkpoints.py", "oom.py",
             "sharding.py", "metrics.py", "metrics_loo.py", "eval_batches.py", "attacks/base.py",
-            "attacks/benign.py", "attacks/lie.py", "attacks/fang.py", "attacks/fedattack.py",
+            "attacks/benign.py", "attacks/lie.py", "attacks/fang.py", "attacks/fang_krum.py",
+            "attacks/fedattack.py",
             "accuracy_drop.py", "threat.py",
             *sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "aggregators").glob("*.py"))]
 

@@ -25,7 +25,7 @@ def make_attack(name: str, model_config, targets, **kwargs: Any) -> Attack:
 
 
 # Registration (imported after ATTACKS exists).
-from fedjax_rec.attacks import a_hum, fang, fedattack, fedrecattack, lie, psmu  # noqa: E402
+from fedjax_rec.attacks import a_hum, fang, fang_krum, fedattack, fedrecattack, lie, psmu  # noqa: E402
 from fedjax_rec.attacks import fake_users, poisonfrs  # noqa: E402
 from fedjax_rec.attacks import pieck, pipattack  # noqa: E402
 from fedjax_rec.attacks.targets import select_targets  # noqa: E402
@@ -41,6 +41,7 @@ ATTACKS["poisonfrs"] = poisonfrs.make_poisonfrs
 ATTACKS["fedattack"] = fedattack.make_fedattack
 ATTACKS["lie"] = lie.make_lie
 ATTACKS["fang"] = fang.make_fang
+ATTACKS["fang_krum"] = fang_krum.make_fang_krum
 ATTACKS["pipattack"] = pipattack.make_pipattack
 ATTACKS["pieck_ipe"] = pieck.make_pieck_ipe
 ATTACKS["pieck_uea"] = pieck.make_pieck_uea

@@ -34,6 +34,8 @@ class Attack(NamedTuple):
       the attack fixes it (None: not stated; `ALL_ITEMS`: one per item of the
       catalogue); counted in the round's memory floor (`upload_rows`).
     needs_benign: whether `update` takes the round's `benign.BenignStats`.
+    needs_distances: whether those statistics include the `benign.KrumView` (the
+      benign clients' pairwise distances; with `needs_benign`).
   """
 
   name: str
@@ -41,6 +43,7 @@ class Attack(NamedTuple):
   update: Callable[..., tuple[PyTree, ClientUpload]]
   num_rows: int | None = None
   needs_benign: bool = False
+  needs_distances: bool = False
 
 
 def upload_rows(attack: Attack | None, num_items: int) -> int:
