@@ -12,8 +12,8 @@ and `max_j` where `s_j < 0` (0 where `s_j = 0`), and each attacker uploads
 `r_j ~ U(1, b)` drawn per attacker and coordinate (`b = 2`, the paper's), i.e. a value
 beyond the benign extreme by a factor up to `b` (towards zero where the extreme has the
 benign sign). This is the attack the paper derives for trimmed mean and median; its
-Krum variant (a binary search for the largest deviation that Krum still selects) is not
-implemented: against Krum this one runs as is.
+Krum variant (a search for the largest deviation that Krum still selects) is
+`fang_krum.py`.
 
 Over sparse uploads the sums and extremes of an item row are over the benign clients that
 uploaded it in the round (`benign.BenignStats`), and the attacker uploads a row for every
