@@ -157,25 +157,38 @@ def stratified_plan(lengths: np.ndarray, clients_per_round: int, *,
   slots = len(need)
   starts = np.flatnonzero(np.r_[True, need[1:] != need[:-1]])  # [runs]
   edge = np.append(starts, slots)  # run j covers slots edge[j]:edge[j + 1]
-  runs = len(starts)
-  k_max = max(1, min(max_buckets, runs))
-  # cost[k, j]: least padded total of the first j runs in k classes.
+  bounds = cheapest_segments(edge, need[starts], max_buckets)
+  return BucketPlan(tuple(int(need[a]) for a in bounds[:-1]),
+                    tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:])))
+
+
+def cheapest_segments(edge: np.ndarray, weight: np.ndarray, max_parts: int,
+                      overhead: float = 0.0) -> list[int]:
+  """Cuts runs of slots into at most `max_parts` contiguous segments at least cost.
+
+  Run `j` covers slots `edge[j]:edge[j + 1]`; a segment starting at run `a` costs
+  `weight[a]` per slot it covers, plus `overhead`. Returns the segments' slot edges
+  (`[0, ..., edge[-1]]`); among equally cheap cuts, the fewest segments. A small
+  dynamic programme, O(max_parts · runs²).
+  """
+  runs = len(edge) - 1
+  k_max = max(1, min(max_parts, runs))
+  weight = np.asarray(weight, np.float64)
+  # cost[k, j]: least cost of the first j runs in k segments; cut[k, j]: the last start.
   cost = np.full((k_max + 1, runs + 1), np.inf)
   cut = np.zeros((k_max + 1, runs + 1), np.int64)
   cost[0, 0] = 0.0
   for k in range(1, k_max + 1):
     for j in range(1, runs + 1):
-      cand = cost[k - 1, :j] + (edge[j] - starts[:j]) * need[starts[:j]]
+      cand = cost[k - 1, :j] + (edge[j] - edge[:j]) * weight[:j] + overhead
       cut[k, j] = int(np.argmin(cand))
       cost[k, j] = cand[cut[k, j]]
   k = int(np.argmin(cost[1:, runs])) + 1
   bounds = [runs]
   while k > 0:
-    bounds.append(cut[k, bounds[-1]])
+    bounds.append(int(cut[k, bounds[-1]]))
     k -= 1
-  bounds = [int(edge[j]) for j in bounds[::-1]]
-  return BucketPlan(tuple(int(need[a]) for a in bounds[:-1]),
-                    tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:])))
+  return [int(edge[j]) for j in bounds[::-1]]
 
 
 def fill_slots(num_rows: np.ndarray, users: np.ndarray, plan: BucketPlan) -> tuple[np.ndarray, ...]:

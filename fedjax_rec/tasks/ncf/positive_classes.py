@@ -65,23 +65,8 @@ def cut_ranks(positives: np.ndarray, class_bound: int, ceiling: int, grain: int,
   need = np.minimum(ceiling, np.ceil(seen / grain) * grain).astype(np.int64)
   need[0] = min(ceiling, max(need[0], class_bound))
   need = np.minimum.accumulate(need)  # non-increasing: a part's first rank bounds it
-  parts = max(1, min(max_parts, cap))
-  # cost[k, j]: cheapest cover of ranks [0, j) by k parts; cut[k, j]: its last start.
-  cost = np.full((parts + 1, cap + 1), np.inf)
-  cut = np.zeros((parts + 1, cap + 1), np.int64)
-  cost[0, 0] = 0.0
-  starts = np.arange(cap)
-  for k in range(1, parts + 1):
-    for j in range(1, cap + 1):
-      cand = cost[k - 1, :j] + (j - starts[:j]) * need[:j].astype(np.float64) ** 2 + overhead
-      cut[k, j] = int(np.argmin(cand))
-      cost[k, j] = cand[cut[k, j]]
-  k = int(np.argmin(cost[1:, cap])) + 1
-  edges = [cap]
-  while k > 0:
-    edges.append(int(cut[k, edges[-1]]))
-    k -= 1
-  edges = edges[::-1]
+  edges = scheduling.cheapest_segments(np.arange(cap + 1), need.astype(np.float64) ** 2,
+                                      max_parts, overhead)
   return Cut(tuple(b - a for a, b in zip(edges[:-1], edges[1:])),
              tuple(int(need[a]) for a in edges[:-1]))
 
