@@ -42,8 +42,18 @@ def _finite_prefix(sorted_x: Array) -> Array:
   return jnp.concatenate([jnp.zeros_like(x[..., :1]), jnp.cumsum(x, axis=-1)], axis=-1)
 
 
-def copy_wins(view: KrumView, num_attackers: Array, lam: Array) -> Array:
-  """Whether Krum over the benign uploads and `c` copies of `-λ s` scores a copy lowest."""
+def _sorted_others(view: KrumView) -> Array:
+  """[C, C] each client's squared distances to the other clients, ascending (`inf` last:
+  itself and the absent). Independent of λ: sorted once per round."""
+  eye = jnp.eye(view.dist.shape[0], dtype=bool)
+  return jnp.sort(jnp.where(eye, jnp.inf, view.dist), 1)
+
+
+def copy_wins(view: KrumView, others: Array, num_attackers: Array, lam: Array) -> Array:
+  """Whether Krum over the benign uploads and `c` copies of `-λ s` scores a copy lowest.
+
+  `others` is `_sorted_others(view)`.
+  """
   c = num_attackers
   b = jnp.sum(view.mask)
   k = jnp.maximum(b - 2, 0)  # neighbours: n - f - 2 with n = b + c, f = c
@@ -53,45 +63,41 @@ def copy_wins(view: KrumView, num_attackers: Array, lam: Array) -> Array:
   zeros = jnp.clip(c - 1, 0, k)
   copy = _finite_prefix(jnp.sort(delta))[k - zeros]
   # Benign i: its k smallest of the other benign distances and c copies of delta_i.
-  rows = jnp.sort(jnp.where(jnp.eye(view.dist.shape[0], dtype=bool), jnp.inf, view.dist), 1)
-  prefix = _finite_prefix(rows)
-  below = jax.vmap(jnp.searchsorted)(rows, delta)
+  below = jax.vmap(jnp.searchsorted)(others, delta)
   a = jnp.minimum(below, k)
   t = jnp.minimum(c, k - a)
   r = k - a - t
-  benign = jnp.take_along_axis(prefix, (a + r)[:, None], 1)[:, 0] + t * delta
+  benign = jnp.take_along_axis(_finite_prefix(others), (a + r)[:, None], 1)[:, 0] + t * delta
   benign = jnp.where(view.mask, benign, jnp.inf)
   return (b >= 1) & (copy < jnp.min(benign))
 
 
-def lambda_bound(view: KrumView, num_attackers: Array) -> Array:
-  """The paper's starting λ (module docstring)."""
+def lambda_bound(view: KrumView, others: Array, num_attackers: Array) -> Array:
+  """The paper's starting λ (module docstring); `others` is `_sorted_others(view)`."""
   c = num_attackers
   b = jnp.sum(view.mask)
   near = jnp.maximum(b - 2, 0)  # the n - c - 2 nearest benign uploads
-  width = view.dist.shape[0]
-  rows = jnp.sort(jnp.where(jnp.eye(width, dtype=bool), jnp.inf, view.dist), 1)
-  spread = _finite_prefix(jnp.sqrt(rows))[:, near]
+  spread = _finite_prefix(jnp.sqrt(others))[:, near]
   spread = jnp.min(jnp.where(view.mask, spread, jnp.inf))
   root_d = jnp.sqrt(jnp.maximum(view.num_signs, 1.0))
   far = jnp.max(jnp.where(view.mask, jnp.sqrt(view.sq_norm), 0.0))
-  lam = spread / (jnp.maximum(b + c - 2 * c - 1, 1) * root_d) + far / root_d
+  lam = spread / (jnp.maximum(b - c - 1, 1) * root_d) + far / root_d  # n - 2c - 1
   return jnp.where(jnp.isfinite(lam), lam, 0.0)
 
 
 def search_lambda(view: KrumView, num_attackers: Array, steps: int) -> tuple[Array, Array]:
   """`(λ, selected)`: the first of `λ0, λ0/2, ...` (`steps` of them) Krum selects, else
   the last."""
+  others = _sorted_others(view)
 
   def step(_, state):
     lam, found = state
-    wins = copy_wins(view, num_attackers, lam)
-    keep = found | wins
+    keep = found | copy_wins(view, others, num_attackers, lam)
     return jnp.where(keep, lam, lam * 0.5), keep
 
-  lam, found = lax.fori_loop(0, steps - 1, step, (lambda_bound(view, num_attackers),
+  lam, found = lax.fori_loop(0, steps - 1, step, (lambda_bound(view, others, num_attackers),
                                                   jnp.asarray(False)))
-  return lam, found | copy_wins(view, num_attackers, lam)
+  return lam, found | copy_wins(view, others, num_attackers, lam)
 
 
 def make_fang_krum(model_config, targets=None, *, steps: int = 20) -> Attack:

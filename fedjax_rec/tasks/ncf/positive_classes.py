@@ -94,14 +94,11 @@ def choose_cuts(num_rows: np.ndarray, num_positives: np.ndarray, plan: schedulin
       for c, slot_user in enumerate(scheduling.fill_slots(num_rows, users, plan)):
         per_class[c].append(np.sort(_positives(slot_user, num_positives))[::-1])
   overhead = MIN_SAVING * sum(c * float(b) ** 2 for c, b in zip(plan.capacities, class_bounds))
-  cuts = {}
-  for c, (length, cap) in enumerate(zip(plan.lengths, plan.capacities)):
-    if cap < 2 or not per_class[c]:
-      continue
-    ceiling = min(length, -(-int(num_positives.max()) // grain) * grain)
-    cuts[(c, length, cap)] = cut_ranks(np.stack(per_class[c]), class_bounds[c], ceiling,
-                                       grain, overhead)
-  return cuts
+  most = -(-int(num_positives.max()) // grain) * grain
+  return {(c, length, cap): cut_ranks(np.stack(per_class[c]), class_bounds[c],
+                                      min(length, most), grain, overhead)
+          for c, (length, cap) in enumerate(zip(plan.lengths, plan.capacities))
+          if per_class[c]}
 
 
 def _positives(slot_user: np.ndarray, num_positives: np.ndarray) -> np.ndarray:
