@@ -88,6 +88,15 @@ CANDIDATES.update(
     u5=(dataclasses.replace(_O2[0], user_lr=0.5), ServerConfig("adam", 0.01), "sum"),
     f3=(LocalConfig(local_epochs=5, batch_size=0, optimizer="sgd", lr=0.05,
                     user_optimizer="adam", user_lr=0.1), ServerConfig("adam", 0.01), "sum"))
+# The fourth round, on `paper` (n16r): the contrastive weights of SimGCL (λ2) and
+# CL4FedRec (λ1 = λ2), the paper's 0.5 and smaller, so that Table 2 can set each method
+# beside Original at a weight chosen on validation as well as at the paper's.
+_N16R = OVERRIDES["n16r"]
+for _tag, _w in (("05", 0.5), ("005", 0.05), ("0005", 0.005), ("00005", 0.0005)):
+  CANDIDATES[f"sg{_tag}"] = CANDIDATES[f"cl{_tag}"] = _O2
+  OVERRIDES[f"sg{_tag}"] = dict(_N16R, method="simgcl", method_kwargs=(("lambda2", _w),))
+  OVERRIDES[f"cl{_tag}"] = dict(_N16R, method="cl4fedrec",
+                                method_kwargs=(("lambda1", _w), ("lambda2", _w)))
 
 
 def candidate_config(name: str, epochs: int):
@@ -158,6 +167,8 @@ def _describe(overrides: dict) -> str:
     if key == "model":
       out += [f"{f.name}={getattr(value, f.name)}" for f in dataclasses.fields(value)
               if getattr(value, f.name) != getattr(_MODEL, f.name)]
+    elif key == "method_kwargs":
+      out += [f"{k}={v}" for k, v in value]
     else:
       out.append(key if value is True else f"{key}={value}")
   return ", ".join(out)
