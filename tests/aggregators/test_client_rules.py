@@ -4,6 +4,7 @@ the detection metrics."""
 from __future__ import annotations
 
 import functools
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from fedjax_rec import aggregators as agg_lib
+from fedjax_rec.aggregators import client_select
 from fedjax_rec.aggregators.client_select import client_sq_dists
 from fedjax_rec.aggregators.detection import detection_metrics, pooled_rates
 from fedjax_rec.aggregators.union_filter import uniformity_shift
@@ -18,7 +20,7 @@ from fedjax_rec.simulation import epoch_summary
 from fedjax_rec.types import Uploads
 
 from . import reference, reference_clients
-from .uploads_gen import NUM_ITEMS, permute_clients, random_uploads
+from .uploads_gen import DIM, NUM_ITEMS, permute_clients, random_uploads
 
 WIDE = 12  # client slots of the rounds here: Bulyan (f = 1) needs n >= 7 accepted
 
@@ -63,11 +65,15 @@ def test_wide_rounds_match_oracle(convention):
   assert 0 in fallbacks
 
 
-def test_client_distances_over_several_tiers():
+@pytest.mark.parametrize("dense", [False, True])
+def test_client_distances_over_several_tiers(dense):
+  """Both row methods, the per-item Grams and the dense chunks (several of them)."""
   u = random_uploads(5, num_clients=40, p_real=0.9)
   accepted, _ = reference.accepted_clients(u, 1e6)
   cleaned, _ = agg_lib.validate(u)
-  dist = np.asarray(jax.jit(client_sq_dists, static_argnums=1)(cleaned, NUM_ITEMS))
+  with mock.patch.object(client_select, "_DENSE_CHUNK_FLOATS", 40 * DIM * 7):
+    dist = np.asarray(jax.jit(client_sq_dists, static_argnums=(1, 2))(cleaned, NUM_ITEMS,
+                                                                      dense))
   vecs = reference_clients.dense_clients(u, accepted, NUM_ITEMS)
   for a in accepted:
     for b in accepted:
