@@ -20,7 +20,6 @@ rows get a distance accurate to about 1e-7 of their squared norms, not better.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
