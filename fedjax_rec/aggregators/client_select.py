@@ -35,8 +35,9 @@ from fedjax_rec.types import Array, Uploads
 # more than the dense product's extra flops (a dense round has few items per client it
 # does not upload).
 DENSE_SHARE = 0.25
-# Floats of one dense [C, items, d] chunk (128 MiB; one chunk for ML-1M rounds of 256).
-_DENSE_CHUNK_FLOATS = 1 << 25
+# Floats of one dense [C, items, d] chunk (64 MiB: on ML-1M rounds of 256 clients two
+# chunks measured faster than one of 128 MiB, BENCHMARKS.md).
+_DENSE_CHUNK_FLOATS = 1 << 24
 
 
 def client_sq_dists(uploads: Uploads, num_items: int, dense: bool | None = None) -> Array:
