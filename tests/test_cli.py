@@ -145,7 +145,8 @@ def test_bad_cl_flags_fail_at_parsing(args, needle):
 def test_cl_method_runs_from_flags(tmp_path):
   """Valid CL flags pass parsing and train (flag validation must not refuse defaults)."""
   proc = _train("--method=rcl4fedrec", "--epochs=1", "--clients_per_round=600",
-                "--num_synthetic_users=4", f"--workdir={tmp_path}", timeout=900)
+                "--num_synthetic_users=4", "--embed_dim=8", "--hidden=8", "--max_buckets=2",
+                f"--workdir={tmp_path}", timeout=900)
   assert proc.returncode == 0, proc.stderr[-2000:]
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert np.isfinite(summary["final"]["test/recall@20"])

@@ -1,6 +1,7 @@
 """Runs a few rounds of each task on one device and on an 8-device CPU mesh; prints max diffs.
 
-Run in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8.
+Run in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8; an
+optional argument names the cases (comma-separated; default: all).
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ def main():
   cases["sequential"] = method_config("cl_temporal", SeqConfig(
       encoder=EncoderConfig(embed_dim=8, max_len=10, num_blocks=1), clients_per_round=24,
       epochs=2))
+  only = sys.argv[1].split(",") if len(sys.argv) > 1 else list(cases)
   out = {}
-  for name, cfg in cases.items():
+  for name in only:
+    cfg = cases[name]
     results = []
     for mesh in (None, sharding.make_mesh(8)):
       sim = Simulator(cfg, data[name], mesh=mesh)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import numpy as np
 import pytest
 
-from fedjax_rec import checkpoints
+from fedjax_rec import checkpoints, runner
 from fedjax_rec.runner import EvalConfig, run
 from fedjax_rec.simulation import Simulator
 from tests.sequential.conftest import FAST_COMPILE, tiny_config
@@ -71,9 +72,12 @@ def test_run_writes_results_and_resumes_exactly(tiny_dataset, tmp_path):
   assert any("already finished" in line for line in logs) and again == resumed
 
 
-def test_seeds_as_a_leading_axis_equal_separate_runs(tiny_dataset, tmp_path):
+def test_seeds_as_a_leading_axis_equal_separate_runs(tiny_dataset, tmp_path, monkeypatch):
   # The sequential task gets --num_seeds from the protocol: S replicas in one program,
-  # each equal to its own run (FORTRESS with its defense and an attacker).
+  # each equal to its own run (FORTRESS with its defense and an attacker). Both sides
+  # compile with the tests' fast XLA options.
+  monkeypatch.setattr(runner, "Simulator",
+                      functools.partial(Simulator, compiler_options=FAST_COMPILE))
   cfg = tiny_config("fortress", attack="a_hum", num_malicious=2, targets=(3,), epochs=2,
                     attack_kwargs=(("history_len", 4), ("num_users", 3)))
   summary = run(cfg, tiny_dataset, num_seeds=2, eval_config=EVAL, workdir=tmp_path / "x2",
