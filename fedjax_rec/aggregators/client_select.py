@@ -34,7 +34,7 @@ from fedjax_rec.types import Array, Uploads
 # share of the client x item grid: there the per-item Grams' scatter into [C, C] costs
 # more than the dense product's extra flops (a dense round has few items per client it
 # does not upload).
-DENSE_SHARE = 0.25
+DENSE_SHARE = 0.35
 # Floats of one dense [C, items, d] chunk (64 MiB: on ML-1M rounds of 256 clients two
 # chunks measured faster than one of 128 MiB, BENCHMARKS.md).
 _DENSE_CHUNK_FLOATS = 1 << 24
