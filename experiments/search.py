@@ -91,26 +91,21 @@ CANDIDATES.update(
 # The fourth round, on `paper` (n16r): the contrastive weights of SimGCL (λ2) and
 # CL4FedRec (λ1 = λ2), the paper's 0.5 and smaller, so that Table 2 can set each method
 # beside Original at a weight chosen on validation as well as at the paper's.
-_N16R = OVERRIDES["n16r"]
-for _tag, _w in (("05", 0.5), ("005", 0.05), ("0005", 0.005), ("00005", 0.0005)):
-  CANDIDATES[f"sg{_tag}"] = CANDIDATES[f"cl{_tag}"] = _O2
-  OVERRIDES[f"sg{_tag}"] = dict(_N16R, method="simgcl", method_kwargs=(("lambda2", _w),))
-  OVERRIDES[f"cl{_tag}"] = dict(_N16R, method="cl4fedrec",
-                                method_kwargs=(("lambda1", _w), ("lambda2", _w)))
-
 # The fifth round: on ML-100K the item term alone at 0.5 cut Recall@20 from 0.185 to
 # 0.109 while the user term alone at 0.5 kept it (0.189), so the paper's λ1 with a small
-# or no λ2.
+# or no λ2; on the pre-split the user term alone at 0.5 fell to 0.045 as well, so then
+# smaller user weights alone. name -> (method, its weights), each on n16r.
+_WEIGHTS = {}
+for _tag, _w in (("05", 0.5), ("005", 0.05), ("0005", 0.005), ("00005", 0.0005)):
+  _WEIGHTS[f"sg{_tag}"] = ("simgcl", (("lambda2", _w),))
+  _WEIGHTS[f"cl{_tag}"] = ("cl4fedrec", (("lambda1", _w), ("lambda2", _w)))
 for _tag, _w in (("00005", 0.0005), ("0", 0.0)):
-  CANDIDATES[f"u05i{_tag}"] = _O2
-  OVERRIDES[f"u05i{_tag}"] = dict(_N16R, method="cl4fedrec",
-                                  method_kwargs=(("lambda1", 0.5), ("lambda2", _w)))
-# On the pre-split the user term alone at 0.5 fell to 0.045 as well: smaller user weights.
+  _WEIGHTS[f"u05i{_tag}"] = ("cl4fedrec", (("lambda1", 0.5), ("lambda2", _w)))
 for _tag, _w in (("005", 0.05), ("0005", 0.005)):
-  CANDIDATES[f"u{_tag}i0"] = _O2
-  OVERRIDES[f"u{_tag}i0"] = dict(_N16R, method="cl4fedrec",
-                                 method_kwargs=(("lambda1", _w), ("lambda2", 0.0)))
-
+  _WEIGHTS[f"u{_tag}i0"] = ("cl4fedrec", (("lambda1", _w), ("lambda2", 0.0)))
+for _name, (_method, _kwargs) in _WEIGHTS.items():
+  CANDIDATES[_name] = _O2
+  OVERRIDES[_name] = dict(OVERRIDES["n16r"], method=_method, method_kwargs=_kwargs)
 
 def candidate_config(name: str, epochs: int):
   local, server, convention = CANDIDATES[name]

@@ -11,8 +11,8 @@ The row part of the [C, C] Gram matrix is, for sparse rounds, a scatter-add of e
 item's [n, n] Gram of its uploaders, over the dense item blocks of `item_blocks.py`
 (work about `sum_i n_i^2 d`, memory one block plus [C, C]); for dense rounds (row
 capacity at least `DENSE_SHARE` of the client x item grid) a sum of matmuls over chunks
-of items, each chunk's rows scattered into a bounded dense [C, chunk * d]. The MLP part is a matmul of the clients'
-MLP gradients centred at their mean (distances do not change; the centring keeps the
+of items, each chunk's rows scattered into a bounded dense [C, chunk * d]. The MLP part
+is a matmul of the clients' MLP gradients centred at their mean (distances do not change; the centring keeps the
 identity accurate). Distances are clamped at 0 and symmetrized; float32 with HIGHEST
 matmul precision. The row part is not centred, so two near-identical clients with large
 rows get a distance accurate to about 1e-7 of their squared norms, not better.
@@ -49,7 +49,7 @@ def client_sq_dists(uploads: Uploads, num_items: int, dense: bool | None = None)
   multiplied by its transpose.
   """
   num_clients = uploads.client_mask.shape[0]
-  num_rows, dim = uploads.row_grad.shape
+  num_rows = uploads.row_grad.shape[0]
   if dense is None:
     dense = num_rows >= DENSE_SHARE * num_clients * num_items
   gram = (_dense_row_gram if dense else _item_row_gram)(uploads, num_items)
