@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from fedjax_rec import threat
+from fedjax_rec import aggregators, hparams, threat
 from fedjax_rec.faults import parse_faults
 from fedjax_rec.server import ServerConfig
 from fedjax_rec.types import Array, PublicParams, PyTree
@@ -34,12 +34,14 @@ class RunConfig:
   Attributes:
     server: the server optimizer (`server.ServerConfig`).
     aggregator: aggregator name (see `aggregators.make_aggregator`).
-    aggregator_kwargs: its hyper-parameters, as sorted `(name, value)` pairs.
+    aggregator_kwargs: its hyper-parameters: its `aggregators.PARAMS` dataclass, a dict
+      or `(name, value)` pairs, held as sorted pairs (`hparams.canonical`).
     convention: FedAvg convention: "sum", "mean" or "weighted".
     clients_per_round: `B`.
     epochs: global epochs `T`.
     attack: attack name, or "none".
-    attack_kwargs: its hyper-parameters, as sorted `(name, value)` pairs.
+    attack_kwargs: its hyper-parameters, likewise (the task's attacks' `PARAMS`; none
+      without an attack).
     num_malicious: attacker clients.
     targets: target item ids of the attack (and of ER@K).
     seed: root seed of the run.
@@ -83,6 +85,17 @@ class RunConfig:
     if self.attack != "none" and not self.targets:
       raise ValueError(f"attack {self.attack!r} needs at least one target item")
     threat.check(self)
+    self._set_hparams("aggregator_kwargs", "aggregator", self.aggregator, aggregators.PARAMS)
+
+  def _set_hparams(self, field: str, kind: str, name: str, params) -> None:
+    """Checks the hyper-parameters in `field` against `params[name]` and holds them as
+    sorted pairs (`hparams.canonical`); a task's config calls it for its own fields."""
+    given = getattr(self, field)
+    if kind == "attack" and name == "none":
+      if given:
+        raise ValueError(f"attack_kwargs {given!r} given without an attack (attack='none')")
+      return
+    object.__setattr__(self, field, hparams.canonical(kind, name, given, params))
 
   def build_task(self, dataset) -> "TaskBundle":
     """The task of this run on `dataset`, with its host side for `seed`."""

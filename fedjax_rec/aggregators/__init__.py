@@ -6,7 +6,7 @@ See `base.py` for the FedAvg conventions and how robust statistics are rescaled 
 Client-level rules (Multi-Krum, Bulyan, the UNION filter, and HiCS / NormBound clipping)
 report which clients they flagged against the attacker slots (`detection.py`).
 
-Default hyper-parameters (used by `make_aggregator` and the builders alike):
+Default hyper-parameters (the builders' own; `PARAMS` holds them typed, `DEFAULTS` as dicts):
 
 * `num_trim` / `num_byzantine` (`f`) = 1. Statistics are per item row over that row's
   uploaders, and `f` bounds the attackers *per row per round*. With the papers' malicious
@@ -38,8 +38,10 @@ Default hyper-parameters (used by `make_aggregator` and the builders alike):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from fedjax_rec import hparams
 from fedjax_rec.aggregators.base import CONVENTIONS, Aggregator, ServerView
 from fedjax_rec.aggregators.bulyan import bulyan
 from fedjax_rec.aggregators.fedavg import fedavg
@@ -64,30 +66,25 @@ _BUILDERS = {
     "union_filter": union_filter,
 }
 
-# Hyper-parameters each name accepts (besides num_items and convention), with defaults.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "fedavg": {"max_abs": None},
-    "norm_bound": {"clip_norm": 0.1, "clip_quantile": None, "max_abs": 1e6},
-    "median": {"max_abs": 1e6},
-    "trimmed_mean": {"num_trim": 1, "max_abs": 1e6},
-    "krum": {"num_byzantine": 1, "max_abs": 1e6, "block_items": None},
-    "hics": {"client_clip": 1.0, "row_clip": 1.0, "min_uploaders": 2, "max_abs": 1e6},
-    "multi_krum": {"num_byzantine": 1, "num_selected": None, "max_abs": 1e6},
-    "bulyan": {"num_byzantine": 1, "max_abs": 1e6},
-    "union_filter": {"sim_lr": None, "max_rows": 64, "ref_items": 256, "max_abs": 1e6},
-}
+# Each name's typed hyper-parameters (`hparams.schema`: the builder's keyword
+# parameters, less `num_items` and `convention`), and their defaults.
+PARAMS: dict[str, type] = {name: hparams.schema(b, name=name,
+                                                 skip=hparams.NOT_HPARAMS | {"convention"})
+                           for name, b in _BUILDERS.items()}
+DEFAULTS: dict[str, dict[str, Any]] = {name: hparams.defaults(p) for name, p in PARAMS.items()}
 
 AGGREGATORS = tuple(_BUILDERS)
 
 
 def resolve_kwargs(name: str, kwargs) -> tuple[tuple[str, Any], ...]:
-  """`kwargs` (pairs or a dict) with the documented defaults filled in, as sorted pairs.
+  """`kwargs` (a `PARAMS` dataclass, a dict or pairs) with the defaults filled in, as
+  sorted pairs.
 
-  Configs store this form, so a run records the values it used: a default changed in a
-  later version cannot silently resume (or reuse) a run made under the old one. Unknown
-  names are left for `make_aggregator` to reject.
+  Run records store this form, so a run records the values it used: a default changed
+  in a later version cannot silently resume (or reuse) a run made under the old one.
+  Unknown names are left for `make_aggregator` to reject.
   """
-  given = dict(kwargs)
+  given = dataclasses.asdict(kwargs) if dataclasses.is_dataclass(kwargs) else dict(kwargs)
   return tuple(sorted({**DEFAULTS.get(name, {}), **given}.items()))
 
 
@@ -99,25 +96,19 @@ def make_aggregator(name: str, num_items: int, convention: str = "sum",
     name: one of `AGGREGATORS`.
     num_items: number of item rows (static).
     convention: ``"sum"``, ``"mean"`` or ``"weighted"``.
-    **kwargs: hyper-parameters of that aggregator (see `DEFAULTS`); missing ones take the
-      documented defaults.
+    **kwargs: hyper-parameters of that aggregator (its `PARAMS` fields; names and types
+      checked); missing ones take the documented defaults.
 
   Raises:
     ValueError: unknown name, unknown hyper-parameter, or an invalid value (negative `f`,
       non-positive clip norm, `min_uploaders < 1`, unknown convention).
   """
-  if name not in _BUILDERS:
-    raise ValueError(f"Unknown aggregator {name!r}; expected one of {AGGREGATORS}.")
-  unknown = set(kwargs) - set(DEFAULTS[name])
-  if unknown:
-    raise ValueError(f"Aggregator {name!r} got unknown hyper-parameters {sorted(unknown)}; "
-                     f"it accepts {sorted(DEFAULTS[name])}.")
-  params = {**DEFAULTS[name], **kwargs}
-  return _BUILDERS[name](num_items, convention=convention, **params)
+  hparams.canonical("aggregator", name, kwargs, PARAMS)
+  return _BUILDERS[name](num_items, convention=convention, **kwargs)
 
 
 __all__ = [
-    "AGGREGATORS", "Aggregator", "CONVENTIONS", "DEFAULTS", "ServerView", "bulyan", "fedavg",
-    "hics", "krum", "make_aggregator", "median", "multi_krum", "norm_bound", "resolve_kwargs",
-    "trimmed_mean", "union_filter", "validate",
+    "AGGREGATORS", "Aggregator", "CONVENTIONS", "DEFAULTS", "PARAMS", "ServerView", "bulyan",
+    "fedavg", "hics", "krum", "make_aggregator", "median", "multi_krum", "norm_bound",
+    "resolve_kwargs", "trimmed_mean", "union_filter", "validate",
 ]

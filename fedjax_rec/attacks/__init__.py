@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from fedjax_rec import hparams
 from fedjax_rec.attacks.base import Attack
 
 # name -> builder(model_config, targets, **kwargs) -> Attack; filled by the modules.
@@ -46,5 +47,8 @@ ATTACKS["pipattack"] = pipattack.make_pipattack
 ATTACKS["pieck_ipe"] = pieck.make_pieck_ipe
 ATTACKS["pieck_uea"] = pieck.make_pieck_uea
 
-__all__ = ["ATTACKS", "Attack", "TAKES_BENIGN_TRAINING", "TAKES_POPULARITY",
+# Each attack's typed hyper-parameters (`hparams.schema` of its builder).
+PARAMS: dict[str, type] = {name: hparams.schema(b, name=name) for name, b in ATTACKS.items()}
+
+__all__ = ["ATTACKS", "Attack", "PARAMS", "TAKES_BENIGN_TRAINING", "TAKES_POPULARITY",
            "TAKES_TRAINING_DATA", "make_attack", "select_targets"]

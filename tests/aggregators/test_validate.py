@@ -54,13 +54,13 @@ def test_make_aggregator_defaults_and_names():
 
 
 @pytest.mark.parametrize("name,kwargs,match", [
-    ("zeno", {}, "Unknown aggregator"),
+    ("zeno", {}, "unknown aggregator"),
     ("multi_krum", {"num_selected": 0}, "num_selected"),
     ("bulyan", {"num_byzantine": -1}, "num_byzantine"),
     ("union_filter", {"sim_lr": 0.0}, "sim_lr"),
     ("union_filter", {"max_rows": 0}, "max_rows"),
     ("union_filter", {"ref_items": 1}, "ref_items"),
-    ("median", {"num_trim": 1}, "unknown hyper-parameters"),
+    ("median", {"num_trim": 1}, "unknown hyper-parameter"),
     ("trimmed_mean", {"num_trim": -1}, "num_trim"),
     ("krum", {"num_byzantine": -2}, "num_byzantine"),
     ("krum", {"num_byzantine": 1.5}, "num_byzantine"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from fedjax_rec import attacks
+from fedjax_rec.tasks.ncf import methods
 from fedjax_rec.tasks.ncf.client import LocalConfig
 from fedjax_rec.models import ncf
 from fedjax_rec.task import RunConfig
@@ -20,7 +22,8 @@ class SimConfig(RunConfig):
     model: NCF shape.
     local: client-side training.
     method: training method name (see `methods.METHODS`).
-    method_kwargs: method hyper-parameters, as sorted `(name, value)` pairs.
+    method_kwargs: method hyper-parameters: its `methods.PARAMS` dataclass, a dict or
+      `(name, value)` pairs, held as sorted pairs (`hparams.canonical`).
     num_negatives: negatives per positive.
     resample_negatives: draw fresh negatives every epoch.
     round_assignment: "stratified" (balanced length profile per round, the
@@ -43,6 +46,8 @@ class SimConfig(RunConfig):
 
   def __post_init__(self):
     super().__post_init__()
+    self._set_hparams("method_kwargs", "method", self.method, methods.PARAMS)
+    self._set_hparams("attack_kwargs", "attack", self.attack, attacks.PARAMS)
     if self.num_negatives < 0:
       raise ValueError(f"num_negatives must be >= 0, got {self.num_negatives}")
     if dict(self.method_kwargs).get("rec_loss") == "bpr" and self.num_negatives < 1:

@@ -117,7 +117,8 @@ class CLAux(NamedTuple):
   reg_state: PyTree
 
 
-def cl4fedrec(config: ncf.NCFConfig, *, popularity: np.ndarray | None = None,
+def cl4fedrec(config: ncf.NCFConfig, *,
+              popularity: np.ndarray | tuple[int, ...] | None = None,
               lambda1: float = 0.5, lambda2: float = 0.5, tau: float = 0.2,
               eta: float = 0.1, num_synthetic_users: int = 60, synthetic_items: int = 30,
               synthetic_negatives: int = 4, synthetic_steps: int = 20,

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fedjax_rec import hparams
 from fedjax_rec.attacks.base import Attack
 from fedjax_rec.task import ClientUpload
 from fedjax_rec.models.encoders import Encoder, last_hidden, lookup
@@ -174,11 +175,15 @@ def make_psmu(encoder: Encoder, max_len: int, targets, num_items: int, *,
   return Attack("psmu", init, update)
 
 
+_BUILDERS = {"a_hum": make_a_hum, "psmu": make_psmu}
+# Each sequential attack's typed hyper-parameters (`hparams.schema` of its builder).
+PARAMS: dict[str, type] = {name: hparams.schema(b, name=name) for name, b in _BUILDERS.items()}
+
+
 def make_seq_attack(name: str, encoder: Encoder, max_len: int, targets, num_items: int,
                     **kwargs) -> Attack:
   """Builds a sequential attack by name (`SEQ_ATTACKS`)."""
-  builders = {"a_hum": make_a_hum, "psmu": make_psmu}
-  if name not in builders:
+  if name not in _BUILDERS:
     raise ValueError(f"unknown sequential attack {name!r}; expected one of "
                      f"{list(SEQ_ATTACKS) + ['none']}")
-  return builders[name](encoder, max_len, targets, num_items, **kwargs)
+  return _BUILDERS[name](encoder, max_len, targets, num_items, **kwargs)

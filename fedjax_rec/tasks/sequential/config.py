@@ -20,6 +20,7 @@ from fedjax_rec.tasks.sequential.objective import ObjectiveConfig
 from fedjax_rec.tasks.sequential.regularizers import DefenseConfig
 from fedjax_rec.server import ServerConfig
 from fedjax_rec.task import RunConfig
+from fedjax_rec.tasks.sequential import attacks as seq_attacks
 from fedjax_rec.tasks.sequential import task as task_lib
 
 METHODS = ("fedseq", "cl", "cl_temporal", "fortress")
@@ -47,6 +48,10 @@ class SeqConfig(RunConfig):
   server: ServerConfig = ServerConfig(optimizer="adam", lr=0.01)
   convention: str = "weighted"
   epochs: int = 40
+
+  def __post_init__(self):
+    super().__post_init__()
+    self._set_hparams("attack_kwargs", "attack", self.attack, seq_attacks.PARAMS)
 
   def build_task(self, dataset):
     """The sequential task of this run on `dataset` (`tasks.sequential.task`)."""
