@@ -17,7 +17,7 @@ state and the round's uploads only.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple
 
 import numpy as np
 
@@ -71,6 +71,8 @@ class RunConfig:
   attack_start_epoch: int = 0
   attack_schedule: str = "shuffled"
   attackers_per_round: int = 0
+  # The task's attacks' typed hyper-parameters (its registry's `PARAMS`).
+  ATTACK_PARAMS: ClassVar[Mapping[str, type]] = {}
 
   def __post_init__(self):
     parse_faults(self.inject_faults)
@@ -86,16 +88,16 @@ class RunConfig:
       raise ValueError(f"attack {self.attack!r} needs at least one target item")
     threat.check(self)
     self._set_hparams("aggregator_kwargs", "aggregator", self.aggregator, aggregators.PARAMS)
+    if self.attack != "none":
+      self._set_hparams("attack_kwargs", "attack", self.attack, self.ATTACK_PARAMS)
+    elif self.attack_kwargs:
+      raise ValueError(f"attack_kwargs {self.attack_kwargs!r} given without an attack "
+                       "(attack='none')")
 
   def _set_hparams(self, field: str, kind: str, name: str, params) -> None:
     """Checks the hyper-parameters in `field` against `params[name]` and holds them as
     sorted pairs (`hparams.canonical`); a task's config calls it for its own fields."""
-    given = getattr(self, field)
-    if kind == "attack" and name == "none":
-      if given:
-        raise ValueError(f"attack_kwargs {given!r} given without an attack (attack='none')")
-      return
-    object.__setattr__(self, field, hparams.canonical(kind, name, given, params))
+    object.__setattr__(self, field, hparams.canonical(kind, name, getattr(self, field), params))
 
   def build_task(self, dataset) -> "TaskBundle":
     """The task of this run on `dataset`, with its host side for `seed`."""

@@ -14,10 +14,12 @@ from fedjax_rec.tasks.ncf.presets import get_preset
 from fedjax_rec.tasks.sequential import attacks as seq_attacks
 from fedjax_rec.tasks.sequential.config import method_config
 
-REGISTRIES = [("aggregator", aggregators.PARAMS, aggregators._BUILDERS),  # pylint: disable=protected-access
+# pylint: disable=protected-access
+REGISTRIES = [("aggregator", aggregators.PARAMS, aggregators._BUILDERS),
               ("attack", attacks.PARAMS, attacks.ATTACKS),
               ("method", methods.PARAMS, methods.METHODS),
-              ("seq attack", seq_attacks.PARAMS, seq_attacks._BUILDERS)]  # pylint: disable=protected-access
+              ("seq attack", seq_attacks.PARAMS, seq_attacks._BUILDERS)]
+# pylint: enable=protected-access
 
 
 @pytest.mark.parametrize("kind,params,builders", REGISTRIES, ids=[r[0] for r in REGISTRIES])

@@ -38,7 +38,6 @@ Default hyper-parameters (the builders' own; `PARAMS` holds them typed, `DEFAULT
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from fedjax_rec import hparams
@@ -77,15 +76,13 @@ AGGREGATORS = tuple(_BUILDERS)
 
 
 def resolve_kwargs(name: str, kwargs) -> tuple[tuple[str, Any], ...]:
-  """`kwargs` (a `PARAMS` dataclass, a dict or pairs) with the defaults filled in, as
-  sorted pairs.
+  """`kwargs` (pairs or a dict) with the defaults filled in, as sorted pairs.
 
   Run records store this form, so a run records the values it used: a default changed
   in a later version cannot silently resume (or reuse) a run made under the old one.
   Unknown names are left for `make_aggregator` to reject.
   """
-  given = dataclasses.asdict(kwargs) if dataclasses.is_dataclass(kwargs) else dict(kwargs)
-  return tuple(sorted({**DEFAULTS.get(name, {}), **given}.items()))
+  return tuple(sorted({**DEFAULTS.get(name, {}), **dict(kwargs)}.items()))
 
 
 def make_aggregator(name: str, num_items: int, convention: str = "sum",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 from fedjax_rec import attacks
 from fedjax_rec.tasks.ncf import methods
@@ -39,6 +39,7 @@ class SimConfig(RunConfig):
   resample_negatives: bool = False
   round_assignment: str = "stratified"
   max_buckets: int = 12
+  ATTACK_PARAMS: ClassVar[Mapping[str, type]] = attacks.PARAMS
 
   def build_task(self, dataset):
     """The NCF task of this run on `dataset` (`tasks.ncf.task.build_task`)."""
@@ -47,7 +48,6 @@ class SimConfig(RunConfig):
   def __post_init__(self):
     super().__post_init__()
     self._set_hparams("method_kwargs", "method", self.method, methods.PARAMS)
-    self._set_hparams("attack_kwargs", "attack", self.attack, attacks.PARAMS)
     if self.num_negatives < 0:
       raise ValueError(f"num_negatives must be >= 0, got {self.num_negatives}")
     if dict(self.method_kwargs).get("rec_loss") == "bpr" and self.num_negatives < 1:

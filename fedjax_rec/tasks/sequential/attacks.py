@@ -39,8 +39,6 @@ from fedjax_rec.task import ClientUpload
 from fedjax_rec.models.encoders import Encoder, last_hidden, lookup
 from fedjax_rec.types import Array, PublicParams, PyTree
 
-SEQ_ATTACKS = ("a_hum", "psmu")
-
 
 def _bce(logits: Array, label: float) -> Array:
   return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label))
@@ -176,6 +174,7 @@ def make_psmu(encoder: Encoder, max_len: int, targets, num_items: int, *,
 
 
 _BUILDERS = {"a_hum": make_a_hum, "psmu": make_psmu}
+SEQ_ATTACKS = tuple(_BUILDERS)
 # Each sequential attack's typed hyper-parameters (`hparams.schema` of its builder).
 PARAMS: dict[str, type] = {name: hparams.schema(b, name=name) for name, b in _BUILDERS.items()}
 

@@ -14,6 +14,7 @@ lr 0.001 (the static presets' value) learns too little in that many steps.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar, Mapping
 
 from fedjax_rec.models.encoders import EncoderConfig
 from fedjax_rec.tasks.sequential.objective import ObjectiveConfig
@@ -48,10 +49,7 @@ class SeqConfig(RunConfig):
   server: ServerConfig = ServerConfig(optimizer="adam", lr=0.01)
   convention: str = "weighted"
   epochs: int = 40
-
-  def __post_init__(self):
-    super().__post_init__()
-    self._set_hparams("attack_kwargs", "attack", self.attack, seq_attacks.PARAMS)
+  ATTACK_PARAMS: ClassVar[Mapping[str, type]] = seq_attacks.PARAMS
 
   def build_task(self, dataset):
     """The sequential task of this run on `dataset` (`tasks.sequential.task`)."""
