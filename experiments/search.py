@@ -103,6 +103,12 @@ for _tag, _w in (("00005", 0.0005), ("0", 0.0)):
   _WEIGHTS[f"u05i{_tag}"] = ("cl4fedrec", (("lambda1", 0.5), ("lambda2", _w)))
 for _tag, _w in (("005", 0.05), ("0005", 0.005)):
   _WEIGHTS[f"u{_tag}i0"] = ("cl4fedrec", (("lambda1", _w), ("lambda2", 0.0)))
+# The sixth round: the paper's sums (Eqs. 1 and 9: `L_rec` summed over the samples,
+# `L_ic` over the positives) instead of means, at the paper's weights, and Original with
+# its BCE summed likewise; each on n16r.
+_SUM = (("loss_reduction", "sum"),)
+_WEIGHTS.update(sum_orig=("original", _SUM), sum_cl05=("cl4fedrec", _SUM),
+                sum_sg05=("simgcl", _SUM))
 for _name, (_method, _kwargs) in _WEIGHTS.items():
   CANDIDATES[_name] = _O2
   OVERRIDES[_name] = dict(OVERRIDES["n16r"], method=_method, method_kwargs=_kwargs)

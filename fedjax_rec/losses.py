@@ -111,19 +111,22 @@ def user_contrastive_loss(u: Array, u1: Array, u2: Array, negatives: Array,
   return info_nce(pos, neg)
 
 
-def item_contrastive_loss(v1: Array, v2: Array, mask: Array, tau: float) -> Array:
-  """`L_ic` of Eq. 9 over one client's positive items, averaged over them.
+def item_contrastive_loss(v1: Array, v2: Array, mask: Array, tau: float,
+                          reduction: str = "mean") -> Array:
+  """`L_ic` of Eq. 9 over one client's positive items, averaged or summed over them.
 
   For each real row k: `−log(e^{sim(v'_k, v''_k)/τ} / Σ_{real j} e^{sim(v'_k, v''_j)/τ})`.
-  The paper sums over k; we take the mean so that `λ2` weighs a term on the scale of
-  `L_rec` (itself a mean) whatever the client's size. Masked rows appear in neither the
-  numerator nor the denominator, whatever they hold (NaN included).
+  The paper sums over k (`reduction="sum"`, beside `L_rec` summed as in Eq. 1); the
+  mean makes `λ2` weigh a term on the scale of a mean `L_rec` whatever the client's
+  size. Masked rows appear in neither the numerator nor the denominator, whatever they
+  hold (NaN included).
 
   Args:
     v1: [P, d] first item view `V'`.
     v2: [P, d] second item view `V''`.
     mask: [P] bool, real rows.
     tau: temperature τ.
+    reduction: "mean" or "sum" over the real rows (static).
 
   Returns:
     Scalar loss (0 for a client with no real rows).
@@ -133,6 +136,8 @@ def item_contrastive_loss(v1: Array, v2: Array, mask: Array, tau: float) -> Arra
   sim = normalize(v1) @ normalize(v2).T / tau  # [P, P]
   logits = jnp.where(mask[None, :], sim, _MASKED_LOGIT)
   per_row = jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(sim)
+  if reduction == "sum":
+    return jnp.sum(jnp.where(mask, per_row, 0.0))
   return masked_mean(per_row, mask)
 
 

@@ -192,6 +192,56 @@ def test_cl4fedrec_loss_is_eq10(public, cl):
   np.testing.assert_allclose(got, reference(u, rows, data, ctx, key), rtol=1e-6)
 
 
+def test_cl4fedrec_summed_loss_is_eq10_as_written(public):
+  # loss_reduction="sum": Eq. 1 summed over the samples (weights count), Eq. 9 over the
+  # positives, the views' gradient that of the summed L_rec; padding changes nothing.
+  m = methods.make_method("cl4fedrec", CONFIG, **FAST_CL, loss_reduction="sum")
+  aux = jit(m.init_aux)(jax.random.key(1), public)
+  ctx, vg = m.context(aux), jit(jax.value_and_grad(m.loss_fn, argnums=(0, 1, 2)))
+  data = client([2, 3], [8, 9, 9, 11, 12, 13, 14, 15], 15)  # item 9 twice: weight 2
+  rows, u, key = rows_of(public, data), np.full(8, 0.3, np.float32), jax.random.key(7)
+
+  def rec(u, r, d):  # no mask needed beyond the padded rows' zero weight
+    bce = optax.sigmoid_binary_cross_entropy(
+        ncf.logits(CONFIG, public.net, jnp.tile(u, (r.shape[0], 1)), r), d.label)
+    return jnp.sum(jnp.where(d.mask, d.weight, 0.0) * jnp.where(d.mask, bce, 0.0))
+
+  @jit
+  def reference(u, rows, data, ctx, key):
+    u1, u2 = losses.two_views(jax.random.split(key)[0], u, 0.1)
+    g1, g2 = jax.grad(rec, 1)(u1, rows, data), jax.grad(rec, 1)(u2, rows, data)
+    v1, v2 = (rows - 0.5 * g1)[:2], (rows - 0.5 * g2)[:2]  # items 2, 3 lead
+    sim = losses.normalize(v1) @ losses.normalize(v2).T / 0.2
+    l_ic = jnp.sum(jax.nn.logsumexp(sim, axis=-1) - jnp.diagonal(sim))
+    return (rec(u, rows, data) + 0.5 * losses.user_contrastive_loss(u, u1, u2, ctx, 0.2)
+            + 0.5 * l_ic)
+
+  got, _ = vg(u, rows, public.net, data, ctx, key)
+  want = reference(u, rows, data, ctx, key)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  mean, _ = cl_value(public, data, rows, u, key)
+  assert float(got) > 3 * float(mean)  # the sum, not the mean: 9 samples' worth
+  long = client([2, 3], [8, 9, 9, 11, 12, 13, 14, 15], 20)
+  padded, _ = vg(u, rows_of(public, long, garbage=np.nan), public.net, long, ctx, key)
+  np.testing.assert_allclose(padded, got, rtol=1e-5)
+  with pytest.raises(ValueError, match="loss_reduction must be 'mean' or 'sum'"):
+    methods.make_method("simgcl", CONFIG, loss_reduction="total")
+
+
+def cl_value(public, data, rows, u, key):
+  m = methods.make_method("cl4fedrec", CONFIG, **FAST_CL)
+  aux = jit(m.init_aux)(jax.random.key(1), public)
+  return jit(jax.value_and_grad(m.loss_fn))(u, rows, public.net, data, m.context(aux), key)
+
+
+def test_item_contrastive_sum_is_mean_times_rows():
+  v1, v2 = normal(5, (2, 5, 8))
+  mask = np.asarray([True, True, True, False, True])
+  mean = losses.item_contrastive_loss(v1, v2, mask, 0.2)
+  total = losses.item_contrastive_loss(v1, v2, mask, 0.2, "sum")
+  np.testing.assert_allclose(total, 4 * mean, rtol=1e-6)
+
+
 def test_cl4fedrec_padding_invariant(public, cl):
   m, ctx, vg, _ = cl
   u, key = np.full(8, 0.2, np.float32), jax.random.key(9)

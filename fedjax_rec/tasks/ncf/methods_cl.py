@@ -44,8 +44,13 @@ def _check_common(tau: float, eta: float, max_positive_share: float) -> None:
          f"max_positive_share must be in (0, 1], got {max_positive_share}")
 
 
-def _rec(config: ncf.NCFConfig):
-  rec_fn = methods.rec_loss(config)
+def _check_reduction(loss_reduction: str) -> None:
+  _check(loss_reduction in ("mean", "sum"),
+         f"loss_reduction must be 'mean' or 'sum', got {loss_reduction!r}")
+
+
+def _rec(config: ncf.NCFConfig, reduction: str = "mean"):
+  rec_fn = methods.rec_loss(config, reduction=reduction)
   return lambda u, rows, mlp, data: rec_fn(u, rows, mlp, data, (), None)
 
 
@@ -76,21 +81,24 @@ def positive_rows(data: LocalData, max_positive_share: float = 1.0) -> tuple[Arr
 
 
 def gradient_item_views(config: ncf.NCFConfig, u1: Array, u2: Array, rows: Array, mlp: PyTree,
-                        data: LocalData, step: float, take=None) -> tuple[Array, Array]:
+                        data: LocalData, step: float, take=None,
+                        reduction: str = "mean") -> tuple[Array, Array]:
   """Eqs. 7-8: views `V − a ∇_V L_rec(u')` and `V − a ∇_V L_rec(u'')` of the taken rows.
 
-  `L_rec` is the mean BCE over the client's samples (`methods.rec_loss`), a sum of one
-  term per row, so the gradient of a row is its own term's, scaled by the row's share of
-  the weight: the views of the rows that `take` keeps (`positive_rows`, the identity by
-  default) cost those rows only, not the client's whole `L`. `Δ` is a constant, so
-  gradients reach `V` only directly.
+  `L_rec` is the BCE over the client's samples (`methods.rec_loss`), averaged or, as in
+  Eq. 1, summed (`reduction`): a sum of one term per row, so the gradient of a row is its
+  own term's times its weight (divided by the total weight for the mean). The views of
+  the rows that `take` keeps (`positive_rows`, the identity by default) cost those rows
+  only, not the client's whole `L`. `Δ` is a constant, so gradients reach `V` only
+  directly.
 
   Returns:
     `([P, d], [P, d])`: the views of `take(rows)`.
   """
   take = (lambda x: x) if take is None else take
   w = jnp.where(data.mask, data.weight, 0.0)
-  coef = jax.lax.stop_gradient(take(w) / jnp.maximum(jnp.sum(w), 1e-12))
+  total = 1.0 if reduction == "sum" else jnp.maximum(jnp.sum(w), 1e-12)
+  coef = jax.lax.stop_gradient(take(w) / total)
   kept, label = take(rows), take(data.label)
 
   def rec_of_kept(u, r):
@@ -129,7 +137,7 @@ def cl4fedrec(config: ncf.NCFConfig, *,
               use_regularizer: bool = False, num_hot: int = 100, num_sparse: int = 500,
               reg_steps: int = 10, reg_lr: float = 0.001, reg_optimizer: str = "adam",
               reg_tau: float | None = None, max_positive_share: float = 1.0,
-              name: str = "cl4fedrec") -> methods.Method:
+              loss_reduction: str = "mean", name: str = "cl4fedrec") -> methods.Method:
   """CL4FedRec (§4.1, Eq. 10); with `use_regularizer`, rCL4FedRec (§4.2.3).
 
   Args:
@@ -153,11 +161,15 @@ def cl4fedrec(config: ncf.NCFConfig, *,
     reg_tau: temperature of Eq. 13 (None: `tau`).
     max_positive_share: bound on a client's share of positive rows; below 1 it makes
       `L_ic` cheaper (see `positive_rows`).
+    loss_reduction: "mean": `L_rec` averaged over the samples and `L_ic` over the
+      positives; "sum": both summed, as Eqs. 1 and 9 write them (`L_uc` is one term
+      either way), which weighs the contrastive terms far less (docs/design.md).
     name: the method's name.
   """
   _check(lambda1 >= 0, f"lambda1 must be >= 0, got {lambda1}")
   _check(lambda2 >= 0, f"lambda2 must be >= 0, got {lambda2}")
   _check_common(tau, eta, max_positive_share)
+  _check_reduction(loss_reduction)
   _check(synthetic_sampling in ("popularity", "uniform"),
          f"synthetic_sampling must be 'popularity' or 'uniform', got {synthetic_sampling!r}")
   _check(item_view in ("gradient", "simgcl"),
@@ -181,7 +193,7 @@ def cl4fedrec(config: ncf.NCFConfig, *,
     reg = regularizers.popularity_regularizer(
         regularizers.hot_items(pop, num_hot), num_sparse, reg_steps, reg_lr,
         tau if reg_tau is None else reg_tau, reg_optimizer)
-  rec = _rec(config)
+  rec = _rec(config, loss_reduction)
 
   def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
     key_uview, key_iview = jax.random.split(key)
@@ -192,10 +204,12 @@ def cl4fedrec(config: ncf.NCFConfig, *,
     if item_cl:
       take, pos_mask = positive_rows(data, max_positive_share)
       if item_view == "gradient":
-        v1, v2 = gradient_item_views(config, u1, u2, rows, mlp, data, step_a, take)
+        v1, v2 = gradient_item_views(config, u1, u2, rows, mlp, data, step_a, take,
+                                     loss_reduction)
       else:
         v1, v2 = losses.two_views(key_iview, take(rows), eta)
-      total = total + lambda2 * losses.item_contrastive_loss(v1, v2, pos_mask, tau)
+      total = total + lambda2 * losses.item_contrastive_loss(v1, v2, pos_mask, tau,
+                                                             loss_reduction)
     return total
 
   def init_aux(key, params):
@@ -240,18 +254,23 @@ def rcl4fedrec(config: ncf.NCFConfig, **kwargs) -> methods.Method:
 
 
 def simgcl(config: ncf.NCFConfig, *, lambda2: float = 0.5, tau: float = 0.2,
-           eta: float = 0.1, max_positive_share: float = 1.0) -> methods.Method:
-  """SimGCL baseline: `L_rec + λ2 L_ic` with item views `v + ε` (Eq. 5 per row)."""
+           eta: float = 0.1, max_positive_share: float = 1.0,
+           loss_reduction: str = "mean") -> methods.Method:
+  """SimGCL baseline: `L_rec + λ2 L_ic` with item views `v + ε` (Eq. 5 per row).
+
+  `loss_reduction` as `cl4fedrec`'s (both terms averaged, or summed as Eqs. 1 and 9).
+  """
   _check(lambda2 >= 0, f"lambda2 must be >= 0, got {lambda2}")
   _check_common(tau, eta, max_positive_share)
-  rec = _rec(config)
+  _check_reduction(loss_reduction)
+  rec = _rec(config, loss_reduction)
 
   def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
     del ctx
     take, pos_mask = positive_rows(data, max_positive_share)
     v1, v2 = losses.two_views(key, take(rows), eta)  # key_iview
     return rec(u, rows, mlp, data) + lambda2 * losses.item_contrastive_loss(
-        v1, v2, pos_mask, tau)
+        v1, v2, pos_mask, tau, loss_reduction)
 
   return _no_aux("simgcl", loss_fn, positive_term=True)
 
