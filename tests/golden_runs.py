@@ -53,13 +53,22 @@ def run(name: str) -> list[dict]:
     cmd = [sys.executable, "-m", "experiments.train", *args, f"--workdir={wd}"]
     if need is not None:
       cmd.append(f"--data_dir={DATA_ROOT / need}")
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200,
+                          env=_user_env())
     if proc.returncode != 0:
       raise RuntimeError(f"golden run {name} failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
     rows = [json.loads(line) for line in (Path(wd) / "metrics.jsonl").read_text().splitlines()
             if line.strip()]
   keep = lambda k: k.startswith(PREFIXES) or k in ("epoch", "seed")
   return [{k: v for k, v in r.items() if keep(k)} for r in rows]
+
+
+def _user_env() -> dict:
+  """The environment without the test session's XLA options (`tests/conftest.py`)."""
+  env = dict(os.environ)
+  if "FEDJAX_REC_XLA_FLAGS_OUTSIDE_TESTS" in env:
+    env["XLA_FLAGS"] = env.pop("FEDJAX_REC_XLA_FLAGS_OUTSIDE_TESTS")
+  return env
 
 
 def record(names: list[str]) -> None:

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _sharded_diffs(cases: str) -> dict:
   env = dict(os.environ, PYTHONPATH=str(REPO),
-             XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
+             "--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-m", "tests.scale.sharded_run", cases], cwd=REPO,
                         capture_output=True, text=True, timeout=600, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
