@@ -44,13 +44,8 @@ def _check_common(tau: float, eta: float, max_positive_share: float) -> None:
          f"max_positive_share must be in (0, 1], got {max_positive_share}")
 
 
-def _check_reduction(loss_reduction: str) -> None:
-  _check(loss_reduction in ("mean", "sum"),
-         f"loss_reduction must be 'mean' or 'sum', got {loss_reduction!r}")
-
-
 def _rec(config: ncf.NCFConfig, reduction: str = "mean"):
-  rec_fn = methods.rec_loss(config, reduction=reduction)
+  rec_fn = methods.rec_loss(config, reduction=reduction)  # checks `reduction`
   return lambda u, rows, mlp, data: rec_fn(u, rows, mlp, data, (), None)
 
 
@@ -169,7 +164,6 @@ def cl4fedrec(config: ncf.NCFConfig, *,
   _check(lambda1 >= 0, f"lambda1 must be >= 0, got {lambda1}")
   _check(lambda2 >= 0, f"lambda2 must be >= 0, got {lambda2}")
   _check_common(tau, eta, max_positive_share)
-  _check_reduction(loss_reduction)
   _check(synthetic_sampling in ("popularity", "uniform"),
          f"synthetic_sampling must be 'popularity' or 'uniform', got {synthetic_sampling!r}")
   _check(item_view in ("gradient", "simgcl"),
@@ -262,7 +256,6 @@ def simgcl(config: ncf.NCFConfig, *, lambda2: float = 0.5, tau: float = 0.2,
   """
   _check(lambda2 >= 0, f"lambda2 must be >= 0, got {lambda2}")
   _check_common(tau, eta, max_positive_share)
-  _check_reduction(loss_reduction)
   rec = _rec(config, loss_reduction)
 
   def loss_fn(u, rows, mlp, data: LocalData, ctx, key):
