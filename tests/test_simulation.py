@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -234,6 +233,7 @@ def test_uniform_plan_falls_back_to_exact_plan():
   lengths = np.array([1000] * 5 + [10] * 95)
   plan = scheduling.plan_buckets(lengths, 10, num_draws=4, seed=0)
   heavy = np.sort(lengths[:10])[::-1]  # five heavy clients in one chunk
+  assert not plan.fits(heavy)  # four draws never saw such a chunk
   grid = scheduling.length_grid(1000)
   exact = scheduling.exact_plan(heavy, 10, grid)
   assert exact.fits(heavy)

@@ -13,8 +13,8 @@ item's [n, n] Gram of its uploaders, over the dense item blocks of `item_blocks.
 capacity at least `DENSE_SHARE` of the client x item grid) a sum of matmuls over chunks
 of items, each chunk's rows scattered into a bounded dense [C, chunk * d]. The MLP part
 is a matmul of the clients' MLP gradients centred at their mean (distances do not change;
-the centring keeps the identity accurate). Distances are clamped at 0 and symmetrized; float32 with HIGHEST
-matmul precision. The row part is not centred, so two near-identical clients with large
+the centring keeps the identity accurate). Distances are clamped at 0 and symmetrized;
+float32 with HIGHEST matmul precision. The row part is not centred, so two near-identical clients with large
 rows get a distance accurate to about 1e-7 of their squared norms, not better.
 """
 
