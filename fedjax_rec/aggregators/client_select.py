@@ -14,8 +14,9 @@ capacity at least `DENSE_SHARE` of the client x item grid) a sum of matmuls over
 of items, each chunk's rows scattered into a bounded dense [C, chunk * d]. The MLP part
 is a matmul of the clients' MLP gradients centred at their mean (distances do not change;
 the centring keeps the identity accurate). Distances are clamped at 0 and symmetrized;
-float32 with HIGHEST matmul precision. The row part is not centred, so two near-identical clients with large
-rows get a distance accurate to about 1e-7 of their squared norms, not better.
+float32 with HIGHEST matmul precision. The row part is not centred, so two
+near-identical clients with large rows get a distance accurate to about 1e-7 of their
+squared norms, not better.
 """
 
 from __future__ import annotations
