@@ -29,9 +29,9 @@ from absl import flags
 
 from experiments import reproduce_fortress, reproduce_peer
 from experiments.repro_specs import EXPERIMENTS, Experiment
-from fedjax_rec import checkpoints, plots
+from fedjax_rec import checkpoints, hparams, plots
 from fedjax_rec.results_store import STORE_NAME, ResultsStore, run_point
-from fedjax_rec.tasks.ncf import centralized
+from fedjax_rec.tasks.ncf import centralized, methods
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks import select_targets
 from fedjax_rec.data.loaders import load_dataset, popularity_all
@@ -66,6 +66,9 @@ def _config(exp: Experiment, overrides: dict, dataset, seed: int):
   pop = popularity_all(dataset)
   targets = tuple(int(t) for t in select_targets(pop, "least_popular", seed))
   cfg = get_preset(exp.preset, seed=seed, targets=targets, **over)
+  # A default spelled out is the default: the point is the one the other tables share.
+  cfg = dataclasses.replace(cfg, method_kwargs=hparams.without_defaults(
+      cfg.method_kwargs, methods.PARAMS[cfg.method]))
   if attack != "none":
     cfg = dataclasses.replace(cfg, attack=attack, num_malicious=max(
         1, default_num_malicious(dataset.num_users, exp.malicious_share)))

@@ -140,6 +140,18 @@ def canonical(kind: str, name: str, given, params: Mapping[str, type]) -> Pairs:
   return tuple(sorted(items))
 
 
+def without_defaults(pairs: Pairs, params_type: type) -> Pairs:
+  """`pairs` less those that equal their field's default (a bool only equals a bool).
+
+  Two configs that differ only in spelling a default out then hash alike: Figure 6's
+  explicit `num_synthetic_users=60` is the same run as Table 2's rCL4FedRec.
+  """
+  defaults_ = defaults(params_type)
+  same = lambda k, v: (k in defaults_ and isinstance(v, bool) == isinstance(defaults_[k], bool)
+                       and v == defaults_[k])
+  return tuple((k, v) for k, v in pairs if not same(k, v))
+
+
 def typed(name: str, pairs, params: Mapping[str, type]):
   """The `schema` dataclass of `name` holding `pairs`, the other fields at defaults."""
   return params[name](**dict(pairs))

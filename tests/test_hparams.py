@@ -110,3 +110,12 @@ def test_every_form_gives_one_record():
   typed = dataclasses.replace(base, method="rcl4fedrec", method_kwargs=cl)
   assert dict(typed.method_kwargs)["use_user_cl"] is False
   assert hparams.typed("rcl4fedrec", typed.method_kwargs, methods.PARAMS) == cl
+
+
+def test_without_defaults_drops_only_values_equal_to_their_default():
+  params = methods.PARAMS["rcl4fedrec"]
+  pairs = (("lambda1", 0.5), ("lambda2", 0.7), ("num_synthetic_users", 60),
+           ("use_user_cl", False))
+  assert hparams.without_defaults(pairs, params) == (("lambda2", 0.7), ("use_user_cl", False))
+  assert hparams.without_defaults((("num_hot", 100.0),), params) == ()
+  assert hparams.without_defaults((), params) == ()

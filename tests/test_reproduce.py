@@ -62,6 +62,19 @@ def test_runs_tables_figures_and_resume(tmp_path: Path, parsed_flags):
   assert again.equals(frame)
 
 
+def test_a_default_spelled_out_names_the_same_point(parsed_flags):
+  """Figure 6's explicit |U_syn| = 60 (the default) is Table 2's rCL4FedRec point."""
+  from experiments.repro_specs import EXPERIMENTS
+  eval_config = reproduce.EvalConfig(every=5)
+  names = {}
+  for name, label in (("table2", "rcl4fedrec"), ("figure6", "|U_syn|=60"),
+                      ("figure6", "|U_syn|=40")):
+    exp = EXPERIMENTS[name]._replace(dataset="synthetic")
+    overrides = next(o for lab, o, _ in exp.rows if lab == label)
+    cfg = reproduce._config(exp, overrides, reproduce._dataset("synthetic", 0), 0)
+    names[label] = reproduce.point_name(exp, cfg, eval_config)
+  assert names["rcl4fedrec"] == names["|U_syn|=60"] != names["|U_syn|=40"]
+
 
 def test_table_mean_and_sample_std_over_seeds():
   exp = _experiment()
