@@ -143,8 +143,9 @@ def canonical(kind: str, name: str, given, params: Mapping[str, type]) -> Pairs:
 def without_defaults(pairs: Pairs, params_type: type) -> Pairs:
   """`pairs` less those that equal their field's default (a bool only equals a bool).
 
-  Two configs that differ only in spelling a default out then hash alike: Figure 6's
-  explicit `num_synthetic_users=60` is the same run as Table 2's rCL4FedRec.
+  Two configs that differ only in spelling a default out then make one record
+  (`experiments.reproduce` names its points by it). As for a value not given, a later
+  change of the default is then not seen in the record.
   """
   defaults_ = defaults(params_type)
   same = lambda k, v: (k in defaults_ and isinstance(v, bool) == isinstance(defaults_[k], bool)

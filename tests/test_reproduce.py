@@ -8,7 +8,7 @@ import pytest
 from absl import flags
 
 from experiments import reproduce
-from experiments.repro_specs import Experiment
+from experiments.repro_specs import EXPERIMENTS, Experiment
 
 FLAGS = flags.FLAGS
 
@@ -64,7 +64,6 @@ def test_runs_tables_figures_and_resume(tmp_path: Path, parsed_flags):
 
 def test_a_default_spelled_out_names_the_same_point(parsed_flags):
   """Figure 6's explicit |U_syn| = 60 (the default) is Table 2's rCL4FedRec point."""
-  from experiments.repro_specs import EXPERIMENTS
   eval_config = reproduce.EvalConfig(every=5)
   names = {}
   for name, label in (("table2", "rcl4fedrec"), ("figure6", "|U_syn|=60"),
