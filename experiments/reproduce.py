@@ -207,7 +207,7 @@ def table(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
-  """A hyper-parameter sweep as one curve; per-epoch curves as small multiples.
+  """A hyper-parameter sweep as one curve (± seed std); per-epoch curves as small multiples.
 
   Rows labelled `panel / line` (Figure 5: attack / defense) get one panel per prefix, with
   one style per line name in every panel. Each line has its own hollow marker, so lines
@@ -218,8 +218,10 @@ def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
     fig, (ax,) = plots.new_figure()
     last = frame.sort_values("epoch").groupby(["label", "seed"]).tail(1)
     xs = [float(label.split("=")[1]) for label, _, _ in exp.rows]
-    ys = [last[last.label == label][metric].mean() for label, _, _ in exp.rows]
-    ax.plot(xs, ys, marker="o")
+    vals = [last[last.label == label][metric] for label, _, _ in exp.rows]
+    # The seed spread beside the mean: differences within it are not effects.
+    ax.errorbar(xs, [v.mean() for v in vals], yerr=[v.std(ddof=1) if len(v) > 1 else 0.0
+                                                   for v in vals], marker="o", capsize=3)
     ax.set_xlabel(exp.x_axis)
     ax.set_ylabel(exp.metrics[0])
     fig.suptitle(exp.title, fontsize=9)

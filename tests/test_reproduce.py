@@ -86,3 +86,12 @@ def test_table_mean_and_sample_std_over_seeds():
   assert tab.loc["alpha=0.0", "er@5 (ours)"] == "0.5000 ± 0.3536"
   assert tab.loc["alpha=0.0", "recall@20 (ours)"] == "0.2000 ± 0.1414"
   assert tab.loc["alpha=5.0", "er@5 (ours)"] == "0.5000 (1 seed)"
+
+
+def test_sweep_figure_plots_the_mean_with_the_seed_spread(tmp_path: Path):
+  exp = Experiment("figuresweep", "Figure 6: test", [
+      (f"|U_syn|={n}", {}, {}) for n in (10, 20)], metrics=("recall@20",), x_axis="|U_syn|")
+  frame = pd.DataFrame({"label": ["|U_syn|=10"] * 2 + ["|U_syn|=20"], "seed": [0, 1, 0],
+                        "epoch": [19, 19, 19], "test/recall@20": [0.02, 0.03, 0.025]})
+  reproduce.figure(exp, frame, tmp_path / "s.png")
+  assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
