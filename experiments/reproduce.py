@@ -150,12 +150,23 @@ def run_experiment(exp: Experiment, workdir: Path, seeds: int) -> tuple[pd.DataF
 
 
 def spectra(exp: Experiment, runs: list) -> pd.DataFrame:
-  """Figure 4b: the sorted singular values of each run's final item table `V`."""
+  """Figure 4b: the sorted singular values of each run's final item table `V`.
+
+  Each run's spectrum is kept beside the store (`<workdir>/spectra/<point>.json`, kept
+  with the results) once taken, so a point read back from `results.csv` without its
+  checkpoint (`points/` is not kept) still has its spectrum.
+  """
   out = []
   for r in runs:
-    sim = Simulator(r.config, _dataset(exp.dataset, r.seed))
-    state = checkpoints.load_checkpoint(r.workdir / "checkpoint.msgpack", sim.init())
-    values = np.asarray(singular_values(state.server.params.item_emb, normalize=True))
+    cache = r.workdir.parent.parent / "spectra" / f"{r.workdir.name}.json"
+    if cache.exists():
+      values = json.loads(cache.read_text())["singular_values"]
+    else:
+      sim = Simulator(r.config, _dataset(exp.dataset, r.seed))
+      state = checkpoints.load_checkpoint(r.workdir / "checkpoint.msgpack", sim.init())
+      values = [float(v) for v in singular_values(state.server.params.item_emb,
+                                                  normalize=True)]
+      checkpoints.atomic_write_json(cache, {"singular_values": values})
     out += [{"label": r.label, "seed": r.seed, "index": i, "singular_value": float(v)}
             for i, v in enumerate(values)]
   return pd.DataFrame(out)

@@ -53,6 +53,12 @@ def test_runs_tables_figures_and_resume(tmp_path: Path, parsed_flags):
   assert not np.allclose(spec[spec.label == "alpha=0.0"].singular_value.to_numpy(),
                          spec[spec.label == "alpha=5.0"].singular_value.to_numpy())
   reproduce.spectra_figure(exp, spec, tmp_path / "fb.png")
+  # Spectra are kept beside the store: without the checkpoints they read back alike.
+  for r in runs:
+    (r.workdir / "checkpoint.msgpack").rename(r.workdir / "moved.msgpack")
+  pd.testing.assert_frame_equal(reproduce.spectra(exp, runs), spec)
+  for r in runs:
+    (r.workdir / "moved.msgpack").rename(r.workdir / "checkpoint.msgpack")
   for png in ("f.png", "fb.png"):
     assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   # A rerun trains nothing: every run directory is finished and left untouched.
