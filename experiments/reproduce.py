@@ -149,7 +149,7 @@ def run_experiment(exp: Experiment, workdir: Path, seeds: int) -> tuple[pd.DataF
   return pd.concat(frames, ignore_index=True), runs
 
 
-def spectra(exp: Experiment, runs: list) -> pd.DataFrame:
+def spectra(exp: Experiment, runs: list, workdir: Path) -> pd.DataFrame:
   """Figure 4b: the sorted singular values of each run's final item table `V`.
 
   Each run's spectrum is kept beside the store (`<workdir>/spectra/<point>.json`, kept
@@ -158,7 +158,7 @@ def spectra(exp: Experiment, runs: list) -> pd.DataFrame:
   """
   out = []
   for r in runs:
-    cache = r.workdir.parent.parent / "spectra" / f"{r.workdir.name}.json"
+    cache = workdir / "spectra" / f"{r.workdir.name}.json"  # the point's name
     if cache.exists():
       values = json.loads(cache.read_text())["singular_values"]
     else:
@@ -310,7 +310,7 @@ def _main():
       figure(exp, frame, workdir / f"{name}.png")
       print(f"wrote {workdir / (name + '.png')}")
     if exp.spectra:
-      spec = spectra(exp, runs)
+      spec = spectra(exp, runs, workdir)
       checkpoints.atomic_write_text(workdir / f"{name}b.csv", spec.to_csv(index=False))
       spectra_figure(exp, spec, workdir / f"{name}b.png")
       print(f"wrote {workdir / (name + 'b.png')}")

@@ -45,7 +45,7 @@ def test_runs_tables_figures_and_resume(tmp_path: Path, parsed_flags):
   assert list(tab.configuration) == ["alpha=0.0", "alpha=5.0"]
   assert tab["er@5 (paper)"].iloc[0] == 0.5
   reproduce.figure(exp, frame, tmp_path / "f.png")
-  spec = reproduce.spectra(exp, runs)
+  spec = reproduce.spectra(exp, runs, tmp_path)
   # Normalized spectra start at 1 and decrease; the two alphas train different tables.
   for label in ("alpha=0.0", "alpha=5.0"):
     s = spec[spec.label == label].singular_value.to_numpy()
@@ -56,7 +56,7 @@ def test_runs_tables_figures_and_resume(tmp_path: Path, parsed_flags):
   # Spectra are kept beside the store: without the checkpoints they read back alike.
   for r in runs:
     (r.workdir / "checkpoint.msgpack").rename(r.workdir / "moved.msgpack")
-  pd.testing.assert_frame_equal(reproduce.spectra(exp, runs), spec)
+  pd.testing.assert_frame_equal(reproduce.spectra(exp, runs, tmp_path), spec)
   for r in runs:
     (r.workdir / "moved.msgpack").rename(r.workdir / "checkpoint.msgpack")
   for png in ("f.png", "fb.png"):
