@@ -128,25 +128,30 @@ class Run(NamedTuple):
 
 
 def run_experiment(exp: Experiment, workdir: Path, seeds: int) -> tuple[pd.DataFrame, list]:
-  """Runs (or resumes) every configuration and seed; returns per-epoch rows and the runs."""
-  frames, runs = [], []
+  """Runs (or resumes) every configuration and seed; returns per-epoch rows and the runs.
+
+  Points train seed by seed (every row's seed 0 first), so a reproduction cut short
+  already has one seed of every row; rows and runs come back row by row.
+  """
+  done = {}
   total = len(exp.rows) * seeds
   eval_config = EvalConfig(every=FLAGS.eval_every)
   store = ResultsStore(workdir / STORE_NAME, STORE_KEYS)
-  for label, overrides, _ in exp.rows:
-    for seed in range(seeds):
-      dataset = _dataset(exp.dataset, seed)
+  for seed in range(seeds):
+    dataset = _dataset(exp.dataset, seed)
+    for i, (label, overrides, _) in enumerate(exp.rows):
       cfg = _config(exp, overrides, dataset, seed)
       pid = point_name(exp, cfg, eval_config)
-      prefix = f"[{len(runs) + 1}/{total}] {exp.name}: {label} seed {seed}"
+      prefix = f"[{len(done) + 1}/{total}] {exp.name}: {label} seed {seed}"
       rows = pd.DataFrame(run_point(
           store, pid, {"dataset": exp.dataset, "method": cfg.method, "seed": seed}, cfg,
           dataset, eval_config=eval_config,
           log=lambda line, prefix=prefix: print(f"{prefix} | {line}", flush=True)))
       rows["label"], rows["seed"] = label, seed
-      frames.append(rows)
-      runs.append(Run(label, seed, cfg, store.point_dir(pid)))
-  return pd.concat(frames, ignore_index=True), runs
+      done[i, seed] = rows, Run(label, seed, cfg, store.point_dir(pid))
+  order = sorted(done)
+  return (pd.concat([done[k][0] for k in order], ignore_index=True),
+          [done[k][1] for k in order])
 
 
 def spectra(exp: Experiment, runs: list, workdir: Path) -> pd.DataFrame:

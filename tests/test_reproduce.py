@@ -68,6 +68,25 @@ def test_runs_tables_figures_and_resume(tmp_path: Path, parsed_flags):
   assert again.equals(frame)
 
 
+def test_points_train_seed_by_seed_and_come_back_row_by_row(tmp_path, parsed_flags,
+                                                            monkeypatch):
+  trained = []
+
+  def fake_run_point(store, pid, keys, cfg, dataset, eval_config, log):
+    trained.append((cfg.method_kwargs, keys["seed"]))
+    return [{"epoch": 1, "test/er@5": float(keys["seed"])}]
+
+  monkeypatch.setattr(reproduce, "run_point", fake_run_point)
+  exp = _experiment()
+  frame, runs = reproduce.run_experiment(exp, tmp_path, seeds=2)
+  a0, a5 = (), (("alpha", 5.0),)  # alpha 0 is the default, so it is not spelled out
+  # Cut short after two points, every row already has its seed 0.
+  assert trained == [(a0, 0), (a5, 0), (a0, 1), (a5, 1)]
+  assert [(r.label, r.seed) for r in runs] == [
+      ("alpha=0.0", 0), ("alpha=0.0", 1), ("alpha=5.0", 0), ("alpha=5.0", 1)]
+  assert list(zip(frame.label, frame.seed)) == [(r.label, r.seed) for r in runs]
+
+
 def test_a_default_spelled_out_names_the_same_point(parsed_flags):
   """Figure 6's explicit |U_syn| = 60 (the default) is Table 2's rCL4FedRec point."""
   eval_config = reproduce.EvalConfig(every=5)
