@@ -35,7 +35,7 @@ from fedjax_rec.tasks.ncf import centralized, methods
 from fedjax_rec import metrics as metrics_lib
 from fedjax_rec.attacks import select_targets
 from fedjax_rec.data.loaders import load_dataset, popularity_all
-from fedjax_rec.tasks.ncf.presets import get_preset
+from fedjax_rec.tasks.ncf.presets import PRESETS, get_preset
 from fedjax_rec.geometry import singular_values
 from fedjax_rec.data.readers import DataFormatError
 from fedjax_rec.runner import EvalConfig, NonFiniteError, WorkdirError, config_dict
@@ -56,6 +56,9 @@ flags.DEFINE_string("data_dir", None, "Dataset directory (default: ../shared/dat
 flags.DEFINE_integer("eval_every", 1, "Evaluate every N epochs (figures need 1).")
 flags.DEFINE_enum("dataset", None, ["ml-1m-presplit", "ml-1m"], "Data of the CL4FedRec "
                   "tables: the pre-split the paper's numbers fit (default) or the random split.")
+flags.DEFINE_enum("preset", None, sorted(PRESETS), "Preset of the CL4FedRec tables and "
+                  "figures (default: each one's own, `paper` for all but the efficacy "
+                  "figure); paper-onestep with --dataset=ml-1m: the earlier measurements.")
 flags.DEFINE_bool("references", True, "Add MostPop and the centralized NCF (test metrics at "
                   "its best validation epoch) beside each table's rows.")
 
@@ -268,6 +271,15 @@ def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
   plots.save_figure(fig, out)
 
 
+def selected(exp: Experiment) -> Experiment:
+  """The experiment with `--dataset` (ML-1M's two splits only) and `--preset` applied."""
+  if FLAGS.dataset and exp.dataset in ("ml-1m", "ml-1m-presplit"):
+    exp = exp._replace(dataset=FLAGS.dataset)
+  if FLAGS.preset:
+    exp = exp._replace(preset=FLAGS.preset)
+  return exp
+
+
 def main(argv):
   """Bad input (flags, data, a workdir it must not overwrite) is one `error:` line, exit 2."""
   if len(argv) > 1:
@@ -299,9 +311,7 @@ def _main():
   for name in names:
     if name not in EXPERIMENTS:
       raise app.UsageError(f"unknown {name}; known: {', '.join(sorted(EXPERIMENTS))}")
-    exp = EXPERIMENTS[name]
-    if FLAGS.dataset and exp.dataset in ("ml-1m", "ml-1m-presplit"):
-      exp = exp._replace(dataset=FLAGS.dataset)
+    exp = selected(EXPERIMENTS[name])
     frame, runs = run_experiment(exp, workdir, FLAGS.seeds)
     tab = table(exp, frame)
     if FLAGS.references and name.startswith("table"):

@@ -104,3 +104,15 @@ def test_readme_flags_exist(program):
   proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                         timeout=300)
   assert proc.returncode == 0, proc.stderr[-1500:]
+
+
+@pytest.mark.parametrize("doc", ["README.md", *sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+def test_docs_link_only_files_in_the_repository(doc):
+  """A relative link in the README or docs/ names a file or folder that is there."""
+  path = ROOT / doc
+  text = re.sub(r"```.*?```|`[^`\n]*`", "", path.read_text(), flags=re.S)  # code is not a link
+  targets = re.findall(r"\]\(([^)\s]+)\)", text)
+  missing = [t for t in targets if not re.match(r"[a-z]+:", t)
+             and not (path.parent / t.split("#")[0]).exists()]
+  assert not missing, missing

@@ -87,6 +87,25 @@ def test_points_train_seed_by_seed_and_come_back_row_by_row(tmp_path, parsed_fla
   assert list(zip(frame.label, frame.seed)) == [(r.label, r.seed) for r in runs]
 
 
+def test_dataset_and_preset_flags_select_the_earlier_setting():
+  table2 = EXPERIMENTS["table2"]
+  FLAGS(["reproduce", "--dataset=ml-1m", "--preset=paper-onestep"])
+  try:
+    exp = reproduce.selected(table2)
+    # An experiment on other data keeps it; the preset applies to every experiment.
+    efficacy = reproduce.selected(EXPERIMENTS["figureefficacy"]._replace(dataset="synthetic"))
+  finally:
+    FLAGS.unparse_flags()
+  assert (exp.dataset, exp.preset) == ("ml-1m", "paper-onestep")
+  assert (table2.dataset, table2.preset) == ("ml-1m-presplit", "paper")
+  assert efficacy.dataset == "synthetic" and efficacy.preset == "paper-onestep"
+  FLAGS(["reproduce"])
+  try:
+    assert reproduce.selected(table2) == table2
+  finally:
+    FLAGS.unparse_flags()
+
+
 def test_a_default_spelled_out_names_the_same_point(parsed_flags):
   """Figure 6's explicit |U_syn| = 60 (the default) is Table 2's rCL4FedRec point."""
   eval_config = reproduce.EvalConfig(every=5)
