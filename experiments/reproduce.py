@@ -3,6 +3,7 @@ r"""Reproduces the CL4FedRec paper's tables and figures, resumably.
   python -m experiments.reproduce --table=2 --workdir=runs/repro
   python -m experiments.reproduce --figure=6 --seeds=3
   python -m experiments.reproduce --figure=efficacy     # A-hum vs defenses, ahum-reference
+  python -m experiments.reproduce --table=2 --dataset=ml-1m --preset=paper-onestep  # earlier
   python -m experiments.reproduce --peer=fedrecattack --epochs=30   # FedRecAttack's log
 
 Every (configuration, seed) is a point of the multi-run store in `--workdir`
@@ -299,6 +300,9 @@ def _fail(message: str, code: int = 2):
 
 
 def _main():
+  if (FLAGS.peer or FLAGS.paper == "fortress") and (FLAGS.dataset or FLAGS.preset):
+    raise app.UsageError("--dataset and --preset select the CL4FedRec tables' data and "
+                         "preset; the FORTRESS table and the peer rows have their own")
   if FLAGS.peer:
     return reproduce_peer.main()
   if FLAGS.paper == "fortress":

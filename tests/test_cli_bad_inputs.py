@@ -73,6 +73,8 @@ def _cases(tmp: Path):
         f"--workdir={tmp / 'sweep'}"], "dataset=ml-100k"),
       ("plot_store", "experiments.plot", [f"--workdir={tmp / 'store'}"], "results.csv"),
       ("reproduce_table", "experiments.reproduce", ["--table=9"], "unknown table9"),
+      ("reproduce_preset_fortress", "experiments.reproduce",
+       ["--paper=fortress", "--preset=paper-onestep"], "--preset"),
       ("benchmark_flag", "experiments.benchmark", ["--epochs=abc"], "--epochs"),
   ]
 
@@ -80,7 +82,7 @@ def _cases(tmp: Path):
 _NAMES = [
     "zero_attackers", "krum_f", "trimmed_f", "topk", "clients_per_round", "inject_faults",
     "eval_users", "seq_only_flag", "field", "negative_user", "data_dir_file", "workdir_file", "sweep_missing_data",
-    "plot_store", "reproduce_table", "benchmark_flag"]
+    "plot_store", "reproduce_table", "reproduce_preset_fortress", "benchmark_flag"]
 
 
 @pytest.mark.parametrize("name", _NAMES)
