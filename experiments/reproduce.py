@@ -300,9 +300,6 @@ def _fail(message: str, code: int = 2):
 
 
 def _main():
-  if (FLAGS.peer or FLAGS.paper == "fortress") and (FLAGS.dataset or FLAGS.preset):
-    raise app.UsageError("--dataset and --preset select the CL4FedRec tables' data and "
-                         "preset; the FORTRESS table and the peer rows have their own")
   if FLAGS.peer:
     return reproduce_peer.main()
   if FLAGS.paper == "fortress":

@@ -60,8 +60,9 @@ def _among(name: str, allowed) -> tuple[str, ...]:
 
 def main() -> None:
   """Runs (or resumes) the table from the flags; called by `experiments.reproduce`."""
-  if FLAGS.table or FLAGS.figure:
-    raise app.UsageError("--table/--figure are CL4FedRec's; --paper=fortress has one table")
+  if FLAGS.table or FLAGS.figure or FLAGS.dataset or FLAGS.preset:
+    raise app.UsageError("--table/--figure/--dataset/--preset are CL4FedRec's; "
+                         "--paper=fortress has one table")
   if FLAGS.data_dir:
     raise app.UsageError("--paper=fortress reads --data_root/<dataset>/, not --data_dir")
   datasets = _among("datasets", SEQ_DATASETS)

@@ -177,8 +177,10 @@ def _published_line(epoch: int) -> str:
 def main() -> None:
   """Called by `experiments.reproduce` with `--peer`."""
   from absl import app  # pylint: disable=import-outside-toplevel
-  if FLAGS.table or FLAGS.figure or FLAGS.paper != "cl4fedrec":
-    raise app.UsageError("--peer runs its own comparison: drop --table, --figure and --paper")
+  if (FLAGS.table or FLAGS.figure or FLAGS.dataset or FLAGS.preset
+      or FLAGS.paper != "cl4fedrec"):
+    raise app.UsageError("--peer runs its own comparison: drop --table, --figure, "
+                         "--dataset, --preset and --paper")
   if FLAGS.peer not in PEERS:
     raise app.UsageError(f"--peer={FLAGS.peer}: expected one of {', '.join(PEERS)}")
   seeds = FLAGS.seeds if FLAGS["seeds"].present else 1
