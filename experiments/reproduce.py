@@ -229,9 +229,11 @@ def table(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
 def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
   """A hyper-parameter sweep as one curve (± seed std); per-epoch curves as small multiples.
 
-  Rows labelled `panel / line` (Figure 5: attack / defense) get one panel per prefix, with
-  one style per line name in every panel. Each line has its own hollow marker, so lines
-  that coincide (several defenses at ER@5 = 0) stay visible as stacked markers.
+  Per-epoch curves get a grid of panels, one column per row of the experiment, so no line
+  can hide another: each panel draws its line (mean over seeds, ± one std shaded) over the
+  first line in grey, the reference (Figure 2: Original). Rows labelled `panel / line`
+  (Figure 5: attack / defense) get one grid row per prefix, each with its own reference
+  (Figure 5: no defense).
   """
   metric = f"test/{exp.metrics[0]}"
   if exp.x_axis:  # a sweep over one hyper-parameter: final metric vs value
@@ -248,26 +250,41 @@ def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
     plots.save_figure(fig, out)
     return
   labels = [label for label, _, _ in exp.rows]
+  stats = frame.groupby(["label", "epoch"])[metric].agg(["mean", "std"]).fillna(
+      {"std": 0.0}).reset_index()
+
+  share = exp.metrics[0].startswith("er@")  # a share: a 0-1 scale in every panel
+
+  def draw(ax, label, legend, style, band=True):
+    sub = stats[stats.label == label]
+    ax.plot(sub.epoch, sub["mean"], marker="o", markersize=3, label=legend, **style)
+    if band:
+      low, high = sub["mean"] - sub["std"], sub["mean"] + sub["std"]
+      if share:
+        low, high = low.clip(lower=0.0), high.clip(upper=1.0)
+      ax.fill_between(sub.epoch, low, high, alpha=0.2, color=style["color"])
+
   split = lambda label: label.split(" / ", 1) if " / " in label else ("", label)
+  name = lambda panel, line: f"{panel} / {line}" if panel else line
   panels = list(dict.fromkeys(split(label)[0] for label in labels))
   lines = list(dict.fromkeys(split(label)[1] for label in labels))
-  fig, axes = plots.new_figure(ncols=len(panels))
-  mean = frame.groupby(["label", "epoch"])[metric].mean().reset_index()
-  markers = "osD^v<>xP*"
-  for ax, panel in zip(axes, panels):
-    for label in labels:
-      p, line = split(label)
-      if p != panel:
-        continue
-      k = lines.index(line)
-      sub = mean[mean.label == label]
-      ax.plot(sub.epoch, sub[metric], marker=markers[k % len(markers)], markersize=4,
-              markerfacecolor="none", label=line, **plots.line_style(k))
-    plots.epoch_axis(ax)
-    ax.set_ylabel(exp.metrics[0])
-    if panel:
-      ax.set_title(panel, fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+  fig, axes = plots.new_figure(ncols=len(lines), nrows=len(panels), size=(2.6, 2.2))
+  for i, panel in enumerate(panels):
+    reference = name(panel, lines[0])
+    for j, line in enumerate(lines):
+      ax = axes[i * len(lines) + j]
+      if j and reference in labels:
+        draw(ax, reference, lines[0], {"color": "0.6", "linestyle": "--"}, band=False)
+      if name(panel, line) in labels:
+        draw(ax, name(panel, line), line, plots.line_style(j))
+      plots.epoch_axis(ax)
+      if share:
+        ax.set_ylim(-0.05, 1.05)
+      ax.set_title(name(panel, line), fontsize=8)
+      ax.set_xlabel("global epoch" if i == len(panels) - 1 else "")
+      ax.set_ylabel(exp.metrics[0] if j == 0 else "")
+      if i == 0 and j == 1:
+        ax.legend(fontsize=6, loc="upper right")
   fig.suptitle(exp.title, fontsize=9)
   plots.save_figure(fig, out)
 

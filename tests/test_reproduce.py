@@ -139,3 +139,32 @@ def test_sweep_figure_plots_the_mean_with_the_seed_spread(tmp_path: Path):
                         "epoch": [19, 19, 19], "test/recall@20": [0.02, 0.03, 0.025]})
   reproduce.figure(exp, frame, tmp_path / "s.png")
   assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curve_figure_gives_every_line_a_panel_over_its_reference(tmp_path: Path, monkeypatch):
+  # Three defenses at ER@5 = 0 lay on one line; each now has a panel of its own.
+  exp = Experiment("figuregrid", "Figure 5: test", [
+      (f"{a} / {d}", {}, {}) for a in ("a_hum", "psmu") for d in ("none", "krum", "median")],
+      metrics=("er@5",))
+  frame = pd.DataFrame([
+      {"label": f"{a} / {d}", "seed": s, "epoch": e,
+       "test/er@5": 0.0 if d != "none" else 1.0 / e}
+      for a in ("a_hum", "psmu") for d in ("none", "krum", "median")
+      for s in (0, 1) for e in (1, 2)])
+  drawn = []
+  monkeypatch.setattr(reproduce.plots, "save_figure", lambda fig, path: drawn.append(fig))
+  reproduce.figure(exp, frame, tmp_path / "g.png")
+  axes = drawn[0].axes
+  assert [ax.get_title() for ax in axes] == [label for label, _, _ in exp.rows]
+  for ax in axes:
+    lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+    assert lines[ax.get_title().split(" / ")[1]] == ([1.0, 0.5] if "none" in ax.get_title()
+                                                     else [0.0, 0.0])
+    # The row's reference (no defense) under every other line, and only there.
+    assert ("none" in lines) and len(lines) == (1 if "none" in ax.get_title() else 2)
+  # Without a `panel / ` prefix the panels are one row, one per line.
+  flat = exp._replace(rows=[(d, {}, {}) for d in ("none", "krum")])
+  reproduce.figure(flat, frame.assign(label=frame.label.str.split(" / ").str[1]),
+                   tmp_path / "h.png")
+  assert [ax.get_title() for ax in drawn[1].axes] == ["none", "krum"]
+  assert [line.get_label() for line in drawn[1].axes[1].get_lines()] == ["none", "krum"]
