@@ -63,6 +63,8 @@ def pair_configurations(spec):
   """(comparison, A, B, dataset, target): the issues' speed targets on ML-1M (`spec`)."""
   yield ("CL4FedRec / Original", get_preset("paper"), get_preset("paper", method="cl4fedrec"),
          spec, 3.0)
+  yield ("UNION / Original", get_preset("paper"), get_preset("paper", method="union"), spec,
+         3.0)
   for agg in ROBUST:
     yield (f"{agg} / FedAvg", get_preset("paper"), get_preset("paper", aggregator=agg), spec,
            1.5)
@@ -88,6 +90,8 @@ def configurations(spec, pre):
   yield ("paper / cl4fedrec / fedavg", get_preset("paper", method="cl4fedrec"), spec,
          "target: <= 3x original")
   yield ("paper / rcl4fedrec / fedavg", get_preset("paper", method="rcl4fedrec"), spec, "")
+  yield ("paper / union / fedavg", get_preset("paper", method="union"), spec,
+         "target: <= 3x original")
   yield "paper / original / fedavg / MF", get_preset("paper", model=mf_model()), spec, "MF"
   for agg in ROBUST:
     yield (f"paper / original / {agg}", get_preset("paper", aggregator=agg), spec,

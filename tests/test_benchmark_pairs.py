@@ -26,6 +26,7 @@ _SCRIPT = textwrap.dedent("""
     names = [name for name, *_ in b.pair_configurations(None)]
     for agg in ("multi_krum", "bulyan", "union_filter"):
       assert f"{agg} / FedAvg" in names, names
+    assert "UNION / Original" in names, names
     union = b.bench_pair("union_filter / FedAvg", a, get_preset("ahum-reference",
                          clients_per_round=16, aggregator="union_filter"), data, 2, 1.5)
     assert len(union.a_s) == len(union.b_s) == 2, union

@@ -265,6 +265,23 @@ def test_union_term_hand_case(public):
   assert float(term(rows_of(public, one), one, jax.random.key(0), 15)) == 0
 
 
+def test_union_term_over_the_positives_prefix_equals_the_general_layout(public):
+  # The simulator's layout puts the positives first and bounds them (`pos_mask`, P = 4
+  # of 20 rows); the term then gathers P anchors, not L, with the same draws per row.
+  data = client([1, 2, 3], [5, 6, 7, 8, 9, 10, 11, 11, 12, 13, 14, 15, 16], 20)
+  prefix = data._replace(pos_mask=data.label[:4] > 0.5)
+  rows = rows_of(public, data, np.nan)
+  term = jit(jax.value_and_grad(methods_cl.union_term), static_argnums=3)
+  for seed in range(3):
+    key = jax.random.key(seed)
+    want, g_want = term(rows, data, key, 15)
+    got, g_got = term(rows, prefix, key, 15)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(g_got, g_want, rtol=1e-5, atol=1e-7)
+    assert float(want) > 0
+  assert methods.make_method("union", CONFIG).positive_term
+
+
 def test_union_loss_finite_with_padding(public):
   m = methods.make_method("union", CONFIG)
   data = client([1, 2, 3], [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], 20)

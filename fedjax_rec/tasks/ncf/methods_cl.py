@@ -275,23 +275,31 @@ def union_term(rows: Array, data: LocalData, key: Array, num_union_negatives: in
   positive, and `num_union_negatives` draws with replacement from the client's
   sampled negatives (a row of weight w is w samples) as negatives. Positives of a
   client with a single positive, or with no negatives, do not count.
+
+  The term runs over the positives' slots only (`P` of them in the simulator's layout,
+  where the positives lead the rows: `data.pos_mask`), not over all `L` rows; row `k`'s
+  draws are the `k`-th row of one `[L, 1 + K]` uniform draw in either layout, so the
+  value does not depend on the layout beyond float order.
   """
   length = data.mask.shape[0]
-  is_pos = data.positive
-  num_pos = jnp.sum(is_pos)
-  pos_order = jnp.argsort(jnp.logical_not(is_pos), stable=True)  # positives first
-  rank = jnp.cumsum(is_pos) - 1  # row k is the rank[k]-th positive
+  if data.pos_mask is not None:  # the simulator's layout: positives lead the rows
+    slot_row, slot_real = jnp.arange(data.pos_mask.shape[0]), data.pos_mask
+  else:
+    slot_row = jnp.argsort(jnp.logical_not(data.positive), stable=True)  # positives first
+    slot_real = jnp.arange(length) < jnp.sum(data.positive)
+  num_pos = jnp.sum(slot_real)
+  rank = jnp.arange(slot_row.shape[0])  # slot j holds the j-th positive
   # One uniform draw: column 0 picks the other positive, the rest the negatives.
-  draw = jax.random.uniform(key, (length, 1 + num_union_negatives))
+  draw = jax.random.uniform(key, (length, 1 + num_union_negatives))[slot_row]
   r = jnp.floor(draw[:, 0] * jnp.maximum(num_pos - 1, 1)).astype(jnp.int32)
   r = jnp.minimum(r, jnp.maximum(num_pos - 2, 0))  # float rounding may reach n − 1
-  other = pos_order[jnp.minimum(jnp.where(r >= rank, r + 1, r), length - 1)]  # != k
+  other = slot_row[jnp.minimum(jnp.where(r >= rank, r + 1, r), slot_row.shape[0] - 1)]
   # Inverse CDF over the negatives' (integer) sample weights: sample j of the total.
   cdf = jnp.cumsum(jnp.where(data.mask & (data.label <= 0.5), data.weight, 0.0))
   j = jnp.minimum(jnp.floor(draw[:, 1:] * cdf[-1]), cdf[-1] - 1)
   neg = jnp.minimum(jnp.searchsorted(cdf, j, side="right"), length - 1)
-  valid = is_pos & (num_pos >= 2) & (cdf[-1] > 0)
-  return losses.union_loss(rows, rows[other], rows[neg], valid)
+  valid = slot_real & (num_pos >= 2) & (cdf[-1] > 0)
+  return losses.union_loss(rows[slot_row], rows[other], rows[neg], valid)
 
 
 def union(config: ncf.NCFConfig, *, union_weight: float = 1.0,
@@ -306,7 +314,7 @@ def union(config: ncf.NCFConfig, *, union_weight: float = 1.0,
     return rec(u, rows, mlp, data) + union_weight * union_term(rows, data, key,
                                                                union_negatives)
 
-  return _no_aux("union", loss_fn)
+  return _no_aux("union", loss_fn, positive_term=True)
 
 
 def poc(config: ncf.NCFConfig, *, alpha: float = 0.0) -> methods.Method:

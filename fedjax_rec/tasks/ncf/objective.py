@@ -28,8 +28,9 @@ class Method(NamedTuple):
     epoch_end: `(params, aux, key) -> (params, aux, metrics)`, server steps after
       each global epoch.
     positive_term: whether the objective has a term over a client's positive rows
-      (`methods_cl.positive_rows`), quadratic in them; the driver then cuts the
-      heavy length classes by positives (`positive_classes`).
+      (`methods_cl.positive_rows`; quadratic in them for the contrastive terms, `K`
+      negatives each for UNION's); the driver then bounds the positives of each length
+      class and cuts the heavy classes by them (`positive_classes`).
   """
 
   name: str
