@@ -293,6 +293,7 @@ def union_term(rows: Array, data: LocalData, key: Array, num_union_negatives: in
   draw = jax.random.uniform(key, (length, 1 + num_union_negatives))[slot_row]
   r = jnp.floor(draw[:, 0] * jnp.maximum(num_pos - 1, 1)).astype(jnp.int32)
   r = jnp.minimum(r, jnp.maximum(num_pos - 2, 0))  # float rounding may reach n − 1
+  # The r-th of the other positives: slot r, or r + 1 past its own (never itself).
   other = slot_row[jnp.minimum(jnp.where(r >= rank, r + 1, r), slot_row.shape[0] - 1)]
   # Inverse CDF over the negatives' (integer) sample weights: sample j of the total.
   cdf = jnp.cumsum(jnp.where(data.mask & (data.label <= 0.5), data.weight, 0.0))
