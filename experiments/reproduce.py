@@ -250,37 +250,26 @@ def figure(exp: Experiment, frame: pd.DataFrame, out: Path) -> None:
     plots.save_figure(fig, out)
     return
   labels = [label for label, _, _ in exp.rows]
-  stats = frame.groupby(["label", "epoch"])[metric].agg(["mean", "std"]).fillna(
-      {"std": 0.0}).reset_index()
-
-  share = exp.metrics[0].startswith("er@")  # a share: a 0-1 scale in every panel
-
-  def draw(ax, label, legend, style, band=True):
-    sub = stats[stats.label == label]
-    ax.plot(sub.epoch, sub["mean"], marker="o", markersize=3, label=legend, **style)
-    if band:
-      low, high = sub["mean"] - sub["std"], sub["mean"] + sub["std"]
-      if share:
-        low, high = low.clip(lower=0.0), high.clip(upper=1.0)
-      ax.fill_between(sub.epoch, low, high, alpha=0.2, color=style["color"])
-
-  split = lambda label: label.split(" / ", 1) if " / " in label else ("", label)
-  name = lambda panel, line: f"{panel} / {line}" if panel else line
-  panels = list(dict.fromkeys(split(label)[0] for label in labels))
-  lines = list(dict.fromkeys(split(label)[1] for label in labels))
+  bounds = (0.0, 1.0) if exp.metrics[0].startswith("er@") else None  # a share: 0-1
+  split = lambda label: tuple(label.split(" / ", 1)) if " / " in label else ("", label)
+  cells = {split(label): label for label in labels}
+  panels = list(dict.fromkeys(panel for panel, _ in cells))
+  lines = list(dict.fromkeys(line for _, line in cells))
+  curve = lambda ax, label, legend, style, band=True: plots.mean_curve(
+      ax, frame[frame.label == label], metric, legend, style, band, bounds)
   fig, axes = plots.new_figure(ncols=len(lines), nrows=len(panels), size=(2.6, 2.2))
   for i, panel in enumerate(panels):
-    reference = name(panel, lines[0])
+    reference = cells.get((panel, lines[0]))
     for j, line in enumerate(lines):
-      ax = axes[i * len(lines) + j]
-      if j and reference in labels:
-        draw(ax, reference, lines[0], {"color": "0.6", "linestyle": "--"}, band=False)
-      if name(panel, line) in labels:
-        draw(ax, name(panel, line), line, plots.line_style(j))
+      ax, label = axes[i * len(lines) + j], cells.get((panel, line))
+      if j and reference:
+        curve(ax, reference, lines[0], {"color": "0.6", "linestyle": "--"}, band=False)
+      if label:
+        curve(ax, label, line, plots.line_style(j))
       plots.epoch_axis(ax)
-      if share:
-        ax.set_ylim(-0.05, 1.05)
-      ax.set_title(name(panel, line), fontsize=8)
+      if bounds:
+        ax.set_ylim(bounds[0] - 0.05, bounds[1] + 0.05)
+      ax.set_title(label or line, fontsize=8)
       ax.set_xlabel("global epoch" if i == len(panels) - 1 else "")
       ax.set_ylabel(exp.metrics[0] if j == 0 else "")
       if i == 0 and j == 1:

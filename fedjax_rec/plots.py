@@ -72,6 +72,19 @@ def config_labels(frame: pd.DataFrame) -> pd.Series:
   return frame[keys].astype(str).agg(" / ".join, axis=1)
 
 
+def mean_curve(ax: Axes, rows: pd.DataFrame, metric: str, label: str, style: dict,
+               band: bool = True, bounds: tuple[float, float] | None = None) -> None:
+  """`metric` of `rows` against epoch: the mean over seeds, ± one std shaded (`band`),
+  the shading clipped to `bounds` (a share's 0-1)."""
+  stats = rows.groupby("epoch")[metric].agg(["mean", "std"]).fillna({"std": 0.0})
+  ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=label, **style)
+  if band:
+    low, high = stats["mean"] - stats["std"], stats["mean"] + stats["std"]
+    if bounds is not None:
+      low, high = low.clip(lower=bounds[0]), high.clip(upper=bounds[1])
+    ax.fill_between(stats.index, low, high, alpha=0.2, color=style["color"])
+
+
 def plot_metric_per_epoch(frame: pd.DataFrame, metric: str) -> Figure:
   """`metric` against epoch: a panel per dataset, a line per configuration."""
   data = frame.dropna(subset=[metric]).assign(_label=config_labels(frame))
@@ -80,11 +93,7 @@ def plot_metric_per_epoch(frame: pd.DataFrame, metric: str) -> Figure:
   for ax, name in zip(axes, datasets):
     part = data[data["dataset"] == name]
     for k, (label, rows) in enumerate(part.groupby("_label", sort=False)):
-      stats = rows.groupby("epoch")[metric].agg(["mean", "std"]).fillna({"std": 0.0})
-      style = line_style(k)
-      ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=label, **style)
-      ax.fill_between(stats.index, stats["mean"] - stats["std"],
-                      stats["mean"] + stats["std"], alpha=0.2, color=style["color"])
+      mean_curve(ax, rows, metric, label, line_style(k))
     ax.set(title=name, ylabel=metric.removeprefix("test/"))
     epoch_axis(ax)
     ax.legend(fontsize="small")

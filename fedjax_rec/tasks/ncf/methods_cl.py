@@ -70,9 +70,22 @@ def positive_rows(data: LocalData, max_positive_share: float = 1.0) -> tuple[Arr
   length = data.mask.shape[0]
   if max_positive_share >= 1:
     return (lambda x: x), data.positive
-  capacity = max(1, int(np.ceil(max_positive_share * length)))
+  order, real = positive_slots(data, max(1, int(np.ceil(max_positive_share * length))))
+  return (lambda x: jnp.asarray(x)[order]), real
+
+
+def positive_slots(data: LocalData, capacity: int | None = None) -> tuple[Array, Array]:
+  """`(row [P], real [P])`: slot `j` holds the row of the client's `j`-th positive.
+
+  In the simulator's layout (`data.pos_mask`) the slots are its leading `P` rows;
+  otherwise the positives are ordered first (stably) and the first `capacity` slots
+  kept (default `L`).
+  """
+  if data.pos_mask is not None:
+    return jnp.arange(data.pos_mask.shape[0]), data.pos_mask
+  capacity = data.mask.shape[0] if capacity is None else capacity
   order = jnp.argsort(jnp.logical_not(data.positive), stable=True)[:capacity]
-  return (lambda x: jnp.asarray(x)[order]), jnp.arange(capacity) < jnp.sum(data.positive)
+  return order, jnp.arange(capacity) < jnp.sum(data.positive)
 
 
 def gradient_item_views(config: ncf.NCFConfig, u1: Array, u2: Array, rows: Array, mlp: PyTree,
@@ -282,11 +295,7 @@ def union_term(rows: Array, data: LocalData, key: Array, num_union_negatives: in
   value does not depend on the layout beyond float order.
   """
   length = data.mask.shape[0]
-  if data.pos_mask is not None:  # the simulator's layout: positives lead the rows
-    slot_row, slot_real = jnp.arange(data.pos_mask.shape[0]), data.pos_mask
-  else:
-    slot_row = jnp.argsort(jnp.logical_not(data.positive), stable=True)  # positives first
-    slot_real = jnp.arange(length) < jnp.sum(data.positive)
+  slot_row, slot_real = positive_slots(data)
   num_pos = jnp.sum(slot_real)
   rank = jnp.arange(slot_row.shape[0])  # slot j holds the j-th positive
   # One uniform draw: column 0 picks the other positive, the rest the negatives.
